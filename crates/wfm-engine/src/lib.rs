@@ -1,0 +1,36 @@
+//! The Workflow Manager's domain: CTI state, update application and view-state computation.
+//!
+//! Plain synchronous Rust: no async runtime, no I/O, no wire formats. Services wrap it.
+//!
+//! # Layout
+//! - [`id`]: validated identifiers, safe as dot-notation target segments.
+//! - [`model`]: the CTI state of a session (channels, agent states, interactions).
+//! - [`update`]: CTI updates, validated completely before they are applied.
+//! - [`capability`]: the capability catalogue and the [`CapSet`] bitset.
+//! - [`profile`]: options and feature switches.
+//! - `rules`: the built-in state rules of each capability.
+//! - [`view`]: view states, their diff, and `state.updated` events.
+//! - [`session`]: sequencing, and the view state last emitted.
+//! - [`error`]: why an update is refused.
+
+pub mod capability;
+pub mod error;
+pub mod id;
+pub mod model;
+pub mod profile;
+mod rules;
+pub mod session;
+pub mod update;
+pub mod view;
+
+pub use capability::{CapSet, Capability, TargetKind};
+pub use error::UpdateError;
+pub use id::Id;
+pub use model::{
+    AgentState, Channel, Direction, Interaction, InteractionState, Media, Pending, Recording,
+    SessionState,
+};
+pub use profile::{Options, Profile, Switch};
+pub use session::{Applied, Session};
+pub use update::{ChannelUpdate, CtiUpdate, InteractionChange};
+pub use view::{StateEvent, Target, TargetContext, TargetView, ViewState};

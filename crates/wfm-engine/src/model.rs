@@ -1,0 +1,304 @@
+//! The CTI state of a session: channels with their agent state, and interactions on them.
+//!
+//! The engine records facts reported by the Interaction Processor; the CTI platform is the
+//! source of truth, so nothing here models which transitions are allowed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::id::Id;
+
+/// The media of a channel. An interaction has the media of its channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Media {
+    /// Telephony.
+    Voice,
+    /// Web chat and messaging.
+    Chat,
+    /// Email.
+    Email,
+    /// Back-office work item.
+    Task,
+    /// Scheduled callback.
+    Callback,
+}
+
+impl Media {
+    /// Every media, in a stable order.
+    pub const ALL: [Media; 5] = [
+        Media::Voice,
+        Media::Chat,
+        Media::Email,
+        Media::Task,
+        Media::Callback,
+    ];
+
+    /// True for voice, whose interactions have the telephony capabilities.
+    pub fn is_voice(self) -> bool {
+        self == Media::Voice
+    }
+
+    /// The lowercase wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Media::Voice => "voice",
+            Media::Chat => "chat",
+            Media::Email => "email",
+            Media::Task => "task",
+            Media::Callback => "callback",
+        }
+    }
+}
+
+/// The agent state of one channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AgentState {
+    /// Not logged in on this channel.
+    LoggedOut,
+    /// Logged in, not accepting work (the channel's `reason` says why).
+    NotReady,
+    /// Waiting for work.
+    Ready,
+    /// Work is being offered or routed to the agent.
+    Reserved,
+    /// Handling work.
+    Busy,
+    /// Wrap-up after an interaction.
+    AfterCallWork,
+}
+
+impl AgentState {
+    /// The snake_case wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentState::LoggedOut => "logged_out",
+            AgentState::NotReady => "not_ready",
+            AgentState::Ready => "ready",
+            AgentState::Reserved => "reserved",
+            AgentState::Busy => "busy",
+            AgentState::AfterCallWork => "after_call_work",
+        }
+    }
+
+    /// True for every state but `logged_out`.
+    pub fn is_logged_in(self) -> bool {
+        self != AgentState::LoggedOut
+    }
+}
+
+/// A Ready or NotReady requested during a call, which the platform applies after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Pending {
+    /// Become ready when the current work ends.
+    Ready,
+    /// Become not ready (with the channel's `pending_reason`) when the current work ends.
+    NotReady,
+}
+
+impl Pending {
+    /// The snake_case wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pending::Ready => "ready",
+            Pending::NotReady => "not_ready",
+        }
+    }
+}
+
+/// The direction of an interaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// From a customer to the agent.
+    Inbound,
+    /// From the agent to a customer.
+    Outbound,
+    /// Between agents or extensions.
+    Internal,
+    /// A consultation leg placed by the agent.
+    Consult,
+}
+
+impl Direction {
+    /// The lowercase wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+            Direction::Internal => "internal",
+            Direction::Consult => "consult",
+        }
+    }
+}
+
+/// The state of an interaction. Voice and non-voice media have their own states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InteractionState {
+    /// Voice: ringing at the agent.
+    Alerting,
+    /// Voice: the agent's outbound or consult call is ringing at the far end.
+    Dialing,
+    /// Voice: talking.
+    Connected,
+    /// Voice: on hold.
+    Held,
+    /// Voice: the call attempt failed (busy, no answer) but the leg still exists.
+    Failed,
+    /// Non-voice: offered to the agent.
+    Offered,
+    /// Non-voice: being worked on.
+    Active,
+    /// Non-voice: parked by the agent.
+    Paused,
+    /// Any media: finished, awaiting disposition and completion.
+    WrapUp,
+    /// Any media: gone. An ended interaction gets one final all-disabled event and is dropped.
+    Ended,
+}
+
+impl InteractionState {
+    /// The snake_case wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InteractionState::Alerting => "alerting",
+            InteractionState::Dialing => "dialing",
+            InteractionState::Connected => "connected",
+            InteractionState::Held => "held",
+            InteractionState::Failed => "failed",
+            InteractionState::Offered => "offered",
+            InteractionState::Active => "active",
+            InteractionState::Paused => "paused",
+            InteractionState::WrapUp => "wrap_up",
+            InteractionState::Ended => "ended",
+        }
+    }
+
+    /// Whether the state exists for `media`.
+    pub fn applies_to(self, media: Media) -> bool {
+        use InteractionState::*;
+        match self {
+            Alerting | Dialing | Connected | Held | Failed => media.is_voice(),
+            Offered | Active | Paused => !media.is_voice(),
+            WrapUp | Ended => true,
+        }
+    }
+
+    /// Live work: it keeps the agent from logging out.
+    pub fn is_live(self) -> bool {
+        use InteractionState::*;
+        matches!(
+            self,
+            Alerting | Dialing | Connected | Held | Offered | Active
+        )
+    }
+
+    /// A voice call leg that still exists on the switch (wrap-up is no longer a call).
+    pub fn is_call_leg(self) -> bool {
+        use InteractionState::*;
+        matches!(self, Alerting | Dialing | Connected | Held | Failed)
+    }
+}
+
+impl fmt::Display for InteractionState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for Media {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Call recording state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Recording {
+    /// Not recording.
+    #[default]
+    Off,
+    /// Recording.
+    Active,
+    /// Recording paused (e.g. while card details are read out).
+    Paused,
+}
+
+/// One media channel of the agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Channel {
+    /// Unique in the session.
+    pub id: Id,
+    /// Fixed for the channel's life.
+    pub media: Media,
+    /// Current agent state.
+    pub state: AgentState,
+    /// Not-ready reason code; empty when none.
+    pub reason: String,
+    /// State requested during work, applied by the platform afterwards.
+    pub pending: Option<Pending>,
+    /// Reason code of a pending NotReady; empty when none.
+    pub pending_reason: String,
+}
+
+/// A call, chat, email, task or callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interaction {
+    /// Unique in the session.
+    pub id: Id,
+    /// The channel it is on; its media is the channel's.
+    pub channel: Id,
+    /// Inbound, outbound, internal or consult.
+    pub direction: Direction,
+    /// Current state; never `Ended` while tracked.
+    pub state: InteractionState,
+    /// For a consult leg: the interaction it consults for.
+    pub consult_of: Option<Id>,
+    /// Parties on the call including the agent; 2 for an ordinary call.
+    pub parties: u32,
+    /// Recording state.
+    pub recording: Recording,
+    /// Whether the agent's microphone is muted.
+    pub muted: bool,
+    /// Disposition code set by the agent; empty when none.
+    pub disposition: String,
+    /// Attached data.
+    pub data: BTreeMap<String, String>,
+}
+
+impl Interaction {
+    /// A new interaction with no relations, flags or data; parties default to two.
+    pub fn new(id: Id, channel: Id, direction: Direction, state: InteractionState) -> Self {
+        Self {
+            id,
+            channel,
+            direction,
+            state,
+            consult_of: None,
+            parties: 2,
+            recording: Recording::Off,
+            muted: false,
+            disposition: String::new(),
+            data: BTreeMap::new(),
+        }
+    }
+}
+
+/// The whole CTI state of one session.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SessionState {
+    /// Channels, in the order the IP listed them.
+    pub channels: Vec<Channel>,
+    /// Tracked (not ended) interactions, in arrival order.
+    pub interactions: Vec<Interaction>,
+}
+
+impl SessionState {
+    /// The channel with `id`.
+    pub fn channel(&self, id: &Id) -> Option<&Channel> {
+        self.channels.iter().find(|c| &c.id == id)
+    }
+
+    /// The interaction with `id`.
+    pub fn interaction(&self, id: &Id) -> Option<&Interaction> {
+        self.interactions.iter().find(|i| &i.id == id)
+    }
+}

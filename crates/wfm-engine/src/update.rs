@@ -1,0 +1,216 @@
+//! CTI updates and how they are validated and applied to a session's state.
+//!
+//! Every update is validated completely before anything is written, so a refused update
+//! leaves the state exactly as it was.
+
+use crate::error::UpdateError;
+use crate::id::Id;
+use crate::model::{
+    AgentState, Interaction, InteractionState, Media, Pending, Recording, SessionState,
+};
+
+/// One fact reported by the Interaction Processor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CtiUpdate {
+    /// The whole state; replaces everything and resets the sequence.
+    Snapshot(SessionState),
+    /// The new agent state of an existing channel.
+    Channel(ChannelUpdate),
+    /// A new interaction.
+    InteractionCreated(Interaction),
+    /// A change to a known interaction. Reaching `ended` drops it.
+    InteractionChanged(InteractionChange),
+}
+
+/// The agent state of a channel, as reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelUpdate {
+    /// The channel.
+    pub id: Id,
+    /// The media the IP believes the channel has; checked when given.
+    pub media: Option<Media>,
+    /// The new agent state.
+    pub state: AgentState,
+    /// Not-ready reason code; empty when none.
+    pub reason: String,
+    /// Pending state requested during work.
+    pub pending: Option<Pending>,
+    /// Reason code of a pending NotReady.
+    pub pending_reason: String,
+}
+
+/// The fields of an interaction that changed; `None` keeps the current value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InteractionChange {
+    /// The interaction (must be known).
+    pub id: Id,
+    /// New state.
+    pub state: Option<InteractionState>,
+    /// New consult relation; `Some(None)` clears it.
+    pub consult_of: Option<Option<Id>>,
+    /// New party count.
+    pub parties: Option<u32>,
+    /// New recording state.
+    pub recording: Option<Recording>,
+    /// New mute flag.
+    pub muted: Option<bool>,
+    /// New disposition; empty clears it.
+    pub disposition: Option<String>,
+    /// Attached data to set; an empty value removes the key.
+    pub data: Vec<(String, String)>,
+}
+
+/// Validates `state` as a complete session state, dropping interactions reported as ended.
+pub(crate) fn validate_state(mut state: SessionState) -> Result<SessionState, UpdateError> {
+    if state.channels.is_empty() {
+        return Err(UpdateError::NoChannels);
+    }
+    for (index, channel) in state.channels.iter().enumerate() {
+        if state.channels[..index].iter().any(|c| c.id == channel.id) {
+            return Err(UpdateError::DuplicateChannel(channel.id.clone()));
+        }
+    }
+    let mut checked: Vec<Interaction> = Vec::with_capacity(state.interactions.len());
+    for item in std::mem::take(&mut state.interactions) {
+        if checked.iter().any(|i| i.id == item.id) {
+            return Err(UpdateError::DuplicateInteraction(item.id));
+        }
+        let item = admit(&state, item)?;
+        if item.state != InteractionState::Ended {
+            checked.push(item);
+        }
+    }
+    state.interactions = checked;
+    Ok(state)
+}
+
+/// Checks a new interaction against the channels of `state` and shares its channel id.
+fn admit(state: &SessionState, mut item: Interaction) -> Result<Interaction, UpdateError> {
+    let channel = state
+        .channel(&item.channel)
+        .ok_or_else(|| UpdateError::UnknownChannel(item.channel.clone()))?;
+    check_state(&item.id, item.state, channel.media)?;
+    if item.consult_of.as_ref() == Some(&item.id) {
+        return Err(UpdateError::ConsultOfSelf(item.id));
+    }
+    // Sharing the channel's Arc turns later id comparisons into pointer comparisons.
+    item.channel = channel.id.clone();
+    Ok(item)
+}
+
+fn check_state(id: &Id, state: InteractionState, media: Media) -> Result<(), UpdateError> {
+    if state.applies_to(media) {
+        Ok(())
+    } else {
+        Err(UpdateError::StateNotForMedia {
+            interaction: id.clone(),
+            state,
+            media,
+        })
+    }
+}
+
+/// Applies a non-snapshot update to `state`, or refuses it without touching `state`.
+pub(crate) fn apply(state: &mut SessionState, update: CtiUpdate) -> Result<(), UpdateError> {
+    match update {
+        CtiUpdate::Snapshot(snapshot) => {
+            *state = validate_state(snapshot)?;
+        }
+        CtiUpdate::Channel(update) => {
+            let channel = state
+                .channels
+                .iter_mut()
+                .find(|c| c.id == update.id)
+                .ok_or(UpdateError::UnknownChannel(update.id))?;
+            if let Some(claimed) = update.media.filter(|m| *m != channel.media) {
+                return Err(UpdateError::ChannelMediaMismatch {
+                    channel: channel.id.clone(),
+                    actual: channel.media,
+                    claimed,
+                });
+            }
+            channel.state = update.state;
+            channel.reason = update.reason;
+            channel.pending = update.pending;
+            channel.pending_reason = update.pending_reason;
+        }
+        CtiUpdate::InteractionCreated(item) => {
+            if state.interaction(&item.id).is_some() {
+                return Err(UpdateError::DuplicateInteraction(item.id));
+            }
+            let item = admit(state, item)?;
+            if item.state != InteractionState::Ended {
+                state.interactions.push(item);
+            }
+        }
+        CtiUpdate::InteractionChanged(change) => apply_change(state, change)?,
+    }
+    Ok(())
+}
+
+fn apply_change(state: &mut SessionState, change: InteractionChange) -> Result<(), UpdateError> {
+    let id = change.id.clone();
+    let index = state
+        .interactions
+        .iter()
+        .position(|i| i.id == id)
+        .ok_or_else(|| UpdateError::UnknownInteraction(id.clone()))?;
+    let media = state
+        .channel(&state.interactions[index].channel)
+        .map(|c| c.media)
+        .ok_or_else(|| UpdateError::UnknownChannel(state.interactions[index].channel.clone()))?;
+    if let Some(new_state) = change.state {
+        check_state(&id, new_state, media)?;
+    }
+    if change.consult_of.as_ref().and_then(Option::as_ref) == Some(&id) {
+        return Err(UpdateError::ConsultOfSelf(id));
+    }
+
+    if change.state == Some(InteractionState::Ended) {
+        state.interactions.remove(index);
+        return Ok(());
+    }
+    let item = &mut state.interactions[index];
+    if let Some(s) = change.state {
+        item.state = s;
+    }
+    if let Some(consult_of) = change.consult_of {
+        item.consult_of = consult_of;
+    }
+    if let Some(parties) = change.parties {
+        item.parties = parties;
+    }
+    if let Some(recording) = change.recording {
+        item.recording = recording;
+    }
+    if let Some(muted) = change.muted {
+        item.muted = muted;
+    }
+    if let Some(disposition) = change.disposition {
+        item.disposition = disposition;
+    }
+    for (key, value) in change.data {
+        if value.is_empty() {
+            item.data.remove(&key);
+        } else {
+            item.data.insert(key, value);
+        }
+    }
+    Ok(())
+}
+
+impl InteractionChange {
+    /// A change of interaction `id` that changes nothing yet.
+    pub fn new(id: Id) -> Self {
+        Self {
+            id,
+            state: None,
+            consult_of: None,
+            parties: None,
+            recording: None,
+            muted: None,
+            disposition: None,
+            data: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! View state: the enabled capabilities of every target, how to compute it from the CTI
+//! state, and how two view states differ as `state.updated` events.
+
+use crate::capability::{CapSet, Capability, TargetKind};
+use crate::id::Id;
+use crate::model::{Direction, InteractionState, Media, Pending, SessionState};
+use crate::profile::Profile;
+use crate::rules::{self, LegTally};
+
+/// A target below the session, identified by its ids.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// The session itself.
+    Session,
+    /// A channel.
+    Channel(Id),
+    /// An interaction on a channel.
+    Interaction {
+        /// The channel.
+        channel: Id,
+        /// The interaction.
+        interaction: Id,
+    },
+}
+
+impl Target {
+    /// The dot-notation target name of the platform spec, e.g. `s1.voice.call-7`.
+    pub fn render(&self, session: &Id) -> String {
+        match self {
+            Target::Session => session.to_string(),
+            Target::Channel(channel) => format!("{session}.{channel}"),
+            Target::Interaction {
+                channel,
+                interaction,
+            } => {
+                format!("{session}.{channel}.{interaction}")
+            }
+        }
+    }
+}
+
+/// The computed view of one target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetView {
+    /// Which target.
+    pub target: Target,
+    /// Its kind, which decides the capabilities listed.
+    pub kind: TargetKind,
+    /// Its media (none for the session).
+    pub media: Option<Media>,
+    /// The capabilities enabled right now, always within the profile's defined set.
+    pub enabled: CapSet,
+}
+
+/// The view state of every target of a session, in tree order: the session, then each
+/// channel followed by its interactions.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ViewState {
+    targets: Vec<TargetView>,
+}
+
+impl ViewState {
+    /// Computes the view state of `state` under `profile`.
+    pub fn compute(state: &SessionState, profile: &Profile) -> ViewState {
+        let options = profile.options();
+        let mut targets = Vec::with_capacity(1 + state.channels.len() + state.interactions.len());
+        targets.push(TargetView {
+            target: Target::Session,
+            kind: TargetKind::Session,
+            media: None,
+            enabled: rules::session(state, options).intersect(profile.defined(TargetKind::Session)),
+        });
+        for channel in &state.channels {
+            let tally = LegTally::of(channel, &state.interactions);
+            let kind = TargetKind::channel(channel.media);
+            targets.push(TargetView {
+                target: Target::Channel(channel.id.clone()),
+                kind,
+                media: Some(channel.media),
+                enabled: rules::channel(channel, &tally).intersect(profile.defined(kind)),
+            });
+            let kind = TargetKind::interaction(channel.media);
+            let defined = profile.defined(kind);
+            for item in state
+                .interactions
+                .iter()
+                .filter(|i| i.channel == channel.id)
+            {
+                let enabled = if channel.media.is_voice() {
+                    rules::voice_interaction(item, &tally, &state.interactions, options)
+                } else {
+                    rules::other_interaction(item, options)
+                };
+                targets.push(TargetView {
+                    target: Target::Interaction {
+                        channel: channel.id.clone(),
+                        interaction: item.id.clone(),
+                    },
+                    kind,
+                    media: Some(channel.media),
+                    enabled: enabled.intersect(defined),
+                });
+            }
+        }
+        ViewState { targets }
+    }
+
+    /// Every target's view, in tree order.
+    pub fn targets(&self) -> &[TargetView] {
+        &self.targets
+    }
+
+    /// The view of `target`, if it exists.
+    pub fn get(&self, target: &Target) -> Option<&TargetView> {
+        self.targets.iter().find(|t| &t.target == target)
+    }
+
+    /// The targets whose view differs from `previous`, followed by the targets that are gone.
+    /// A gone target's change carries an empty enabled set: its final all-disabled view.
+    pub fn changes_since<'a>(
+        &'a self,
+        previous: &'a ViewState,
+    ) -> impl Iterator<Item = Change<'a>> {
+        let changed =
+            self.targets
+                .iter()
+                .enumerate()
+                .filter_map(
+                    move |(index, now)| match previous.find_near(&now.target, index) {
+                        Some(before) if before.enabled == now.enabled => None,
+                        _ => Some(Change {
+                            view: now,
+                            gone: false,
+                        }),
+                    },
+                );
+        let gone = previous
+            .targets
+            .iter()
+            .enumerate()
+            .filter_map(move |(index, before)| {
+                self.find_near(&before.target, index)
+                    .is_none()
+                    .then_some(Change {
+                        view: before,
+                        gone: true,
+                    })
+            });
+        changed.chain(gone)
+    }
+
+    /// Looks `target` up, trying `hint` first: most updates keep targets where they were.
+    fn find_near(&self, target: &Target, hint: usize) -> Option<&TargetView> {
+        match self.targets.get(hint) {
+            Some(view) if &view.target == target => Some(view),
+            _ => self.get(target),
+        }
+    }
+}
+
+/// One target whose view changed between two view states.
+#[derive(Debug, Clone, Copy)]
+pub struct Change<'a> {
+    /// The target's view: the new one, or the last one for a gone target.
+    pub view: &'a TargetView,
+    /// The target no longer exists; its final view has everything disabled.
+    pub gone: bool,
+}
+
+/// A small summary of a target for labels and debugging; never needed to know what is enabled.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TargetContext {
+    /// The media of a channel or interaction.
+    pub media: Option<Media>,
+    /// The agent, channel or interaction state, snake_case.
+    pub state: &'static str,
+    /// The not-ready reason code of a channel.
+    pub reason: Option<String>,
+    /// The pending state of a channel.
+    pub pending: Option<Pending>,
+    /// The direction of an interaction.
+    pub direction: Option<Direction>,
+}
+
+impl TargetContext {
+    /// The context as key/value pairs, in a stable order.
+    pub fn entries(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [
+            self.media.map(|m| ("media", m.as_str())),
+            Some(("state", self.state)),
+            self.reason.as_deref().map(|r| ("reason", r)),
+            self.pending.map(|p| ("pending", p.as_str())),
+            self.direction.map(|d| ("direction", d.as_str())),
+        ]
+        .into_iter()
+        .flatten()
+    }
+
+    /// The context of `target` in `state`, or of a target that has just gone.
+    pub(crate) fn of(target: &TargetView, state: &SessionState) -> TargetContext {
+        let gone = TargetContext {
+            media: target.media,
+            state: InteractionState::Ended.as_str(),
+            ..TargetContext::default()
+        };
+        match &target.target {
+            Target::Session => TargetContext {
+                state: if state.channels.iter().any(|c| c.state.is_logged_in()) {
+                    "logged_in"
+                } else {
+                    "logged_out"
+                },
+                ..TargetContext::default()
+            },
+            Target::Channel(id) => state.channel(id).map_or(gone, |c| TargetContext {
+                media: Some(c.media),
+                state: c.state.as_str(),
+                reason: (!c.reason.is_empty()).then(|| c.reason.clone()),
+                pending: c.pending,
+                direction: None,
+            }),
+            Target::Interaction { interaction, .. } => {
+                state
+                    .interaction(interaction)
+                    .map_or(gone, |i| TargetContext {
+                        media: target.media,
+                        state: i.state.as_str(),
+                        reason: None,
+                        pending: None,
+                        direction: Some(i.direction),
+                    })
+            }
+        }
+    }
+}
+
+/// The `state.updated` event of one target: its entire view state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateEvent {
+    /// Dot-notation target name.
+    pub target: String,
+    /// Every capability the profile defines for the target.
+    pub defined: CapSet,
+    /// The enabled ones; empty in a gone target's final event.
+    pub enabled: CapSet,
+    /// Labels for display.
+    pub context: TargetContext,
+}
+
+impl StateEvent {
+    /// Builds the event for `view` in `state` under `profile`.
+    pub(crate) fn new(
+        session: &Id,
+        view: &TargetView,
+        gone: bool,
+        state: &SessionState,
+        profile: &Profile,
+    ) -> Self {
+        StateEvent {
+            target: view.target.render(session),
+            defined: profile.defined(view.kind),
+            enabled: if gone { CapSet::EMPTY } else { view.enabled },
+            context: TargetContext::of(view, state),
+        }
+    }
+
+    /// Every defined capability with its enablement, in catalogue order.
+    pub fn capabilities(&self) -> impl Iterator<Item = (Capability, bool)> + '_ {
+        self.defined.iter().map(|c| (c, self.enabled.contains(c)))
+    }
+}

@@ -1,0 +1,13 @@
+//! The `wfm.v1` gRPC contract: prost messages, tonic client and server, and the descriptor set.
+//!
+//! # Layout
+//! Everything generated lives in [`v1`]; nothing else in the workspace includes generated code.
+
+/// Generated messages and services of package `wfm.v1`.
+#[allow(missing_docs, unreachable_pub, clippy::all)]
+pub mod v1 {
+    tonic::include_proto!("wfm.v1");
+}
+
+/// Encoded `FileDescriptorSet` of the contract, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("wfm_descriptor");
