@@ -16,9 +16,6 @@ pub enum UpdateError {
         /// What is wrong with it.
         problem: &'static str,
     },
-    /// A required field is absent or unspecified.
-    #[error("missing required field {0}")]
-    MissingField(&'static str),
     /// A session needs at least one channel.
     #[error("a session needs at least one channel")]
     NoChannels,

@@ -1,0 +1,354 @@
+//! Conversions between `wfm.v1` wire messages and engine types. Nothing else touches both.
+
+use std::collections::HashMap;
+
+use wfm_engine::{
+    AgentState, ChannelUpdate, CtiUpdate, Direction, Id, InteractionChange, InteractionState,
+    Media, Pending, Recording, SessionState, StateEvent,
+};
+use wfm_proto::v1 as pb;
+
+use crate::error::ManagerError;
+
+type Result<T> = std::result::Result<T, ManagerError>;
+
+/// Decodes an enum field, refusing numbers the contract does not define. The typed
+/// conversions below then refuse an unspecified value where the field is required.
+fn decode<E: TryFrom<i32>>(field: &'static str, value: i32) -> Result<E> {
+    E::try_from(value).map_err(|_| ManagerError::UnknownEnumValue { field, value })
+}
+
+fn media(value: pb::Media) -> Result<Media> {
+    Ok(match value {
+        pb::Media::Unspecified => return Err(ManagerError::MissingField("channel.media")),
+        pb::Media::Voice => Media::Voice,
+        pb::Media::Chat => Media::Chat,
+        pb::Media::Email => Media::Email,
+        pb::Media::Task => Media::Task,
+        pb::Media::Callback => Media::Callback,
+    })
+}
+
+fn media_to_wire(value: Media) -> pb::Media {
+    match value {
+        Media::Voice => pb::Media::Voice,
+        Media::Chat => pb::Media::Chat,
+        Media::Email => pb::Media::Email,
+        Media::Task => pb::Media::Task,
+        Media::Callback => pb::Media::Callback,
+    }
+}
+
+fn agent_state(value: pb::AgentState) -> Result<AgentState> {
+    Ok(match value {
+        pb::AgentState::Unspecified => return Err(ManagerError::MissingField("channel.state")),
+        pb::AgentState::LoggedOut => AgentState::LoggedOut,
+        pb::AgentState::NotReady => AgentState::NotReady,
+        pb::AgentState::Ready => AgentState::Ready,
+        pb::AgentState::Reserved => AgentState::Reserved,
+        pb::AgentState::Busy => AgentState::Busy,
+        pb::AgentState::AfterCallWork => AgentState::AfterCallWork,
+    })
+}
+
+fn agent_state_to_wire(value: AgentState) -> pb::AgentState {
+    match value {
+        AgentState::LoggedOut => pb::AgentState::LoggedOut,
+        AgentState::NotReady => pb::AgentState::NotReady,
+        AgentState::Ready => pb::AgentState::Ready,
+        AgentState::Reserved => pb::AgentState::Reserved,
+        AgentState::Busy => pb::AgentState::Busy,
+        AgentState::AfterCallWork => pb::AgentState::AfterCallWork,
+    }
+}
+
+fn pending(value: pb::PendingState) -> Option<Pending> {
+    match value {
+        pb::PendingState::None => None,
+        pb::PendingState::Ready => Some(Pending::Ready),
+        pb::PendingState::NotReady => Some(Pending::NotReady),
+    }
+}
+
+fn pending_to_wire(value: Option<Pending>) -> pb::PendingState {
+    match value {
+        None => pb::PendingState::None,
+        Some(Pending::Ready) => pb::PendingState::Ready,
+        Some(Pending::NotReady) => pb::PendingState::NotReady,
+    }
+}
+
+fn direction(value: pb::Direction) -> Result<Direction> {
+    Ok(match value {
+        pb::Direction::Unspecified => {
+            return Err(ManagerError::MissingField("interaction.direction"));
+        }
+        pb::Direction::Inbound => Direction::Inbound,
+        pb::Direction::Outbound => Direction::Outbound,
+        pb::Direction::Internal => Direction::Internal,
+        pb::Direction::Consult => Direction::Consult,
+    })
+}
+
+fn direction_to_wire(value: Direction) -> pb::Direction {
+    match value {
+        Direction::Inbound => pb::Direction::Inbound,
+        Direction::Outbound => pb::Direction::Outbound,
+        Direction::Internal => pb::Direction::Internal,
+        Direction::Consult => pb::Direction::Consult,
+    }
+}
+
+fn interaction_state(value: pb::InteractionState) -> Result<InteractionState> {
+    use pb::InteractionState as W;
+    Ok(match value {
+        W::Unspecified => return Err(ManagerError::MissingField("interaction.state")),
+        W::Alerting => InteractionState::Alerting,
+        W::Dialing => InteractionState::Dialing,
+        W::Connected => InteractionState::Connected,
+        W::Held => InteractionState::Held,
+        W::Failed => InteractionState::Failed,
+        W::Offered => InteractionState::Offered,
+        W::Active => InteractionState::Active,
+        W::Paused => InteractionState::Paused,
+        W::WrapUp => InteractionState::WrapUp,
+        W::Ended => InteractionState::Ended,
+    })
+}
+
+fn interaction_state_to_wire(value: InteractionState) -> pb::InteractionState {
+    use pb::InteractionState as W;
+    match value {
+        InteractionState::Alerting => W::Alerting,
+        InteractionState::Dialing => W::Dialing,
+        InteractionState::Connected => W::Connected,
+        InteractionState::Held => W::Held,
+        InteractionState::Failed => W::Failed,
+        InteractionState::Offered => W::Offered,
+        InteractionState::Active => W::Active,
+        InteractionState::Paused => W::Paused,
+        InteractionState::WrapUp => W::WrapUp,
+        InteractionState::Ended => W::Ended,
+    }
+}
+
+fn recording(value: pb::Recording) -> Recording {
+    match value {
+        pb::Recording::Off => Recording::Off,
+        pb::Recording::Active => Recording::Active,
+        pb::Recording::Paused => Recording::Paused,
+    }
+}
+
+fn recording_to_wire(value: Recording) -> pb::Recording {
+    match value {
+        Recording::Off => pb::Recording::Off,
+        Recording::Active => pb::Recording::Active,
+        Recording::Paused => pb::Recording::Paused,
+    }
+}
+
+/// An id, or `None` for the empty string of an unset optional relation.
+fn optional_id(what: &'static str, value: &str) -> Result<Option<Id>> {
+    if value.is_empty() {
+        Ok(None)
+    } else {
+        Ok(Some(Id::parse(what, value)?))
+    }
+}
+
+/// A channel as reported in `CreateSession` or a snapshot.
+pub(crate) fn channel(wire: pb::Channel) -> Result<wfm_engine::Channel> {
+    Ok(wfm_engine::Channel {
+        id: Id::parse("channel id", &wire.channel_id)?,
+        media: media(decode("channel.media", wire.media)?)?,
+        state: agent_state(decode("channel.state", wire.state)?)?,
+        reason: wire.reason,
+        pending: pending(decode("channel.pending", wire.pending)?),
+        pending_reason: wire.pending_reason,
+    })
+}
+
+/// A new interaction.
+pub(crate) fn interaction(wire: pb::Interaction) -> Result<wfm_engine::Interaction> {
+    let mut item = wfm_engine::Interaction::new(
+        Id::parse("interaction id", &wire.interaction_id)?,
+        Id::parse("channel id", &wire.channel_id)?,
+        direction(decode("interaction.direction", wire.direction)?)?,
+        interaction_state(decode("interaction.state", wire.state)?)?,
+    );
+    item.consult_of = optional_id("consult_of interaction id", &wire.consult_of)?;
+    item.parties = wire.parties.max(2);
+    item.recording = recording(decode("interaction.recording", wire.recording)?);
+    item.muted = wire.muted;
+    item.disposition = wire.disposition;
+    item.data = wire.data.into_iter().collect();
+    Ok(item)
+}
+
+/// A whole session state.
+pub(crate) fn state(
+    channels: Vec<pb::Channel>,
+    interactions: Vec<pb::Interaction>,
+) -> Result<SessionState> {
+    Ok(SessionState {
+        channels: channels.into_iter().map(channel).collect::<Result<_>>()?,
+        interactions: interactions
+            .into_iter()
+            .map(interaction)
+            .collect::<Result<_>>()?,
+    })
+}
+
+/// A CTI update.
+pub(crate) fn update(wire: Option<pb::CtiUpdate>) -> Result<CtiUpdate> {
+    use pb::cti_update::Kind;
+    let kind = wire
+        .and_then(|u| u.kind)
+        .ok_or(ManagerError::MissingField("update"))?;
+    Ok(match kind {
+        Kind::Snapshot(s) => CtiUpdate::Snapshot(state(s.channels, s.interactions)?),
+        Kind::Channel(c) => CtiUpdate::Channel(ChannelUpdate {
+            id: Id::parse("channel id", &c.channel_id)?,
+            media: match c.media {
+                0 => None,
+                value => Some(media(decode("channel.media", value)?)?),
+            },
+            state: agent_state(decode("channel.state", c.state)?)?,
+            reason: c.reason,
+            pending: pending(decode("channel.pending", c.pending)?),
+            pending_reason: c.pending_reason,
+        }),
+        Kind::InteractionCreated(i) => CtiUpdate::InteractionCreated(interaction(i)?),
+        Kind::InteractionChanged(c) => {
+            let mut change =
+                InteractionChange::new(Id::parse("interaction id", &c.interaction_id)?);
+            change.state = c
+                .state
+                .map(|s| decode("interaction.state", s).and_then(interaction_state))
+                .transpose()?;
+            change.consult_of = c
+                .consult_of
+                .map(|id| optional_id("consult_of interaction id", &id))
+                .transpose()?;
+            change.parties = c.parties.map(|p| p.max(2));
+            change.recording = c
+                .recording
+                .map(|r| decode("interaction.recording", r).map(recording))
+                .transpose()?;
+            change.muted = c.muted;
+            change.disposition = c.disposition;
+            change.data = c.data.into_iter().collect();
+            CtiUpdate::InteractionChanged(change)
+        }
+    })
+}
+
+/// A `state.updated` event on the wire.
+pub(crate) fn state_updated(session_id: &Id, event: &StateEvent) -> pb::StateUpdated {
+    pb::StateUpdated {
+        session_id: session_id.to_string(),
+        target: event.target.clone(),
+        context: event
+            .context
+            .entries()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<HashMap<_, _>>(),
+        capabilities: event
+            .capabilities()
+            .map(|(cap, enabled)| pb::Capability {
+                name: cap.name().to_string(),
+                enabled,
+            })
+            .collect(),
+    }
+}
+
+/// A session state on the wire, for `GetSession`.
+pub(crate) fn state_to_wire(state: &SessionState) -> pb::Snapshot {
+    pb::Snapshot {
+        channels: state
+            .channels
+            .iter()
+            .map(|c| pb::Channel {
+                channel_id: c.id.to_string(),
+                media: media_to_wire(c.media).into(),
+                state: agent_state_to_wire(c.state).into(),
+                reason: c.reason.clone(),
+                pending: pending_to_wire(c.pending).into(),
+                pending_reason: c.pending_reason.clone(),
+            })
+            .collect(),
+        interactions: state
+            .interactions
+            .iter()
+            .map(|i| pb::Interaction {
+                interaction_id: i.id.to_string(),
+                channel_id: i.channel.to_string(),
+                direction: direction_to_wire(i.direction).into(),
+                state: interaction_state_to_wire(i.state).into(),
+                consult_of: i.consult_of.as_ref().map(Id::to_string).unwrap_or_default(),
+                parties: i.parties,
+                recording: recording_to_wire(i.recording).into(),
+                muted: i.muted,
+                disposition: i.disposition.clone(),
+                data: i.data.clone().into_iter().collect(),
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn wire_interaction() -> pb::Interaction {
+        pb::Interaction {
+            interaction_id: "call-1".into(),
+            channel_id: "voice".into(),
+            direction: pb::Direction::Inbound.into(),
+            state: pb::InteractionState::Alerting.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_state_round_trips_through_the_wire() {
+        let channels = vec![pb::Channel {
+            channel_id: "voice".into(),
+            media: pb::Media::Voice.into(),
+            state: pb::AgentState::Busy.into(),
+            pending: pb::PendingState::NotReady.into(),
+            pending_reason: "lunch".into(),
+            ..Default::default()
+        }];
+        let mut call = wire_interaction();
+        call.data.insert("tier".into(), "vip".into());
+        call.parties = 3;
+        let engine = state(channels.clone(), vec![call.clone()]).unwrap();
+        let back = state_to_wire(&engine);
+        assert_eq!(back.channels, channels);
+        assert_eq!(back.interactions, vec![call]);
+    }
+
+    #[test]
+    fn unspecified_and_unknown_enum_values_are_named() {
+        let mut missing = wire_interaction();
+        missing.state = 0;
+        assert_eq!(
+            interaction(missing).unwrap_err().to_string(),
+            "missing required field interaction.state"
+        );
+        let mut unknown = wire_interaction();
+        unknown.direction = 42;
+        assert_eq!(
+            interaction(unknown).unwrap_err().to_string(),
+            "field interaction.direction has unknown value 42"
+        );
+        assert_eq!(
+            update(None).unwrap_err().to_string(),
+            "missing required field update"
+        );
+    }
+}

@@ -1,0 +1,132 @@
+//! Every error the manager returns, and the one table that maps each to its gRPC status.
+
+use tonic::{Code, Status};
+use wfm_engine::UpdateError;
+use wfm_reference::ReferenceError;
+
+/// Metadata key carrying the expected sequence number of a refused update.
+pub const EXPECTED_SEQUENCE_KEY: &str = "wfm-expected-sequence";
+
+/// Why a request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    /// The engine refused the update or session state.
+    #[error(transparent)]
+    Update(#[from] UpdateError),
+    /// A required field is missing or unspecified on the wire.
+    #[error("missing required field {0}")]
+    MissingField(&'static str),
+    /// An enum field carries a number the contract does not define.
+    #[error("field {field} has unknown value {value}")]
+    UnknownEnumValue {
+        /// The field.
+        field: &'static str,
+        /// The number sent.
+        value: i32,
+    },
+    /// No session has this id.
+    #[error("unknown session {0}")]
+    UnknownSession(String),
+    /// `CreateSession` for an id that belongs to another agent.
+    #[error("session {0} belongs to another agent")]
+    SessionOwnedByOtherAgent(String),
+    /// The profile named in `CreateSession` does not exist.
+    #[error("unknown profile {0:?}")]
+    UnknownProfile(String),
+    /// The reference is forged, malformed or expired.
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    /// The reference is genuine but names a session now owned by another agent.
+    #[error("session reference belongs to another session")]
+    ReferenceForOtherSession,
+    /// The session has a live binder and takeover was not asked for.
+    #[error("session is already bound to another client; bind with takeover to replace it")]
+    AlreadyBound,
+    /// The manager is shutting down and accepts no new bindings.
+    #[error("workflow manager is shutting down")]
+    ShuttingDown,
+}
+
+impl ManagerError {
+    /// The gRPC status code of this error.
+    pub fn code(&self) -> Code {
+        match self {
+            ManagerError::Update(e) => match e {
+                UpdateError::UnknownChannel(_) | UpdateError::UnknownInteraction(_) => {
+                    Code::NotFound
+                }
+                UpdateError::DuplicateInteraction(_) => Code::AlreadyExists,
+                UpdateError::SequenceGap { .. } => Code::FailedPrecondition,
+                UpdateError::InvalidId { .. }
+                | UpdateError::NoChannels
+                | UpdateError::DuplicateChannel(_)
+                | UpdateError::ChannelMediaMismatch { .. }
+                | UpdateError::StateNotForMedia { .. }
+                | UpdateError::ConsultOfSelf(_) => Code::InvalidArgument,
+            },
+            ManagerError::MissingField(_)
+            | ManagerError::UnknownEnumValue { .. }
+            | ManagerError::UnknownProfile(_) => Code::InvalidArgument,
+            ManagerError::UnknownSession(_) => Code::NotFound,
+            ManagerError::SessionOwnedByOtherAgent(_) => Code::AlreadyExists,
+            ManagerError::Reference(
+                ReferenceError::KeyTooShort(_) | ReferenceError::Entropy(_),
+            ) => Code::Internal,
+            ManagerError::Reference(ReferenceError::Invalid | ReferenceError::Expired) => {
+                Code::Unauthenticated
+            }
+            ManagerError::ReferenceForOtherSession => Code::PermissionDenied,
+            ManagerError::AlreadyBound => Code::FailedPrecondition,
+            ManagerError::ShuttingDown => Code::Unavailable,
+        }
+    }
+
+    /// For a sequence gap, the number the session expects.
+    pub fn expected_sequence(&self) -> Option<u64> {
+        match self {
+            ManagerError::Update(UpdateError::SequenceGap { expected, .. }) => Some(*expected),
+            _ => None,
+        }
+    }
+}
+
+impl From<ManagerError> for Status {
+    fn from(error: ManagerError) -> Status {
+        let mut status = Status::new(error.code(), error.to_string());
+        if let Some(expected) = error.expected_sequence() {
+            status
+                .metadata_mut()
+                .insert(EXPECTED_SEQUENCE_KEY, expected.into());
+        }
+        status
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gap_carries_the_expected_sequence_in_metadata() {
+        let status = Status::from(ManagerError::from(UpdateError::SequenceGap {
+            expected: 5,
+            got: 9,
+        }));
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert_eq!(status.message(), "sequence gap: expected 5, got 9");
+        let value = status
+            .metadata()
+            .get(EXPECTED_SEQUENCE_KEY)
+            .and_then(|v| v.to_str().ok());
+        assert_eq!(value, Some("5"));
+    }
+
+    #[test]
+    fn forged_and_expired_references_are_unauthenticated_and_say_nothing_more() {
+        let forged = Status::from(ManagerError::from(ReferenceError::Invalid));
+        assert_eq!(forged.code(), Code::Unauthenticated);
+        assert_eq!(forged.message(), "invalid session reference");
+        let other = Status::from(ManagerError::ReferenceForOtherSession);
+        assert_eq!(other.code(), Code::PermissionDenied);
+    }
+}

@@ -1,0 +1,22 @@
+//! The workflow-manager service: Interaction Processors create sessions and push CTI
+//! updates; gateways bind to sessions and receive `state.updated` events.
+//!
+//! # Layout
+//! - [`serve`]: the gRPC server (with health and reflection) and its graceful shutdown.
+//! - [`ManagerConfig`]: its settings.
+//! - [`error`]: every refusal and its gRPC status, in one table.
+//! - `service`: the `wfm.v1.WorkflowManager` implementation, a thin shell.
+//! - `registry`: live sessions, their single binder, and event delivery.
+//! - `streams`: binding streams that release their binding when dropped.
+//! - `convert`: wire ↔ engine conversions.
+
+mod config;
+mod convert;
+pub mod error;
+mod registry;
+mod server;
+mod service;
+mod streams;
+
+pub use config::ManagerConfig;
+pub use server::{ServeError, serve};

@@ -1,0 +1,288 @@
+//! The `wfm.v1.WorkflowManager` gRPC service: a thin shell that converts wire messages,
+//! calls the registry, and turns errors into statuses.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+use wfm_proto::v1 as pb;
+use wfm_proto::v1::attach_response::Kind;
+use wfm_reference::Claims;
+
+use crate::config::ManagerConfig;
+use crate::convert;
+use crate::error::ManagerError;
+use crate::registry::{Bound, Registry, Sink};
+use crate::streams::{AttachStream, BindingStream};
+
+/// Responses a `PushUpdates` stream may queue before it stops reading updates.
+const PUSH_QUEUE: usize = 64;
+
+/// The gRPC service; clones share everything.
+#[derive(Clone)]
+pub(crate) struct WorkflowManagerService {
+    registry: Arc<Registry>,
+    config: Arc<ManagerConfig>,
+    /// Cancelled once every binder has been told the server is shutting down.
+    streams_stop: CancellationToken,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl WorkflowManagerService {
+    /// A service over `registry` that ends its streams when `streams_stop` is cancelled.
+    pub(crate) fn new(
+        registry: Arc<Registry>,
+        config: ManagerConfig,
+        streams_stop: CancellationToken,
+    ) -> Self {
+        Self {
+            registry,
+            config: Arc::new(config),
+            streams_stop,
+        }
+    }
+
+    fn verify(&self, reference: &str) -> Result<Claims, ManagerError> {
+        Ok(self.config.signing_key.verify(reference, unix_now())?)
+    }
+
+    fn bind(&self, reference: &str, takeover: bool, sink: Sink) -> Result<Bound, ManagerError> {
+        let claims = self.verify(reference)?;
+        let bound = self.registry.bind(&claims, takeover, sink)?;
+        tracing::info!(session_id = %claims.session_id, takeover, "session bound");
+        Ok(bound)
+    }
+
+    fn apply(&self, request: pb::ApplyUpdateRequest) -> Result<pb::UpdateAck, ManagerError> {
+        let result = self.registry.apply(
+            &request.session_id,
+            request.sequence,
+            convert::update(request.update),
+        );
+        if let Err(error) = &result {
+            tracing::info!(session_id = %request.session_id, sequence = request.sequence, %error, "update refused");
+        }
+        result
+    }
+}
+
+/// Serves one `Attach` stream's commands until the client goes away or the server stops.
+async fn serve_attach(
+    service: WorkflowManagerService,
+    mut inbound: Streaming<pb::AttachRequest>,
+    tx: mpsc::UnboundedSender<pb::AttachResponse>,
+    stop: CancellationToken,
+) {
+    use pb::attach_request::Kind as Command;
+    let mut bindings: HashMap<u64, Bound> = HashMap::new();
+    loop {
+        let message = tokio::select! {
+            () = stop.cancelled() => break,
+            message = inbound.message() => message,
+        };
+        let command = match message {
+            Ok(Some(pb::AttachRequest {
+                kind: Some(command),
+            })) => command,
+            Ok(Some(pb::AttachRequest { kind: None })) => {
+                tracing::debug!("attach command without a kind ignored");
+                continue;
+            }
+            Ok(None) => break,
+            Err(status) => {
+                tracing::debug!(%status, "attach stream failed");
+                break;
+            }
+        };
+        match command {
+            Command::Bind(bind) => {
+                if let Some(previous) = bindings.remove(&bind.binding_id) {
+                    service.registry.release(&previous, None);
+                }
+                let sink = Sink::new(tx.clone(), bind.binding_id);
+                match service.bind(&bind.resource_reference, bind.takeover, sink) {
+                    Ok(bound) => {
+                        bindings.insert(bind.binding_id, bound);
+                    }
+                    Err(error) => {
+                        Sink::new(tx.clone(), bind.binding_id).send(Kind::BindResult(
+                            pb::BindResult {
+                                code: error.code() as i32,
+                                message: error.to_string(),
+                                session_id: String::new(),
+                            },
+                        ));
+                    }
+                }
+            }
+            Command::Unbind(unbind) => {
+                if let Some(bound) = bindings.remove(&unbind.binding_id) {
+                    service
+                        .registry
+                        .release(&bound, Some(pb::UnboundReason::Unbound));
+                }
+            }
+        }
+    }
+    for bound in bindings.values() {
+        service.registry.release(bound, None);
+    }
+}
+
+#[tonic::async_trait]
+impl pb::workflow_manager_server::WorkflowManager for WorkflowManagerService {
+    async fn create_session(
+        &self,
+        request: Request<pb::CreateSessionRequest>,
+    ) -> Result<Response<pb::CreateSessionResponse>, Status> {
+        let request = request.into_inner();
+        let created = self.registry.create(
+            &request.session_id,
+            &request.agent_id,
+            &request.profile,
+            || convert::state(request.channels, request.interactions),
+        )?;
+        let expires_at = unix_now().saturating_add(self.config.reference_ttl.as_secs());
+        let reference = self.config.signing_key.issue(
+            created.session_id.as_str(),
+            &created.agent_id,
+            expires_at,
+        );
+        tracing::info!(session_id = %created.session_id, agent_id = %created.agent_id, "session created");
+        Ok(Response::new(pb::CreateSessionResponse {
+            session_id: created.session_id.to_string(),
+            resource_reference: reference,
+            reference_expires_at: i64::try_from(expires_at).unwrap_or(i64::MAX),
+            view_state: created.view_state,
+            next_sequence: created.next_sequence,
+        }))
+    }
+
+    async fn apply_update(
+        &self,
+        request: Request<pb::ApplyUpdateRequest>,
+    ) -> Result<Response<pb::UpdateAck>, Status> {
+        Ok(Response::new(self.apply(request.into_inner())?))
+    }
+
+    type PushUpdatesStream = ReceiverStream<Result<pb::PushUpdatesResponse, Status>>;
+
+    async fn push_updates(
+        &self,
+        request: Request<Streaming<pb::ApplyUpdateRequest>>,
+    ) -> Result<Response<Self::PushUpdatesStream>, Status> {
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(PUSH_QUEUE);
+        let service = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let message = tokio::select! {
+                    () = service.streams_stop.cancelled() => break,
+                    message = inbound.message() => message,
+                };
+                let request = match message {
+                    Ok(Some(request)) => request,
+                    Ok(None) => break,
+                    Err(status) => {
+                        tracing::debug!(%status, "push stream failed");
+                        break;
+                    }
+                };
+                let (session_id, sequence) = (request.session_id.clone(), request.sequence);
+                let result = match service.apply(request) {
+                    Ok(ack) => pb::push_updates_response::Result::Ack(ack),
+                    Err(error) => pb::push_updates_response::Result::Error(pb::UpdateError {
+                        code: error.code() as i32,
+                        expected_sequence: error.expected_sequence().unwrap_or_default(),
+                        message: error.to_string(),
+                    }),
+                };
+                let response = pb::PushUpdatesResponse {
+                    session_id,
+                    sequence,
+                    result: Some(result),
+                };
+                if tx.send(Ok(response)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn end_session(
+        &self,
+        request: Request<pb::EndSessionRequest>,
+    ) -> Result<Response<pb::EndSessionResponse>, Status> {
+        let session_id = request.into_inner().session_id;
+        self.registry.end(&session_id)?;
+        tracing::info!(%session_id, "session ended");
+        Ok(Response::new(pb::EndSessionResponse {}))
+    }
+
+    async fn get_session(
+        &self,
+        request: Request<pb::GetSessionRequest>,
+    ) -> Result<Response<pb::GetSessionResponse>, Status> {
+        Ok(Response::new(
+            self.registry.get(&request.into_inner().session_id)?,
+        ))
+    }
+
+    type BindSessionStream = BindingStream;
+
+    async fn bind_session(
+        &self,
+        request: Request<pb::BindSessionRequest>,
+    ) -> Result<Response<Self::BindSessionStream>, Status> {
+        let request = request.into_inner();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let bound = self.bind(
+            &request.resource_reference,
+            request.takeover,
+            Sink::new(tx, 0),
+        )?;
+        Ok(Response::new(BindingStream::new(
+            rx,
+            Arc::clone(&self.registry),
+            bound,
+        )))
+    }
+
+    type AttachStream = AttachStream;
+
+    async fn attach(
+        &self,
+        request: Request<Streaming<pb::AttachRequest>>,
+    ) -> Result<Response<Self::AttachStream>, Status> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let stop = self.streams_stop.child_token();
+        tokio::spawn(serve_attach(
+            self.clone(),
+            request.into_inner(),
+            tx,
+            stop.clone(),
+        ));
+        Ok(Response::new(AttachStream::new(rx, stop.drop_guard())))
+    }
+
+    async fn get_service_info(
+        &self,
+        _request: Request<pb::GetServiceInfoRequest>,
+    ) -> Result<Response<pb::ServiceInfo>, Status> {
+        Ok(Response::new(pb::ServiceInfo {
+            vendor: self.config.vendor.clone(),
+            version: self.config.version.clone(),
+            service_type: "WorkflowManager".to_string(),
+        }))
+    }
+}
