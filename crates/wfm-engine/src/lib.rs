@@ -12,6 +12,7 @@
 //! - [`view`]: view states, their diff, and `state.updated` events.
 //! - [`session`]: sequencing, and the view state last emitted.
 //! - [`error`]: why an update is refused.
+//! - [`testkit`]: test fixtures shared by tests and benchmarks.
 
 pub mod capability;
 pub mod error;
@@ -20,6 +21,7 @@ pub mod model;
 pub mod profile;
 mod rules;
 pub mod session;
+pub mod testkit;
 pub mod update;
 pub mod view;
 

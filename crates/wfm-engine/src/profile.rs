@@ -29,6 +29,34 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// Every option as `(name, value)`, in declaration order, the name as configuration
+    /// spells it and the value as a configuration file writes it (`true`, `6`).
+    ///
+    /// `Options::default().describe()` lists the defaults; the catalogue document is checked
+    /// against it.
+    pub fn describe(&self) -> [(&'static str, String); 5] {
+        // Destructured so that a new field fails to compile here instead of going unlisted.
+        let Options {
+            logout_requires_not_ready,
+            reject_alerting,
+            transfer_on_alerting,
+            max_conference_parties,
+            mandatory_disposition,
+        } = self;
+        [
+            (
+                "logout_requires_not_ready",
+                logout_requires_not_ready.to_string(),
+            ),
+            ("reject_alerting", reject_alerting.to_string()),
+            ("transfer_on_alerting", transfer_on_alerting.to_string()),
+            ("max_conference_parties", max_conference_parties.to_string()),
+            ("mandatory_disposition", mandatory_disposition.to_string()),
+        ]
+    }
+}
+
 /// A feature switch: when off, its capabilities disappear from every view state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Switch {
@@ -133,8 +161,15 @@ impl Profile {
         let switched_off = off
             .iter()
             .fold(CapSet::EMPTY, |acc, s| acc.union(s.capabilities()));
-        let mut off = off.to_vec();
-        off.dedup();
+        // Unsorted duplicates too, so that equal switch sets give equal profiles.
+        let off = off
+            .iter()
+            .fold(Vec::with_capacity(off.len()), |mut unique, s| {
+                if !unique.contains(s) {
+                    unique.push(*s);
+                }
+                unique
+            });
         Self {
             name: name.into(),
             options,
@@ -167,6 +202,42 @@ impl Profile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn options_describe_names_and_defaults() {
+        let described = Options::default().describe();
+        let as_strs: Vec<(&str, &str)> = described.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        assert_eq!(
+            as_strs,
+            [
+                ("logout_requires_not_ready", "false"),
+                ("reject_alerting", "true"),
+                ("transfer_on_alerting", "false"),
+                ("max_conference_parties", "6"),
+                ("mandatory_disposition", "false"),
+            ]
+        );
+        let custom = Options {
+            max_conference_parties: 9,
+            mandatory_disposition: true,
+            ..Options::default()
+        };
+        assert_eq!(custom.describe()[3].1, "9");
+        assert_eq!(custom.describe()[4].1, "true");
+    }
+
+    #[test]
+    fn repeated_switches_make_the_same_profile() {
+        let repeated = Profile::new(
+            "p",
+            Options::default(),
+            &[Switch::Mute, Switch::Dtmf, Switch::Mute],
+        );
+        let once = Profile::new("p", Options::default(), &[Switch::Mute, Switch::Dtmf]);
+        assert_eq!(repeated, once);
+        assert!(!repeated.is_on(Switch::Mute));
+        assert!(repeated.is_on(Switch::Answer));
+    }
 
     #[test]
     fn switch_names_round_trip() {

@@ -35,9 +35,10 @@ impl LegTally {
             tally.legs = tally.legs.saturating_add(1);
             tally.parties = tally.parties.saturating_add(leg.parties.max(2));
             match leg.state {
-                InteractionState::Held => tally.held += 1,
-                InteractionState::Connected => tally.connected += 1,
-                InteractionState::Dialing => tally.dialing += 1,
+                // Saturating: a snapshot may list any number of legs, and only 0, 1 and 2 matter.
+                InteractionState::Held => tally.held = tally.held.saturating_add(1),
+                InteractionState::Connected => tally.connected = tally.connected.saturating_add(1),
+                InteractionState::Dialing => tally.dialing = tally.dialing.saturating_add(1),
                 _ => {}
             }
             tally.busy |= leg.state != InteractionState::Failed;
@@ -179,3 +180,6 @@ fn in_consult_pair(call: &Interaction, siblings: &[Interaction]) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

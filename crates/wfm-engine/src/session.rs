@@ -129,3 +129,6 @@ impl Session {
         self.view_version
     }
 }
+
+#[cfg(test)]
+mod tests;

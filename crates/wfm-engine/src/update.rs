@@ -70,11 +70,14 @@ pub(crate) fn validate_state(mut state: SessionState) -> Result<SessionState, Up
             return Err(UpdateError::DuplicateChannel(channel.id.clone()));
         }
     }
+    for (index, item) in state.interactions.iter().enumerate() {
+        // Ended ones too: an id listed twice is malformed even if one copy is being dropped.
+        if state.interactions[..index].iter().any(|i| i.id == item.id) {
+            return Err(UpdateError::DuplicateInteraction(item.id.clone()));
+        }
+    }
     let mut checked: Vec<Interaction> = Vec::with_capacity(state.interactions.len());
     for item in std::mem::take(&mut state.interactions) {
-        if checked.iter().any(|i| i.id == item.id) {
-            return Err(UpdateError::DuplicateInteraction(item.id));
-        }
         let item = admit(&state, item)?;
         if item.state != InteractionState::Ended {
             checked.push(item);

@@ -115,7 +115,8 @@ impl ViewState {
         self.targets.iter().find(|t| &t.target == target)
     }
 
-    /// The targets whose view differs from `previous`, followed by the targets that are gone.
+    /// The targets whose view differs from `previous` (enabled set or kind), followed by the
+    /// targets that are gone.
     /// A gone target's change carries an empty enabled set: its final all-disabled view.
     pub fn changes_since<'a>(
         &'a self,
@@ -127,7 +128,14 @@ impl ViewState {
                 .enumerate()
                 .filter_map(
                     move |(index, now)| match previous.find_near(&now.target, index) {
-                        Some(before) if before.enabled == now.enabled => None,
+                        // The kind decides the listed capabilities, so a channel id reused
+                        // for another media by a snapshot changes the list even when the
+                        // enabled set stays the same.
+                        Some(before)
+                            if before.enabled == now.enabled && before.kind == now.kind =>
+                        {
+                            None
+                        }
                         _ => Some(Change {
                             view: now,
                             gone: false,
@@ -196,13 +204,18 @@ impl TargetContext {
         .flatten()
     }
 
-    /// The context of `target` in `state`, or of a target that has just gone.
-    pub(crate) fn of(target: &TargetView, state: &SessionState) -> TargetContext {
-        let gone = TargetContext {
+    /// The context of a target that has just gone: its media, and state `ended`.
+    pub(crate) fn gone(target: &TargetView) -> TargetContext {
+        TargetContext {
             media: target.media,
             state: InteractionState::Ended.as_str(),
             ..TargetContext::default()
-        };
+        }
+    }
+
+    /// The context of `target` in `state`.
+    pub(crate) fn of(target: &TargetView, state: &SessionState) -> TargetContext {
+        let gone = TargetContext::gone(target);
         match &target.target {
             Target::Session => TargetContext {
                 state: if state.channels.iter().any(|c| c.state.is_logged_in()) {
@@ -260,7 +273,13 @@ impl StateEvent {
             target: view.target.render(session),
             defined: profile.defined(view.kind),
             enabled: if gone { CapSet::EMPTY } else { view.enabled },
-            context: TargetContext::of(view, state),
+            // A gone target's id may live on elsewhere (a snapshot can move an interaction to
+            // another channel), so its context must not be looked up in the new state.
+            context: if gone {
+                TargetContext::gone(view)
+            } else {
+                TargetContext::of(view, state)
+            },
         }
     }
 

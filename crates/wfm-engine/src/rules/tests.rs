@@ -1,0 +1,1360 @@
+//! Every rule of the capability catalogue, each option and each feature switch, driven
+//! through the public `Session` / `ViewState` API.
+//!
+//! Expected sets are written out in catalogue order, so a failure shows both lists by name.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crate::capability::{CapSet, Capability, TargetKind};
+use crate::model::{
+    AgentState::{self, *},
+    Interaction,
+    InteractionState::{self, *},
+    Pending, Recording, SessionState,
+};
+use crate::profile::{Options, Profile, Switch};
+use crate::session::Session;
+use crate::testkit::{
+    call, chat, chat_channel, consult, enabled, names, profile, session, session_with, state, voice,
+};
+
+/// The enabled capability names of the target at `path` (see `testkit::target`).
+fn caps(session: &Session, path: &str) -> Vec<&'static str> {
+    names(enabled(session, path))
+}
+
+/// A voice channel `voice` (busy) holding `calls`.
+fn on_voice(calls: Vec<Interaction>) -> SessionState {
+    state(vec![voice("voice", Busy)], calls)
+}
+
+/// A chat channel `chat` (busy) holding `chats`.
+fn on_chat(chats: Vec<Interaction>) -> SessionState {
+    state(vec![chat_channel("chat", Busy)], chats)
+}
+
+fn with_options(options: Options, state: SessionState) -> Session {
+    session_with(profile(options, &[]), state)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Session target
+
+#[test]
+fn login_is_enabled_only_when_every_channel_is_logged_out() {
+    let s = session(state(
+        vec![voice("voice", LoggedOut), chat_channel("chat", LoggedOut)],
+        vec![],
+    ));
+    assert_eq!(caps(&s, ""), ["session.login"]);
+
+    let s = session(state(
+        vec![voice("voice", LoggedOut), chat_channel("chat", NotReady)],
+        vec![],
+    ));
+    assert_eq!(caps(&s, ""), ["session.logout"]);
+}
+
+#[test]
+fn logout_needs_a_logged_in_channel_in_any_logged_in_state() {
+    for agent in [NotReady, Ready, Reserved, Busy, AfterCallWork] {
+        let s = session(state(
+            vec![voice("voice", agent), chat_channel("chat", LoggedOut)],
+            vec![],
+        ));
+        assert_eq!(caps(&s, ""), ["session.logout"], "voice channel {agent:?}");
+    }
+}
+
+#[test]
+fn live_work_on_any_channel_blocks_logout() {
+    for (live, blocks) in [
+        (Alerting, true),
+        (Dialing, true),
+        (Connected, true),
+        (Held, true),
+        (Failed, false),
+        (WrapUp, false),
+    ] {
+        let s = session(state(
+            vec![voice("voice", Busy), chat_channel("chat", Ready)],
+            vec![call("c1", "voice", live)],
+        ));
+        let expected: &[&str] = if blocks { &[] } else { &["session.logout"] };
+        assert_eq!(caps(&s, ""), expected, "call {live:?}");
+    }
+    for (live, blocks) in [
+        (Offered, true),
+        (Active, true),
+        (Paused, false),
+        (WrapUp, false),
+    ] {
+        let s = session(state(
+            vec![voice("voice", Ready), chat_channel("chat", Busy)],
+            vec![chat("x", "chat", live)],
+        ));
+        let expected: &[&str] = if blocks { &[] } else { &["session.logout"] };
+        assert_eq!(caps(&s, ""), expected, "chat {live:?}");
+    }
+}
+
+#[test]
+fn option_logout_requires_not_ready() {
+    let strict = Options {
+        logout_requires_not_ready: true,
+        ..Options::default()
+    };
+    let ready = state(
+        vec![voice("voice", Ready), chat_channel("chat", NotReady)],
+        vec![],
+    );
+    assert_eq!(caps(&session(ready.clone()), ""), ["session.logout"]);
+    assert_eq!(
+        caps(&with_options(strict.clone(), ready), ""),
+        [] as [&str; 0]
+    );
+
+    for other in [Reserved, Busy, AfterCallWork] {
+        let s = with_options(
+            strict.clone(),
+            state(
+                vec![voice("voice", NotReady), chat_channel("chat", other)],
+                vec![],
+            ),
+        );
+        assert_eq!(caps(&s, ""), [] as [&str; 0], "chat channel {other:?}");
+    }
+
+    // A logged-out channel does not have to be not ready.
+    let s = with_options(
+        strict.clone(),
+        state(
+            vec![voice("voice", NotReady), chat_channel("chat", LoggedOut)],
+            vec![],
+        ),
+    );
+    assert_eq!(caps(&s, ""), ["session.logout"]);
+
+    // The option narrows logout; it never enables it past live work.
+    let s = with_options(
+        strict,
+        state(
+            vec![voice("voice", NotReady)],
+            vec![call("c1", "voice", Connected)],
+        ),
+    );
+    assert_eq!(caps(&s, ""), [] as [&str; 0]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Channel targets
+
+#[test]
+fn channel_ready_and_not_ready_follow_the_agent_state() {
+    let cases: [(AgentState, Option<Pending>, &[&str]); 9] = [
+        (LoggedOut, None, &[]),
+        (NotReady, None, &["channel.ready", "channel.notReady"]),
+        (Ready, None, &["channel.notReady"]),
+        (Reserved, None, &[]),
+        (Busy, None, &["channel.ready", "channel.notReady"]),
+        (
+            Busy,
+            Some(Pending::NotReady),
+            &["channel.ready", "channel.notReady"],
+        ),
+        (Busy, Some(Pending::Ready), &["channel.notReady"]),
+        (AfterCallWork, None, &["channel.ready", "channel.notReady"]),
+        (
+            AfterCallWork,
+            Some(Pending::Ready),
+            &["channel.ready", "channel.notReady"],
+        ),
+    ];
+    for (agent, pending, expected) in cases {
+        let mut channel = chat_channel("chat", agent);
+        channel.pending = pending;
+        let s = session(state(vec![channel], vec![]));
+        assert_eq!(caps(&s, "chat"), expected, "{agent:?} pending {pending:?}");
+    }
+}
+
+#[test]
+fn dial_needs_a_logged_in_voice_channel_without_a_live_call() {
+    let idle: [(AgentState, &[&str]); 6] = [
+        (LoggedOut, &[]),
+        (
+            NotReady,
+            &["channel.ready", "channel.notReady", "channel.dial"],
+        ),
+        (Ready, &["channel.notReady", "channel.dial"]),
+        (Reserved, &["channel.dial"]),
+        (Busy, &["channel.ready", "channel.notReady", "channel.dial"]),
+        (
+            AfterCallWork,
+            &["channel.ready", "channel.notReady", "channel.dial"],
+        ),
+    ];
+    for (agent, expected) in idle {
+        let s = session(state(vec![voice("voice", agent)], vec![]));
+        assert_eq!(caps(&s, "voice"), expected, "{agent:?}");
+    }
+
+    for (leg, dial) in [
+        (Alerting, false),
+        (Dialing, false),
+        (Connected, false),
+        (Held, false),
+        (Failed, true),
+        (WrapUp, true),
+    ] {
+        let s = session(on_voice(vec![call("c1", "voice", leg)]));
+        let expected: &[&str] = if dial {
+            &["channel.ready", "channel.notReady", "channel.dial"]
+        } else {
+            &["channel.ready", "channel.notReady"]
+        };
+        assert_eq!(caps(&s, "voice"), expected, "call {leg:?}");
+    }
+}
+
+#[test]
+fn dial_ignores_calls_on_other_channels_and_work_on_other_media() {
+    let s = session(state(
+        vec![
+            voice("v1", Ready),
+            voice("v2", Busy),
+            chat_channel("chat", Busy),
+        ],
+        vec![call("c1", "v2", Connected), chat("x", "chat", Active)],
+    ));
+    assert_eq!(caps(&s, "v1"), ["channel.notReady", "channel.dial"]);
+    assert_eq!(caps(&s, "v2"), ["channel.ready", "channel.notReady"]);
+}
+
+#[test]
+fn non_voice_channels_do_not_list_dial() {
+    let s = session(state(vec![chat_channel("chat", Ready)], vec![]));
+    let events = s.full_view();
+    let chat_event = events.iter().find(|e| e.target == "s1.chat").unwrap();
+    assert_eq!(
+        names(chat_event.defined),
+        ["channel.ready", "channel.notReady"]
+    );
+    assert_eq!(caps(&s, "chat"), ["channel.notReady"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Voice interaction targets: one call alone on its channel
+
+#[test]
+fn a_lone_call_in_each_state() {
+    let cases: [(InteractionState, &[&str]); 6] = [
+        (
+            Alerting,
+            &[
+                "interaction.answer",
+                "interaction.reject",
+                "interaction.updateData",
+            ],
+        ),
+        (Dialing, &["interaction.release", "interaction.updateData"]),
+        (
+            Connected,
+            &[
+                "interaction.release",
+                "interaction.hold",
+                "interaction.consult",
+                "interaction.singleStepTransfer",
+                "interaction.sendDtmf",
+                "interaction.mute",
+                "interaction.updateData",
+                "interaction.recording.start",
+            ],
+        ),
+        (
+            Held,
+            &[
+                "interaction.release",
+                "interaction.retrieve",
+                "interaction.updateData",
+            ],
+        ),
+        (Failed, &["interaction.release", "interaction.updateData"]),
+        (
+            WrapUp,
+            &[
+                "interaction.updateData",
+                "interaction.wrapUp",
+                "interaction.complete",
+            ],
+        ),
+    ];
+    for (call_state, expected) in cases {
+        let s = session(on_voice(vec![call("c1", "voice", call_state)]));
+        assert_eq!(caps(&s, "voice.c1"), expected, "{call_state:?}");
+    }
+}
+
+#[test]
+fn mute_and_unmute_follow_the_mute_flag() {
+    let muted = |st| Interaction {
+        muted: true,
+        ..call("c1", "voice", st)
+    };
+    let s = session(on_voice(vec![muted(Connected)]));
+    assert_eq!(
+        caps(&s, "voice.c1"),
+        [
+            "interaction.release",
+            "interaction.hold",
+            "interaction.consult",
+            "interaction.singleStepTransfer",
+            "interaction.sendDtmf",
+            "interaction.unmute",
+            "interaction.updateData",
+            "interaction.recording.start",
+        ]
+    );
+    // Unmute only needs the flag; mute needs a connected call.
+    let s = session(on_voice(vec![muted(Held)]));
+    assert_eq!(
+        caps(&s, "voice.c1"),
+        [
+            "interaction.release",
+            "interaction.retrieve",
+            "interaction.unmute",
+            "interaction.updateData",
+        ]
+    );
+    let s = session(on_voice(vec![call("c1", "voice", Held)]));
+    assert!(!enabled(&s, "voice.c1").contains(Capability::Mute));
+}
+
+#[test]
+fn recording_capabilities_follow_the_recording_state() {
+    let rec = |st, recording| Interaction {
+        recording,
+        ..call("c1", "voice", st)
+    };
+    let connected_base = [
+        "interaction.release",
+        "interaction.hold",
+        "interaction.consult",
+        "interaction.singleStepTransfer",
+        "interaction.sendDtmf",
+        "interaction.mute",
+        "interaction.updateData",
+    ];
+    let with = |extra: &[&'static str]| {
+        let mut all = connected_base.to_vec();
+        all.extend_from_slice(extra);
+        all
+    };
+    let cases = [
+        (
+            rec(Connected, Recording::Off),
+            with(&["interaction.recording.start"]),
+        ),
+        (
+            rec(Connected, Recording::Active),
+            with(&["interaction.recording.stop", "interaction.recording.pause"]),
+        ),
+        (
+            rec(Connected, Recording::Paused),
+            with(&["interaction.recording.stop", "interaction.recording.resume"]),
+        ),
+        (
+            rec(Held, Recording::Off),
+            vec![
+                "interaction.release",
+                "interaction.retrieve",
+                "interaction.updateData",
+            ],
+        ),
+        (
+            rec(Held, Recording::Active),
+            vec![
+                "interaction.release",
+                "interaction.retrieve",
+                "interaction.updateData",
+                "interaction.recording.stop",
+                "interaction.recording.pause",
+            ],
+        ),
+        (
+            rec(Held, Recording::Paused),
+            vec![
+                "interaction.release",
+                "interaction.retrieve",
+                "interaction.updateData",
+                "interaction.recording.stop",
+                "interaction.recording.resume",
+            ],
+        ),
+    ];
+    for (item, expected) in cases {
+        let label = format!("{:?} {:?}", item.state, item.recording);
+        let s = session(on_voice(vec![item]));
+        assert_eq!(caps(&s, "voice.c1"), expected, "{label}");
+    }
+}
+
+#[test]
+fn drop_participant_needs_a_connected_conference_of_three() {
+    let conf = |st, parties| Interaction {
+        parties,
+        ..call("c1", "voice", st)
+    };
+    for (item, drop) in [
+        (conf(Connected, 2), false),
+        (conf(Connected, 3), true),
+        (conf(Connected, 5), true),
+        (conf(Held, 4), false),
+    ] {
+        let label = format!("{:?} with {} parties", item.state, item.parties);
+        let s = session(on_voice(vec![item]));
+        assert_eq!(
+            enabled(&s, "voice.c1").contains(Capability::DropParticipant),
+            drop,
+            "{label}"
+        );
+    }
+    let s = session(on_voice(vec![conf(Connected, 3)]));
+    assert_eq!(
+        caps(&s, "voice.c1"),
+        [
+            "interaction.release",
+            "interaction.hold",
+            "interaction.consult",
+            "interaction.singleStepTransfer",
+            "interaction.sendDtmf",
+            "interaction.mute",
+            "interaction.dropParticipant",
+            "interaction.updateData",
+            "interaction.recording.start",
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Voice interaction targets: several calls on a channel
+
+const HELD_OF_PAIR: [&str; 5] = [
+    "interaction.release",
+    "interaction.completeTransfer",
+    "interaction.completeConference",
+    "interaction.alternate",
+    "interaction.updateData",
+];
+
+const CONNECTED_OF_PAIR: [&str; 10] = [
+    "interaction.release",
+    "interaction.hold",
+    "interaction.completeTransfer",
+    "interaction.completeConference",
+    "interaction.singleStepTransfer",
+    "interaction.alternate",
+    "interaction.sendDtmf",
+    "interaction.mute",
+    "interaction.updateData",
+    "interaction.recording.start",
+];
+
+#[test]
+fn two_independent_calls_one_held_one_connected_get_transfer_conference_and_alternate() {
+    let s = session(on_voice(vec![
+        call("a", "voice", Held),
+        call("b", "voice", Connected),
+    ]));
+    // Retrieve waits for the connected call; consult needs the call alone; no consult pair,
+    // so no reconnect.
+    assert_eq!(caps(&s, "voice.a"), HELD_OF_PAIR);
+    assert_eq!(caps(&s, "voice.b"), CONNECTED_OF_PAIR);
+    assert_eq!(caps(&s, "voice"), ["channel.ready", "channel.notReady"]);
+}
+
+#[test]
+fn a_consult_pair_also_gets_reconnect_on_both_legs() {
+    let s = session(on_voice(vec![
+        call("c1", "voice", Held),
+        consult("c2", "voice", Connected, "c1"),
+    ]));
+    assert_eq!(
+        caps(&s, "voice.c1"),
+        [
+            "interaction.release",
+            "interaction.completeTransfer",
+            "interaction.completeConference",
+            "interaction.alternate",
+            "interaction.reconnect",
+            "interaction.updateData",
+        ]
+    );
+    assert_eq!(
+        caps(&s, "voice.c2"),
+        [
+            "interaction.release",
+            "interaction.hold",
+            "interaction.completeTransfer",
+            "interaction.completeConference",
+            "interaction.singleStepTransfer",
+            "interaction.alternate",
+            "interaction.reconnect",
+            "interaction.sendDtmf",
+            "interaction.mute",
+            "interaction.updateData",
+            "interaction.recording.start",
+        ]
+    );
+}
+
+#[test]
+fn reconnect_while_the_consult_leg_is_dialing_or_failed() {
+    for leg in [Dialing, Failed] {
+        let s = session(on_voice(vec![
+            call("c1", "voice", Held),
+            consult("c2", "voice", leg, "c1"),
+        ]));
+        // Nothing is connected, so the original can also be retrieved.
+        assert_eq!(
+            caps(&s, "voice.c1"),
+            [
+                "interaction.release",
+                "interaction.retrieve",
+                "interaction.reconnect",
+                "interaction.updateData",
+            ],
+            "consult leg {leg:?}"
+        );
+        assert_eq!(
+            caps(&s, "voice.c2"),
+            [
+                "interaction.release",
+                "interaction.reconnect",
+                "interaction.updateData",
+            ],
+            "consult leg {leg:?}"
+        );
+    }
+}
+
+#[test]
+fn no_reconnect_outside_the_consult_pair_shape() {
+    // The consult leg is still alerting (not dialing, connected or failed).
+    let s = session(on_voice(vec![
+        call("c1", "voice", Held),
+        consult("c2", "voice", Alerting, "c1"),
+    ]));
+    assert_eq!(
+        caps(&s, "voice.c1"),
+        [
+            "interaction.release",
+            "interaction.retrieve",
+            "interaction.updateData",
+        ]
+    );
+    assert_eq!(
+        caps(&s, "voice.c2"),
+        [
+            "interaction.answer",
+            "interaction.reject",
+            "interaction.updateData",
+        ]
+    );
+
+    // After alternating, the original is connected and the consult leg held.
+    let s = session(on_voice(vec![
+        call("c1", "voice", Connected),
+        consult("c2", "voice", Held, "c1"),
+    ]));
+    assert_eq!(caps(&s, "voice.c1"), CONNECTED_OF_PAIR);
+    assert_eq!(caps(&s, "voice.c2"), HELD_OF_PAIR);
+
+    // The original is not held.
+    let s = session(on_voice(vec![
+        call("c1", "voice", Connected),
+        consult("c2", "voice", Connected, "c1"),
+    ]));
+    for leg in ["voice.c1", "voice.c2"] {
+        assert!(
+            !enabled(&s, leg).contains(Capability::Reconnect),
+            "{leg}: {:?}",
+            caps(&s, leg)
+        );
+    }
+
+    // The original is on another channel: a consult pair lives on one channel.
+    let s = session(state(
+        vec![voice("v1", Busy), voice("v2", Busy)],
+        vec![call("c1", "v1", Held), consult("c2", "v2", Connected, "c1")],
+    ));
+    assert_eq!(
+        caps(&s, "v1.c1"),
+        [
+            "interaction.release",
+            "interaction.retrieve",
+            "interaction.updateData",
+        ]
+    );
+    assert_eq!(
+        caps(&s, "v2.c2"),
+        [
+            "interaction.release",
+            "interaction.hold",
+            "interaction.consult",
+            "interaction.singleStepTransfer",
+            "interaction.sendDtmf",
+            "interaction.mute",
+            "interaction.updateData",
+            "interaction.recording.start",
+        ]
+    );
+}
+
+#[test]
+fn retrieve_waits_only_for_a_connected_call_on_the_same_channel() {
+    let s = session(on_voice(vec![
+        call("a", "voice", Held),
+        call("b", "voice", Held),
+    ]));
+    for leg in ["voice.a", "voice.b"] {
+        assert_eq!(
+            caps(&s, leg),
+            [
+                "interaction.release",
+                "interaction.retrieve",
+                "interaction.updateData",
+            ],
+            "{leg}"
+        );
+    }
+    let s = session(on_voice(vec![
+        call("a", "voice", Held),
+        call("b", "voice", Alerting),
+    ]));
+    assert!(enabled(&s, "voice.a").contains(Capability::Retrieve));
+    let s = session(on_voice(vec![
+        call("a", "voice", Held),
+        call("b", "voice", Connected),
+    ]));
+    assert!(!enabled(&s, "voice.a").contains(Capability::Retrieve));
+}
+
+#[test]
+fn consult_needs_the_call_alone_among_the_call_legs() {
+    for (other, allowed) in [
+        (Alerting, false),
+        (Dialing, false),
+        (Held, false),
+        (Failed, false),
+        (WrapUp, true),
+    ] {
+        let s = session(on_voice(vec![
+            call("a", "voice", Connected),
+            call("b", "voice", other),
+        ]));
+        assert_eq!(
+            enabled(&s, "voice.a").contains(Capability::Consult),
+            allowed,
+            "other call {other:?}"
+        );
+    }
+    // A call on another voice channel does not count.
+    let s = session(state(
+        vec![voice("v1", Busy), voice("v2", Busy)],
+        vec![call("a", "v1", Connected), call("b", "v2", Held)],
+    ));
+    assert!(enabled(&s, "v1.a").contains(Capability::Consult));
+}
+
+#[test]
+fn transfer_conference_and_alternate_need_exactly_two_legs() {
+    // A third leg breaks the pair.
+    let s = session(on_voice(vec![
+        call("a", "voice", Held),
+        call("b", "voice", Connected),
+        call("c", "voice", Alerting),
+    ]));
+    assert_eq!(
+        caps(&s, "voice.a"),
+        ["interaction.release", "interaction.updateData"]
+    );
+    assert_eq!(
+        caps(&s, "voice.b"),
+        [
+            "interaction.release",
+            "interaction.hold",
+            "interaction.singleStepTransfer",
+            "interaction.sendDtmf",
+            "interaction.mute",
+            "interaction.updateData",
+            "interaction.recording.start",
+        ]
+    );
+    assert_eq!(
+        caps(&s, "voice.c"),
+        [
+            "interaction.answer",
+            "interaction.reject",
+            "interaction.updateData",
+        ]
+    );
+
+    // A call in wrap-up is no longer a leg, so it neither breaks the pair nor joins it.
+    let s = session(on_voice(vec![
+        call("a", "voice", Held),
+        call("b", "voice", Connected),
+        call("w", "voice", WrapUp),
+    ]));
+    assert_eq!(caps(&s, "voice.a"), HELD_OF_PAIR);
+    assert_eq!(caps(&s, "voice.b"), CONNECTED_OF_PAIR);
+    assert_eq!(
+        caps(&s, "voice.w"),
+        [
+            "interaction.updateData",
+            "interaction.wrapUp",
+            "interaction.complete",
+        ]
+    );
+
+    // Held with held, or held with a failed leg, is not the shape.
+    for other in [Held, Failed, Alerting] {
+        let s = session(on_voice(vec![
+            call("a", "voice", Held),
+            call("b", "voice", other),
+        ]));
+        let pair_caps = CapSet::of(&[
+            Capability::CompleteTransfer,
+            Capability::CompleteConference,
+            Capability::Alternate,
+        ]);
+        for leg in ["voice.a", "voice.b"] {
+            assert!(
+                enabled(&s, leg).intersect(pair_caps).is_empty(),
+                "{leg} with the other leg {other:?}: {:?}",
+                caps(&s, leg)
+            );
+        }
+    }
+}
+
+#[test]
+fn a_pair_on_another_channel_does_not_count() {
+    let s = session(state(
+        vec![voice("v1", Busy), voice("v2", Busy)],
+        vec![call("a", "v1", Held), call("b", "v2", Connected)],
+    ));
+    assert_eq!(
+        caps(&s, "v1.a"),
+        [
+            "interaction.release",
+            "interaction.retrieve",
+            "interaction.updateData",
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Options on voice interactions
+
+#[test]
+fn option_reject_alerting() {
+    let alerting = on_voice(vec![call("c1", "voice", Alerting)]);
+    assert_eq!(
+        caps(&session(alerting.clone()), "voice.c1"),
+        [
+            "interaction.answer",
+            "interaction.reject",
+            "interaction.updateData",
+        ]
+    );
+    let no_reject = Options {
+        reject_alerting: false,
+        ..Options::default()
+    };
+    let s = with_options(no_reject.clone(), alerting);
+    assert_eq!(
+        caps(&s, "voice.c1"),
+        ["interaction.answer", "interaction.updateData"]
+    );
+    // The option only disables: reject stays defined (listed as disabled).
+    let event = s
+        .full_view()
+        .into_iter()
+        .find(|e| e.target == "s1.voice.c1")
+        .unwrap();
+    assert!(event.defined.contains(Capability::Reject));
+
+    let s = with_options(no_reject, on_chat(vec![chat("x", "chat", Offered)]));
+    assert_eq!(
+        caps(&s, "chat.x"),
+        ["interaction.accept", "interaction.updateData"]
+    );
+}
+
+#[test]
+fn option_transfer_on_alerting_lets_the_other_leg_still_be_dialing() {
+    let held_and_dialing = on_voice(vec![
+        call("c1", "voice", Held),
+        consult("c2", "voice", Dialing, "c1"),
+    ]);
+    let s = session(held_and_dialing.clone());
+    assert_eq!(
+        caps(&s, "voice.c1"),
+        [
+            "interaction.release",
+            "interaction.retrieve",
+            "interaction.reconnect",
+            "interaction.updateData",
+        ]
+    );
+    assert_eq!(
+        caps(&s, "voice.c2"),
+        [
+            "interaction.release",
+            "interaction.reconnect",
+            "interaction.updateData",
+        ]
+    );
+
+    let early = Options {
+        transfer_on_alerting: true,
+        ..Options::default()
+    };
+    // Only completeTransfer appears: conference and alternate still need a connected leg.
+    let s = with_options(early.clone(), held_and_dialing);
+    assert_eq!(
+        caps(&s, "voice.c1"),
+        [
+            "interaction.release",
+            "interaction.retrieve",
+            "interaction.completeTransfer",
+            "interaction.reconnect",
+            "interaction.updateData",
+        ]
+    );
+    assert_eq!(
+        caps(&s, "voice.c2"),
+        [
+            "interaction.release",
+            "interaction.completeTransfer",
+            "interaction.reconnect",
+            "interaction.updateData",
+        ]
+    );
+
+    // Two independent calls, held and dialing: the same.
+    let s = with_options(
+        early.clone(),
+        on_voice(vec![call("a", "voice", Held), call("b", "voice", Dialing)]),
+    );
+    assert_eq!(
+        caps(&s, "voice.b"),
+        [
+            "interaction.release",
+            "interaction.completeTransfer",
+            "interaction.updateData",
+        ]
+    );
+
+    // Alerting, failed or held is not dialing.
+    for other in [Alerting, Failed, Held] {
+        let s = with_options(
+            early.clone(),
+            on_voice(vec![call("a", "voice", Held), call("b", "voice", other)]),
+        );
+        assert!(
+            !enabled(&s, "voice.a").contains(Capability::CompleteTransfer),
+            "other leg {other:?}"
+        );
+    }
+
+    // A held and connected pair keeps its transfer with the option on.
+    let s = with_options(
+        early,
+        on_voice(vec![
+            call("a", "voice", Held),
+            call("b", "voice", Connected),
+        ]),
+    );
+    assert_eq!(caps(&s, "voice.a"), HELD_OF_PAIR);
+    assert_eq!(caps(&s, "voice.b"), CONNECTED_OF_PAIR);
+}
+
+#[test]
+fn option_max_conference_parties_bounds_the_joined_call() {
+    // (held parties, connected parties, max, conference enabled); joined = p1 + p2 - 1 with
+    // each count taken as at least 2.
+    let cases = [
+        (2, 2, 6, true),
+        (4, 3, 6, true),
+        (4, 4, 6, false),
+        (4, 4, 7, true),
+        (0, 5, 6, true),
+        (0, 6, 6, false),
+        (1, 6, 6, false),
+        (2, 2, 3, true),
+        (2, 2, 2, false),
+        (u32::MAX, u32::MAX, u32::MAX, true),
+    ];
+    for (held_parties, connected_parties, max, conference) in cases {
+        let options = Options {
+            max_conference_parties: max,
+            ..Options::default()
+        };
+        let s = with_options(
+            options,
+            on_voice(vec![
+                Interaction {
+                    parties: held_parties,
+                    ..call("a", "voice", Held)
+                },
+                Interaction {
+                    parties: connected_parties,
+                    ..call("b", "voice", Connected)
+                },
+            ]),
+        );
+        let label = format!("{held_parties} + {connected_parties} parties, max {max}");
+        for leg in ["voice.a", "voice.b"] {
+            let caps_now = enabled(&s, leg);
+            assert_eq!(
+                caps_now.contains(Capability::CompleteConference),
+                conference,
+                "{leg}: {label}"
+            );
+            // Transfer and alternate do not depend on the party count.
+            assert!(
+                caps_now.contains(Capability::CompleteTransfer),
+                "{leg}: {label}"
+            );
+            assert!(caps_now.contains(Capability::Alternate), "{leg}: {label}");
+        }
+    }
+}
+
+#[test]
+fn option_max_conference_parties_is_six_by_default() {
+    assert_eq!(Options::default().max_conference_parties, 6);
+    let pair = |p1, p2| {
+        session(on_voice(vec![
+            Interaction {
+                parties: p1,
+                ..call("a", "voice", Held)
+            },
+            Interaction {
+                parties: p2,
+                ..call("b", "voice", Connected)
+            },
+        ]))
+    };
+    assert!(enabled(&pair(4, 3), "voice.a").contains(Capability::CompleteConference));
+    assert!(!enabled(&pair(5, 3), "voice.a").contains(Capability::CompleteConference));
+}
+
+#[test]
+fn option_mandatory_disposition() {
+    let strict = Options {
+        mandatory_disposition: true,
+        ..Options::default()
+    };
+    let with_disposition = |item: Interaction| Interaction {
+        disposition: "sale".to_string(),
+        ..item
+    };
+    let cases = [
+        (on_voice(vec![call("i", "voice", WrapUp)]), "voice.i"),
+        (on_chat(vec![chat("i", "chat", WrapUp)]), "chat.i"),
+    ];
+    for (plain, path) in cases {
+        let mut disposed = plain.clone();
+        disposed.interactions = disposed
+            .interactions
+            .into_iter()
+            .map(with_disposition)
+            .collect();
+
+        let both = [
+            "interaction.updateData",
+            "interaction.wrapUp",
+            "interaction.complete",
+        ];
+        assert_eq!(caps(&session(plain.clone()), path), both, "{path} default");
+        assert_eq!(
+            caps(&session(disposed.clone()), path),
+            both,
+            "{path} default, disposed"
+        );
+        assert_eq!(
+            caps(&with_options(strict.clone(), plain), path),
+            ["interaction.updateData", "interaction.wrapUp"],
+            "{path} mandatory"
+        );
+        assert_eq!(
+            caps(&with_options(strict.clone(), disposed), path),
+            both,
+            "{path} mandatory, disposed"
+        );
+    }
+    // A disposition does not make complete available outside wrap-up.
+    let s = with_options(
+        strict,
+        on_voice(vec![with_disposition(call("i", "voice", Connected))]),
+    );
+    assert!(!enabled(&s, "voice.i").contains(Capability::Complete));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Non-voice interaction targets
+
+#[test]
+fn a_non_voice_interaction_in_each_state() {
+    let cases: [(InteractionState, &[&str]); 4] = [
+        (
+            Offered,
+            &[
+                "interaction.accept",
+                "interaction.reject",
+                "interaction.updateData",
+            ],
+        ),
+        (
+            Active,
+            &[
+                "interaction.release",
+                "interaction.singleStepTransfer",
+                "interaction.updateData",
+            ],
+        ),
+        (Paused, &["interaction.release", "interaction.updateData"]),
+        (
+            WrapUp,
+            &[
+                "interaction.updateData",
+                "interaction.wrapUp",
+                "interaction.complete",
+            ],
+        ),
+    ];
+    for media_channel in [
+        chat_channel("ch", Busy),
+        crate::testkit::channel("ch", crate::model::Media::Email, Busy),
+        crate::testkit::channel("ch", crate::model::Media::Task, Busy),
+        crate::testkit::channel("ch", crate::model::Media::Callback, Busy),
+    ] {
+        for (item_state, expected) in cases {
+            let media = media_channel.media;
+            let s = session(state(
+                vec![media_channel.clone()],
+                vec![chat("x", "ch", item_state)],
+            ));
+            assert_eq!(caps(&s, "ch.x"), expected, "{media:?} {item_state:?}");
+        }
+    }
+}
+
+#[test]
+fn voice_flags_mean_nothing_on_non_voice_interactions() {
+    let s = session(on_chat(vec![Interaction {
+        muted: true,
+        recording: Recording::Active,
+        parties: 5,
+        ..chat("x", "chat", Active)
+    }]));
+    assert_eq!(
+        caps(&s, "chat.x"),
+        [
+            "interaction.release",
+            "interaction.singleStepTransfer",
+            "interaction.updateData",
+        ]
+    );
+    let event = s
+        .full_view()
+        .into_iter()
+        .find(|e| e.target == "s1.chat.x")
+        .unwrap();
+    assert_eq!(
+        names(event.defined),
+        [
+            "interaction.accept",
+            "interaction.reject",
+            "interaction.release",
+            "interaction.singleStepTransfer",
+            "interaction.updateData",
+            "interaction.wrapUp",
+            "interaction.complete",
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Feature switches
+
+/// A session state and target where `cap` is enabled under the default profile.
+fn enabling(cap: Capability) -> (SessionState, &'static str) {
+    use Capability::*;
+    let one = |item: Interaction| (on_voice(vec![item]), "voice.c1");
+    let connected = call("c1", "voice", Connected);
+    let pair = || {
+        (
+            on_voice(vec![
+                call("c1", "voice", Held),
+                consult("c2", "voice", Connected, "c1"),
+            ]),
+            "voice.c1",
+        )
+    };
+    match cap {
+        RecordingStart | SendDtmf | Mute | Consult | SingleStepTransfer => one(connected),
+        RecordingStop | RecordingPause => one(Interaction {
+            recording: Recording::Active,
+            ..connected
+        }),
+        RecordingResume => one(Interaction {
+            recording: Recording::Paused,
+            ..connected
+        }),
+        Unmute => one(Interaction {
+            muted: true,
+            ..connected
+        }),
+        DropParticipant => one(Interaction {
+            parties: 3,
+            ..connected
+        }),
+        CompleteTransfer | CompleteConference | Reconnect => pair(),
+        Answer | Reject => one(call("c1", "voice", Alerting)),
+        other => panic!("no scenario for {other}"),
+    }
+}
+
+#[test]
+fn each_switch_removes_exactly_its_capabilities() {
+    let expected: [(Switch, &[&str]); 9] = [
+        (
+            Switch::Recording,
+            &[
+                "interaction.recording.start",
+                "interaction.recording.stop",
+                "interaction.recording.pause",
+                "interaction.recording.resume",
+            ],
+        ),
+        (
+            Switch::RecordingPause,
+            &[
+                "interaction.recording.pause",
+                "interaction.recording.resume",
+            ],
+        ),
+        (Switch::Mute, &["interaction.mute", "interaction.unmute"]),
+        (Switch::Dtmf, &["interaction.sendDtmf"]),
+        (
+            Switch::Consult,
+            &[
+                "interaction.consult",
+                "interaction.completeTransfer",
+                "interaction.reconnect",
+            ],
+        ),
+        (
+            Switch::Conference,
+            &[
+                "interaction.completeConference",
+                "interaction.dropParticipant",
+            ],
+        ),
+        (
+            Switch::SingleStepTransfer,
+            &["interaction.singleStepTransfer"],
+        ),
+        (Switch::Reject, &["interaction.reject"]),
+        (Switch::Answer, &["interaction.answer"]),
+    ];
+    assert_eq!(expected.len(), Switch::ALL.len());
+    for (switch, removed) in expected {
+        assert_eq!(names(switch.capabilities()), removed, "{switch:?}");
+        let off = profile(Options::default(), &[switch]);
+        for kind in TargetKind::ALL {
+            assert_eq!(
+                off.defined(kind),
+                kind.catalogue().without(switch.capabilities()),
+                "{switch:?} on {kind:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_switched_off_capability_disappears_from_the_view_and_the_event() {
+    for switch in Switch::ALL {
+        for cap in switch.capabilities().iter() {
+            let (scenario, path) = enabling(cap);
+            let on = session(scenario.clone());
+            let off = session_with(profile(Options::default(), &[switch]), scenario);
+            let enabled_on = enabled(&on, path);
+            assert!(
+                enabled_on.contains(cap),
+                "{cap} should be enabled in its scenario"
+            );
+            // Everything else stays as the state rules say.
+            assert_eq!(
+                enabled(&off, path),
+                enabled_on.without(switch.capabilities()),
+                "{switch:?} / {cap}"
+            );
+            let target = format!("s1.{path}");
+            let event = off
+                .full_view()
+                .into_iter()
+                .find(|e| e.target == target)
+                .unwrap();
+            assert!(!event.defined.contains(cap), "{switch:?} / {cap}");
+            assert!(
+                event.capabilities().all(|(c, _)| c != cap),
+                "{switch:?} / {cap}"
+            );
+        }
+    }
+}
+
+#[test]
+fn reject_and_single_step_transfer_switches_apply_to_non_voice_too() {
+    for (switch, item_state, cap) in [
+        (Switch::Reject, Offered, Capability::Reject),
+        (
+            Switch::SingleStepTransfer,
+            Active,
+            Capability::SingleStepTransfer,
+        ),
+    ] {
+        let scenario = on_chat(vec![chat("x", "chat", item_state)]);
+        assert!(enabled(&session(scenario.clone()), "chat.x").contains(cap));
+        let off = session_with(profile(Options::default(), &[switch]), scenario);
+        assert!(!enabled(&off, "chat.x").contains(cap), "{switch:?}");
+        assert!(
+            !off.profile()
+                .defined(TargetKind::OtherInteraction)
+                .contains(cap)
+        );
+    }
+}
+
+#[test]
+fn the_answer_switch_leaves_accept_alone() {
+    let off = profile(Options::default(), &[Switch::Answer]);
+    let s = session_with(off, on_chat(vec![chat("x", "chat", Offered)]));
+    assert_eq!(
+        caps(&s, "chat.x"),
+        [
+            "interaction.accept",
+            "interaction.reject",
+            "interaction.updateData",
+        ]
+    );
+}
+
+#[test]
+fn recording_pause_off_keeps_start_and_stop() {
+    let off = profile(Options::default(), &[Switch::RecordingPause]);
+    let s = session_with(
+        off,
+        on_voice(vec![Interaction {
+            recording: Recording::Paused,
+            ..call("c1", "voice", Connected)
+        }]),
+    );
+    let now = enabled(&s, "voice.c1");
+    assert!(now.contains(Capability::RecordingStop));
+    assert!(!now.contains(Capability::RecordingResume));
+}
+
+#[test]
+fn all_switches_off_leave_the_unswitched_capabilities() {
+    let off = profile(Options::default(), &Switch::ALL);
+    assert_eq!(
+        names(off.defined(TargetKind::VoiceInteraction)),
+        [
+            "interaction.release",
+            "interaction.hold",
+            "interaction.retrieve",
+            "interaction.alternate",
+            "interaction.updateData",
+            "interaction.wrapUp",
+            "interaction.complete",
+        ]
+    );
+    assert_eq!(
+        names(off.defined(TargetKind::OtherInteraction)),
+        [
+            "interaction.accept",
+            "interaction.release",
+            "interaction.updateData",
+            "interaction.wrapUp",
+            "interaction.complete",
+        ]
+    );
+    assert_eq!(
+        off.defined(TargetKind::Session),
+        TargetKind::Session.catalogue()
+    );
+    assert_eq!(
+        off.defined(TargetKind::VoiceChannel),
+        TargetKind::VoiceChannel.catalogue()
+    );
+    let s = session_with(
+        off,
+        on_voice(vec![
+            call("a", "voice", Held),
+            call("b", "voice", Connected),
+        ]),
+    );
+    assert_eq!(
+        caps(&s, "voice.b"),
+        [
+            "interaction.release",
+            "interaction.hold",
+            "interaction.alternate",
+            "interaction.updateData",
+        ]
+    );
+}
+
+#[test]
+fn the_default_profile_defines_the_whole_catalogue() {
+    let default = Profile::default();
+    for kind in TargetKind::ALL {
+        assert_eq!(default.defined(kind), kind.catalogue(), "{kind:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Robustness
+
+#[test]
+fn many_legs_on_one_channel_do_not_overflow_the_tally() {
+    // More legs than a u8 counts: the tally saturates instead of panicking or wrapping.
+    let calls: Vec<Interaction> = (0..300)
+        .map(|n| call(&format!("h{n}"), "voice", Held))
+        .chain((0..300).map(|n| call(&format!("c{n}"), "voice", Connected)))
+        .collect();
+    let s = session(on_voice(calls));
+    assert_eq!(
+        caps(&s, "voice.h0"),
+        ["interaction.release", "interaction.updateData"]
+    );
+    assert_eq!(
+        caps(&s, "voice.c0"),
+        [
+            "interaction.release",
+            "interaction.hold",
+            "interaction.singleStepTransfer",
+            "interaction.sendDtmf",
+            "interaction.mute",
+            "interaction.updateData",
+            "interaction.recording.start",
+        ]
+    );
+    assert_eq!(caps(&s, "voice"), ["channel.ready", "channel.notReady"]);
+}
