@@ -291,11 +291,7 @@ impl Registry {
             return;
         };
         let mut entry = lock(&entry);
-        if !entry
-            .binder
-            .as_ref()
-            .is_some_and(|b| b.token == bound.token)
-        {
+        if entry.binder.as_ref().is_none_or(|b| b.token != bound.token) {
             return;
         }
         let binder = entry.binder.take();
