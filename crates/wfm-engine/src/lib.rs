@@ -7,7 +7,9 @@
 //! - [`model`]: the CTI state of a session (channels, agent states, interactions).
 //! - [`update`]: CTI updates, validated completely before they are applied.
 //! - [`capability`]: the capability catalogue and the [`CapSet`] bitset.
-//! - [`profile`]: options and feature switches.
+//! - [`profile`]: options, feature switches and custom rules.
+//! - [`custom`]: the hook through which compiled custom rules narrow enablement.
+//! - [`explain`]: why each capability is enabled or disabled.
 //! - `rules`: the built-in state rules of each capability.
 //! - [`view`]: view states, their diff, and `state.updated` events.
 //! - [`session`]: sequencing, and the view state last emitted.
@@ -15,7 +17,9 @@
 //! - [`testkit`]: test fixtures shared by tests and benchmarks.
 
 pub mod capability;
+pub mod custom;
 pub mod error;
+pub mod explain;
 pub mod id;
 pub mod model;
 pub mod profile;
@@ -26,7 +30,9 @@ pub mod update;
 pub mod view;
 
 pub use capability::{CapSet, Capability, TargetKind};
+pub use custom::{Condition, CustomRule, Facts};
 pub use error::UpdateError;
+pub use explain::{CapabilityVerdict, TargetExplanation, Verdict, explain};
 pub use id::Id;
 pub use model::{
     AgentState, Channel, Direction, Interaction, InteractionState, Media, Pending, Recording,

@@ -1,6 +1,7 @@
 //! Workflow profiles: the options and feature switches that tune the built-in state rules.
 
 use crate::capability::{CapSet, Capability, TargetKind};
+use crate::custom::{CustomRule, CustomRules};
 
 /// Behaviour choices where real contact-center platforms disagree.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +145,7 @@ pub struct Profile {
     options: Options,
     switched_off: CapSet,
     off: Vec<Switch>,
+    rules: CustomRules,
 }
 
 impl Default for Profile {
@@ -175,7 +177,31 @@ impl Profile {
             options,
             switched_off,
             off,
+            rules: CustomRules::default(),
         }
+    }
+
+    /// This profile with `rules`, evaluated in order after the built-in state rules.
+    pub fn with_rules(mut self, rules: Vec<CustomRule>) -> Self {
+        self.rules = CustomRules::new(rules);
+        self
+    }
+
+    /// The custom rules.
+    pub fn rules(&self) -> &[CustomRule] {
+        self.rules.all()
+    }
+
+    pub(crate) fn custom(&self) -> &CustomRules {
+        &self.rules
+    }
+
+    /// The switch that removes `capability`, if one is off.
+    pub fn switched_off_by(&self, capability: Capability) -> Option<Switch> {
+        self.off
+            .iter()
+            .copied()
+            .find(|s| s.capabilities().contains(capability))
     }
 
     /// The profile's name.

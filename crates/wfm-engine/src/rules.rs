@@ -1,12 +1,14 @@
 //! The built-in state rules of the default profile: which capabilities the telephony state
 //! allows for each target, before feature switches are applied.
 
-use crate::capability::{CapSet, Capability::*};
+use crate::capability::{CapSet, Capability, Capability::*, TargetKind};
+use crate::custom::Facts;
 use crate::id::Id;
 use crate::model::{
-    AgentState, Channel, Interaction, InteractionState, Pending, Recording, SessionState,
+    AgentState, Channel, Interaction, InteractionState, Media, Pending, Recording, SessionState,
 };
 use crate::profile::Options;
+use crate::view::Target;
 
 /// What a channel's call legs look like, gathered once per channel for its interactions' rules.
 #[derive(Debug, Default, Clone, Copy)]
@@ -49,6 +51,114 @@ impl LegTally {
     /// Exactly two legs, one of them held: the shape transfer, conference and alternate need.
     fn is_held_pair(&self) -> bool {
         self.legs == 2 && self.held == 1
+    }
+}
+
+/// One target of a session, with what its rules look at.
+pub(crate) struct Subject<'a> {
+    pub(crate) target: Target,
+    pub(crate) kind: TargetKind,
+    pub(crate) media: Option<Media>,
+    pub(crate) facts: Facts<'a>,
+    tally: LegTally,
+}
+
+/// Every target of `state` in tree order: the session, then each channel followed by its
+/// interactions. A channel's call legs are tallied once, for all its interactions.
+pub(crate) fn subjects(state: &SessionState) -> impl Iterator<Item = Subject<'_>> {
+    let session = Subject {
+        target: Target::Session,
+        kind: TargetKind::Session,
+        media: None,
+        facts: Facts {
+            state,
+            channel: None,
+            interaction: None,
+        },
+        tally: LegTally::default(),
+    };
+    std::iter::once(session).chain(state.channels.iter().flat_map(move |channel| {
+        let tally = LegTally::of(channel, &state.interactions);
+        let own = Subject {
+            target: Target::Channel(channel.id.clone()),
+            kind: TargetKind::channel(channel.media),
+            media: Some(channel.media),
+            facts: Facts {
+                state,
+                channel: Some(channel),
+                interaction: None,
+            },
+            tally,
+        };
+        let items = state
+            .interactions
+            .iter()
+            .filter(move |i| i.channel == channel.id);
+        std::iter::once(own).chain(items.map(move |item| Subject {
+            target: Target::Interaction {
+                channel: channel.id.clone(),
+                interaction: item.id.clone(),
+            },
+            kind: TargetKind::interaction(channel.media),
+            media: Some(channel.media),
+            facts: Facts {
+                state,
+                channel: Some(channel),
+                interaction: Some(item),
+            },
+            tally,
+        }))
+    }))
+}
+
+/// What the built-in state rules enable for `subject` under `options`.
+pub(crate) fn evaluate(subject: &Subject<'_>, options: &Options) -> CapSet {
+    let state = subject.facts.state;
+    match (subject.facts.channel, subject.facts.interaction) {
+        (_, Some(item)) if subject.kind == TargetKind::VoiceInteraction => {
+            voice_interaction(item, &subject.tally, &state.interactions, options)
+        }
+        (_, Some(item)) => other_interaction(item, options),
+        (Some(channel), None) => self::channel(channel, &subject.tally),
+        (None, None) => session(state, options),
+    }
+}
+
+/// The built-in state rule of `capability`, in words, for explanations.
+pub(crate) fn describe(capability: Capability) -> &'static str {
+    match capability {
+        SessionLogin => "every channel is logged out",
+        SessionLogout => "a channel is logged in and no interaction is live",
+        ChannelReady => "not ready or in after-call work, or busy without a pending ready",
+        ChannelNotReady => "ready, not ready, in after-call work, or busy (as a pending request)",
+        ChannelDial => "logged in with no call alerting, dialing, connected or held on the channel",
+        Answer => "the call is alerting",
+        Accept => "the interaction is offered",
+        Reject => "the call is alerting or the interaction offered",
+        Release => {
+            "the call is dialing, connected, held or failed, or the interaction active or paused"
+        }
+        Hold | SendDtmf | SingleStepTransfer => "the call is connected (non-voice: active)",
+        Retrieve => "the call is held and no other call on the channel is connected",
+        Consult => "the call is connected and is the channel's only call",
+        CompleteTransfer => "the channel has exactly two calls, one held and one connected",
+        CompleteConference => {
+            "the channel has exactly two calls, one held and one connected, within the party limit"
+        }
+        Alternate => "the channel has exactly two calls, one held and one connected",
+        Reconnect => {
+            "a consult pair: the original held, the consult leg dialing, connected or failed"
+        }
+        Mute => "the call is connected and not muted",
+        Unmute => "the call is muted",
+        DropParticipant => "the call is connected in a conference of three or more parties",
+        UpdateData => "always, until the interaction ends",
+        RecordingStart => "the call is connected and not recording",
+        RecordingStop => "the call is recording or paused",
+        RecordingPause => "the call is recording",
+        RecordingResume => "the recording is paused",
+        WrapUp => "the interaction is in wrap-up",
+        Complete => "the interaction is in wrap-up (with a disposition, when mandatory)",
     }
 }
 

@@ -68,6 +68,13 @@ impl Session {
         Ok(Applied::Changed(self.refresh()))
     }
 
+    /// Puts `profile` in force (a reloaded version, say) and returns the events of the
+    /// targets whose view state changed under it.
+    pub fn set_profile(&mut self, profile: Arc<Profile>) -> Vec<StateEvent> {
+        self.profile = profile;
+        self.refresh()
+    }
+
     /// Recomputes the view state and returns the events for the targets that changed.
     fn refresh(&mut self) -> Vec<StateEvent> {
         let view = ViewState::compute(&self.state, &self.profile);

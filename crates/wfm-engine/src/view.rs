@@ -5,7 +5,7 @@ use crate::capability::{CapSet, Capability, TargetKind};
 use crate::id::Id;
 use crate::model::{Direction, InteractionState, Media, Pending, SessionState};
 use crate::profile::Profile;
-use crate::rules::{self, LegTally};
+use crate::rules;
 
 /// A target below the session, identified by its ids.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -60,48 +60,21 @@ pub struct ViewState {
 }
 
 impl ViewState {
-    /// Computes the view state of `state` under `profile`.
+    /// Computes the view state of `state` under `profile`: the built-in state rules, masked
+    /// by the feature switches, then narrowed by the custom rules.
     pub fn compute(state: &SessionState, profile: &Profile) -> ViewState {
         let options = profile.options();
         let mut targets = Vec::with_capacity(1 + state.channels.len() + state.interactions.len());
-        targets.push(TargetView {
-            target: Target::Session,
-            kind: TargetKind::Session,
-            media: None,
-            enabled: rules::session(state, options).intersect(profile.defined(TargetKind::Session)),
-        });
-        for channel in &state.channels {
-            let tally = LegTally::of(channel, &state.interactions);
-            let kind = TargetKind::channel(channel.media);
-            targets.push(TargetView {
-                target: Target::Channel(channel.id.clone()),
-                kind,
-                media: Some(channel.media),
-                enabled: rules::channel(channel, &tally).intersect(profile.defined(kind)),
-            });
-            let kind = TargetKind::interaction(channel.media);
-            let defined = profile.defined(kind);
-            for item in state
-                .interactions
-                .iter()
-                .filter(|i| i.channel == channel.id)
-            {
-                let enabled = if channel.media.is_voice() {
-                    rules::voice_interaction(item, &tally, &state.interactions, options)
-                } else {
-                    rules::other_interaction(item, options)
-                };
-                targets.push(TargetView {
-                    target: Target::Interaction {
-                        channel: channel.id.clone(),
-                        interaction: item.id.clone(),
-                    },
-                    kind,
-                    media: Some(channel.media),
-                    enabled: enabled.intersect(defined),
-                });
+        targets.extend(rules::subjects(state).map(|subject| {
+            let allowed =
+                rules::evaluate(&subject, options).intersect(profile.defined(subject.kind));
+            TargetView {
+                enabled: profile.custom().narrow(allowed, &subject.facts),
+                target: subject.target,
+                kind: subject.kind,
+                media: subject.media,
             }
-        }
+        }));
         ViewState { targets }
     }
 
