@@ -1,9 +1,13 @@
 //! Settings of the workflow-manager service.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use wfm_engine::Profile;
+use wfm_profiles::ProfileSet;
 use wfm_reference::SigningKey;
+
+use crate::stats::ManagerStats;
 
 /// Everything `serve` needs besides its listener.
 #[derive(Debug, Clone)]
@@ -12,8 +16,14 @@ pub struct ManagerConfig {
     pub signing_key: SigningKey,
     /// How long a newly issued reference stays valid.
     pub reference_ttl: Duration,
-    /// The profile used when `CreateSession` names none.
-    pub default_profile: Profile,
+    /// The workflow profiles in force at start.
+    pub profiles: ProfileSet,
+    /// The profile file to watch and reload (on change or SIGHUP), if profiles came from one.
+    pub profiles_path: Option<PathBuf>,
+    /// How often the profile file is checked for changes.
+    pub profiles_poll: Duration,
+    /// Counters shared with whoever reports them.
+    pub stats: Arc<ManagerStats>,
     /// Reported by `GetServiceInfo`.
     pub vendor: String,
     /// Reported by `GetServiceInfo`.
@@ -21,13 +31,16 @@ pub struct ManagerConfig {
 }
 
 impl ManagerConfig {
-    /// Defaults around `signing_key`: 12-hour references (an agent's shift), the default
-    /// profile, and this crate's version.
+    /// Defaults around `signing_key`: 12-hour references (an agent's shift), only the
+    /// built-in profile, and this crate's version.
     pub fn new(signing_key: SigningKey) -> Self {
         Self {
             signing_key,
             reference_ttl: Duration::from_secs(12 * 60 * 60),
-            default_profile: Profile::default(),
+            profiles: ProfileSet::default(),
+            profiles_path: None,
+            profiles_poll: Duration::from_secs(2),
+            stats: Arc::default(),
             vendor: "wfm".to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
         }

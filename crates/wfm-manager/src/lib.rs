@@ -9,14 +9,19 @@
 //! - `registry`: live sessions, their single binder, and event delivery.
 //! - `streams`: binding streams that release their binding when dropped.
 //! - `convert`: wire ↔ engine conversions.
+//! - `profile_watch`: hot reload of the profile file.
+//! - [`ManagerStats`]: counters for tests and metrics.
 
 mod config;
 mod convert;
 pub mod error;
+mod profile_watch;
 mod registry;
 mod server;
 mod service;
+mod stats;
 mod streams;
 
 pub use config::ManagerConfig;
 pub use server::{ServeError, serve};
+pub use stats::ManagerStats;

@@ -1,6 +1,7 @@
 //! The `wfm-manager` binary: parses its flags, sets up logging, and serves.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -8,6 +9,7 @@ use clap::Parser;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use wfm_manager::ManagerConfig;
+use wfm_profiles::ProfileSet;
 use wfm_reference::SigningKey;
 
 /// The workflow-manager gRPC service.
@@ -24,6 +26,10 @@ struct Args {
     /// Lifetime of a session resource reference, in seconds.
     #[arg(long, env = "WFM_REFERENCE_TTL_SECS", default_value_t = 12 * 60 * 60)]
     reference_ttl_secs: u64,
+    /// Workflow profile file (TOML), watched and reloaded on change or SIGHUP. Without it
+    /// only the built-in default profile exists.
+    #[arg(long, env = "WFM_PROFILES")]
+    profiles: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -47,6 +53,12 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut config = ManagerConfig::new(signing_key);
     config.reference_ttl = Duration::from_secs(args.reference_ttl_secs);
+    if let Some(path) = args.profiles {
+        // Every problem is printed, one `file:line:col: message` per line.
+        config.profiles =
+            ProfileSet::load(&path).map_err(|e| anyhow::anyhow!("invalid profile file:\n{e}"))?;
+        config.profiles_path = Some(path);
+    }
 
     let listener = TcpListener::bind(args.listen)
         .await

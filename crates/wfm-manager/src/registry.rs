@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use tokio::sync::mpsc;
-use wfm_engine::{Applied, CtiUpdate, Id, Profile, Session, SessionState, StateEvent};
+use wfm_engine::{Applied, CtiUpdate, Id, Session, SessionState, StateEvent};
+use wfm_profiles::ProfileSet;
 use wfm_proto::v1 as pb;
 use wfm_proto::v1::attach_response::Kind;
 use wfm_reference::Claims;
@@ -97,10 +98,22 @@ pub(crate) struct Created {
     pub(crate) next_sequence: u64,
 }
 
+/// Who a new session is for, and which profile it asks for.
+pub(crate) struct NewSession<'a> {
+    /// The session id.
+    pub(crate) session_id: &'a str,
+    /// Its agent.
+    pub(crate) agent_id: &'a str,
+    /// The profile named by the IP, or empty.
+    pub(crate) profile: &'a str,
+    /// The agent's group, mapped to a profile when none is named.
+    pub(crate) agent_group: &'a str,
+}
+
 /// All live sessions.
 pub(crate) struct Registry {
     sessions: RwLock<HashMap<Id, Arc<Mutex<Entry>>>>,
-    default_profile: Arc<Profile>,
+    profiles: RwLock<Arc<ProfileSet>>,
     next_token: AtomicU64,
     closing: AtomicBool,
 }
@@ -112,11 +125,11 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Registry {
-    /// An empty registry using `default_profile`.
-    pub(crate) fn new(default_profile: Profile) -> Self {
+    /// An empty registry choosing session profiles from `profiles`.
+    pub(crate) fn new(profiles: ProfileSet) -> Self {
         Self {
             sessions: RwLock::default(),
-            default_profile: Arc::new(default_profile),
+            profiles: RwLock::new(Arc::new(profiles)),
             next_token: AtomicU64::new(1),
             closing: AtomicBool::new(false),
         }
@@ -130,25 +143,21 @@ impl Registry {
             .ok_or_else(|| ManagerError::UnknownSession(session_id.to_string()))
     }
 
-    fn profile(&self, name: &str) -> Result<Arc<Profile>, ManagerError> {
-        if name.is_empty() || name == self.default_profile.name() {
-            Ok(self.default_profile.clone())
-        } else {
-            Err(ManagerError::UnknownProfile(name.to_string()))
-        }
-    }
-
     /// Creates a session, or returns the existing one when the same agent asks again.
     pub(crate) fn create(
         &self,
-        session_id: &str,
-        agent_id: &str,
-        profile: &str,
+        who: &NewSession<'_>,
         state: impl FnOnce() -> Result<SessionState, ManagerError>,
     ) -> Result<Created, ManagerError> {
+        let (session_id, agent_id) = (who.session_id, who.agent_id);
         let id = Id::parse("session id", session_id)?;
         Id::parse("agent id", agent_id)?;
-        let profile = self.profile(profile)?;
+        let profile = self
+            .profiles
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .select(who.profile, who.agent_group)
+            .map_err(|unknown| ManagerError::UnknownProfile(unknown.0))?;
         if let Ok(existing) = self.entry(session_id) {
             return Self::reissue(&existing, agent_id);
         }
@@ -300,18 +309,37 @@ impl Registry {
         }
     }
 
+    /// Puts reloaded `profiles` in force: every live session whose profile still exists
+    /// switches to its new version, and its binder gets the events of what changed.
+    /// Sessions whose profile is gone keep the version they have until they end.
+    pub(crate) fn reload(&self, profiles: ProfileSet) {
+        let profiles = Arc::new(profiles);
+        *self
+            .profiles
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = profiles.clone();
+        for entry in self.entries() {
+            let mut entry = lock(&entry);
+            let Some(profile) = profiles.get(entry.session.profile().name()).cloned() else {
+                tracing::warn!(session_id = %entry.session.id(), profile = entry.session.profile().name(),
+                    "profile no longer defined; the session keeps its current version");
+                continue;
+            };
+            let events = entry.session.set_profile(profile);
+            entry.deliver(&events);
+        }
+    }
+
+    fn entries(&self) -> Vec<Arc<Mutex<Entry>>> {
+        let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
+        sessions.values().cloned().collect()
+    }
+
     /// Refuses new bindings and unbinds every binder with "shutting down", which drops the
     /// last senders of every binding stream so that the streams can end.
     pub(crate) fn shutdown(&self) {
         self.closing.store(true, Ordering::SeqCst);
-        let entries: Vec<_> = self
-            .sessions
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect();
-        for entry in entries {
+        for entry in self.entries() {
             let mut entry = lock(&entry);
             if let Some(binder) = entry.binder.take() {
                 binder

@@ -9,6 +9,7 @@ use tonic::transport::Server;
 use wfm_proto::v1::workflow_manager_server::WorkflowManagerServer;
 
 use crate::config::ManagerConfig;
+use crate::profile_watch;
 use crate::registry::Registry;
 use crate::service::WorkflowManagerService;
 
@@ -32,8 +33,17 @@ pub async fn serve(
     config: ManagerConfig,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    let registry = Arc::new(Registry::new(config.default_profile.clone()));
+    let registry = Arc::new(Registry::new(config.profiles.clone()));
     let streams_stop = CancellationToken::new();
+    if let Some(path) = config.profiles_path.clone() {
+        tokio::spawn(profile_watch::watch(
+            path,
+            config.profiles_poll,
+            Arc::clone(&registry),
+            Arc::clone(&config.stats),
+            shutdown.child_token(),
+        ));
+    }
     let service = WorkflowManagerService::new(Arc::clone(&registry), config, streams_stop.clone());
 
     let (health, health_service) = tonic_health::server::health_reporter();

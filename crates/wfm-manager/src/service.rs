@@ -16,7 +16,7 @@ use wfm_reference::Claims;
 use crate::config::ManagerConfig;
 use crate::convert;
 use crate::error::ManagerError;
-use crate::registry::{Bound, Registry, Sink};
+use crate::registry::{Bound, NewSession, Registry, Sink};
 use crate::streams::{AttachStream, BindingStream};
 
 /// Responses a `PushUpdates` stream may queue before it stops reading updates.
@@ -145,12 +145,15 @@ impl pb::workflow_manager_server::WorkflowManager for WorkflowManagerService {
         request: Request<pb::CreateSessionRequest>,
     ) -> Result<Response<pb::CreateSessionResponse>, Status> {
         let request = request.into_inner();
-        let created = self.registry.create(
-            &request.session_id,
-            &request.agent_id,
-            &request.profile,
-            || convert::state(request.channels, request.interactions),
-        )?;
+        let who = NewSession {
+            session_id: &request.session_id,
+            agent_id: &request.agent_id,
+            profile: &request.profile,
+            agent_group: &request.agent_group,
+        };
+        let created = self.registry.create(&who, || {
+            convert::state(request.channels, request.interactions)
+        })?;
         let expires_at = unix_now().saturating_add(self.config.reference_ttl.as_secs());
         let reference = self.config.signing_key.issue(
             created.session_id.as_str(),

@@ -72,8 +72,8 @@ impl fmt::Display for LoadError {
 }
 
 impl LoadError {
-    /// The file could not be read at all.
-    pub(crate) fn io(path: &Path, error: &std::io::Error) -> Self {
+    /// The file at `path` could not be read at all.
+    pub fn io(path: &Path, error: &std::io::Error) -> Self {
         LoadError {
             diagnostics: vec![Diagnostic {
                 origin: path.display().to_string(),

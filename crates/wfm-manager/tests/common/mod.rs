@@ -20,6 +20,7 @@ pub const KEY: &[u8] = b"0123456789abcdef0123456789abcdef-test-key";
 
 pub struct Manager {
     pub addr: SocketAddr,
+    pub stats: std::sync::Arc<wfm_manager::ManagerStats>,
     pub shutdown: CancellationToken,
     pub task: JoinHandle<Result<(), ServeError>>,
 }
@@ -33,9 +34,11 @@ impl Manager {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
+        let stats = std::sync::Arc::clone(&config.stats);
         let task = tokio::spawn(wfm_manager::serve(listener, config, shutdown.clone()));
         Manager {
             addr,
+            stats,
             shutdown,
             task,
         }
