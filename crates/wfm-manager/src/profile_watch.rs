@@ -87,10 +87,10 @@ impl Hangup {
 
     async fn recv(&mut self) {
         #[cfg(unix)]
-        if let Some(signal) = &mut self.signal {
-            if signal.recv().await.is_some() {
-                return;
-            }
+        if let Some(signal) = &mut self.signal
+            && signal.recv().await.is_some()
+        {
+            return;
         }
         std::future::pending::<()>().await;
     }
