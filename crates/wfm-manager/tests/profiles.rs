@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::*;
@@ -37,10 +37,10 @@ fn temp_file(name: &str, text: &str) -> PathBuf {
     path
 }
 
-async fn start(path: &PathBuf, poll: Duration) -> Manager {
+async fn start(path: &Path, poll: Duration) -> Manager {
     let mut config = ManagerConfig::new(SigningKey::from_bytes(KEY).unwrap());
     config.profiles = ProfileSet::load(path).unwrap();
-    config.profiles_path = Some(path.clone());
+    config.profiles_path = Some(path.to_path_buf());
     config.profiles_poll = poll;
     Manager::start_with(config).await
 }
