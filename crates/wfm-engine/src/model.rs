@@ -33,6 +33,11 @@ impl Media {
         Media::Callback,
     ];
 
+    /// The media with wire name `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        by_name(&Self::ALL, Self::as_str, name)
+    }
+
     /// True for voice, whose interactions have the telephony capabilities.
     pub fn is_voice(self) -> bool {
         self == Media::Voice
@@ -68,6 +73,21 @@ pub enum AgentState {
 }
 
 impl AgentState {
+    /// Every agent state.
+    pub const ALL: [AgentState; 6] = [
+        AgentState::LoggedOut,
+        AgentState::NotReady,
+        AgentState::Ready,
+        AgentState::Reserved,
+        AgentState::Busy,
+        AgentState::AfterCallWork,
+    ];
+
+    /// The agent state with wire name `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        by_name(&Self::ALL, Self::as_str, name)
+    }
+
     /// The snake_case wire name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -96,6 +116,11 @@ pub enum Pending {
 }
 
 impl Pending {
+    /// The pending state with wire name `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        by_name(&[Pending::Ready, Pending::NotReady], Self::as_str, name)
+    }
+
     /// The snake_case wire name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -119,6 +144,12 @@ pub enum Direction {
 }
 
 impl Direction {
+    /// The direction with wire name `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        use Direction::*;
+        by_name(&[Inbound, Outbound, Internal, Consult], Self::as_str, name)
+    }
+
     /// The lowercase wire name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -156,6 +187,25 @@ pub enum InteractionState {
 }
 
 impl InteractionState {
+    /// Every interaction state.
+    pub const ALL: [InteractionState; 10] = [
+        InteractionState::Alerting,
+        InteractionState::Dialing,
+        InteractionState::Connected,
+        InteractionState::Held,
+        InteractionState::Failed,
+        InteractionState::Offered,
+        InteractionState::Active,
+        InteractionState::Paused,
+        InteractionState::WrapUp,
+        InteractionState::Ended,
+    ];
+
+    /// The interaction state with wire name `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        by_name(&Self::ALL, Self::as_str, name)
+    }
+
     /// The snake_case wire name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -220,6 +270,27 @@ pub enum Recording {
     Active,
     /// Recording paused (e.g. while card details are read out).
     Paused,
+}
+
+impl Recording {
+    /// The lowercase wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Recording::Off => "off",
+            Recording::Active => "active",
+            Recording::Paused => "paused",
+        }
+    }
+
+    /// The recording state with wire name `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        by_name(&[Recording::Off, Recording::Active, Recording::Paused], Self::as_str, name)
+    }
+}
+
+/// The variant of `all` whose wire name is `name`.
+fn by_name<T: Copy>(all: &[T], name_of: fn(T) -> &'static str, name: &str) -> Option<T> {
+    all.iter().copied().find(|v| name_of(*v) == name)
 }
 
 /// One media channel of the agent.

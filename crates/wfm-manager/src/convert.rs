@@ -10,7 +10,8 @@ use wfm_proto::v1 as pb;
 
 use crate::error::ManagerError;
 
-type Result<T> = std::result::Result<T, ManagerError>;
+/// A conversion result; a refused message carries the error the RPC returns.
+pub type Result<T> = std::result::Result<T, ManagerError>;
 
 /// Decodes an enum field, refusing numbers the contract does not define. The typed
 /// conversions below then refuse an unspecified value where the field is required.
@@ -186,8 +187,8 @@ pub(crate) fn interaction(wire: pb::Interaction) -> Result<wfm_engine::Interacti
     Ok(item)
 }
 
-/// A whole session state.
-pub(crate) fn state(
+/// A whole session state, as `CreateSession` and snapshots carry it.
+pub fn state(
     channels: Vec<pb::Channel>,
     interactions: Vec<pb::Interaction>,
 ) -> Result<SessionState> {

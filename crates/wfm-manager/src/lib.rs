@@ -8,12 +8,12 @@
 //! - `service`: the `wfm.v1.WorkflowManager` implementation, a thin shell.
 //! - `registry`: live sessions, their single binder, and event delivery.
 //! - `streams`: binding streams that release their binding when dropped.
-//! - `convert`: wire ↔ engine conversions.
+//! - [`convert`]: wire ↔ engine conversions.
 //! - `profile_watch`: hot reload of the profile file.
 //! - [`ManagerStats`]: counters for tests and metrics.
 
 mod config;
-mod convert;
+pub mod convert;
 pub mod error;
 mod profile_watch;
 mod registry;

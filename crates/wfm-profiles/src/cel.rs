@@ -7,7 +7,7 @@
 //! and `contains`. Anything else is refused at load with its position.
 
 use cel::common::ast::{Expr, IdedExpr, LiteralValue, operators};
-use wfm_engine::{Condition, Facts, Recording};
+use wfm_engine::{Condition, Facts};
 
 /// Which variables a rule can see: decided by the kind of its capability.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -639,11 +639,7 @@ fn read<'a>(var: Var, facts: &Facts<'a>) -> Val<'a> {
         Var::State => text(item.map(|i| i.state.as_str())),
         Var::Direction => text(item.map(|i| i.direction.as_str())),
         Var::Parties => item.map_or(Val::Null, |i| Val::Int(i64::from(i.parties))),
-        Var::Recording => text(item.map(|i| match i.recording {
-            Recording::Off => "off",
-            Recording::Active => "active",
-            Recording::Paused => "paused",
-        })),
+        Var::Recording => text(item.map(|i| i.recording.as_str())),
         Var::Muted => item.map_or(Val::Null, |i| Val::Bool(i.muted)),
         Var::Disposition => text(item.map(|i| i.disposition.as_str())),
         Var::ConsultOf => text(item.map(|i| i.consult_of.as_ref().map_or("", |c| c.as_str()))),
