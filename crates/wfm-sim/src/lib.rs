@@ -1,0 +1,13 @@
+//! The Interaction Processor simulator: it plays an IP against a real workflow manager,
+//! and a MediaBar against a real gateway.
+//!
+//! # Layout
+//! - [`scenario`]: scenario files (scripted call flows with expected view states).
+//! - [`mediabar`]: a MediaBar WebSocket client that keeps the latest view state.
+//! - [`run`]: plays a scenario against a live stack and checks its checkpoints.
+//! - [`stack`]: the manager and the gateway in one process, on loopback.
+
+pub mod mediabar;
+pub mod run;
+pub mod scenario;
+pub mod stack;

@@ -1,0 +1,123 @@
+//! The whole stack in one process: a workflow manager and a gateway on loopback, sharing a
+//! signing key. `wfm-sim check` uses it when no stack is given, and `wfm up` runs on it.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use wfm_gateway::GatewayConfig;
+use wfm_manager::ManagerConfig;
+use wfm_profiles::ProfileSet;
+use wfm_reference::SigningKey;
+
+/// Why the stack could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    /// A listener could not bind.
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The profile file is invalid.
+    #[error("invalid profile file:\n{0}")]
+    Profiles(#[from] wfm_profiles::LoadError),
+    /// No signing key could be generated.
+    #[error(transparent)]
+    Key(#[from] wfm_reference::ReferenceError),
+    /// The gateway configuration is invalid.
+    #[error(transparent)]
+    Gateway(#[from] wfm_gateway::ConfigError),
+}
+
+/// Where to listen, and the options both services share.
+#[derive(Debug, Clone)]
+pub struct StackOptions<'a> {
+    /// The manager's gRPC address (port 0 picks a free one).
+    pub manager: SocketAddr,
+    /// The gateway's HTTP/WebSocket address.
+    pub gateway: SocketAddr,
+    /// A profile file for the manager, watched for changes.
+    pub profiles: Option<&'a Path>,
+}
+
+/// A running manager and gateway.
+pub struct Stack {
+    /// The manager's gRPC URL.
+    pub manager_url: String,
+    /// The gateway's HTTP address.
+    pub gateway_addr: SocketAddr,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl Stack {
+    /// Starts both services with a fresh signing key.
+    pub async fn start(options: StackOptions<'_>) -> Result<Stack, StackError> {
+        let bind = |address: SocketAddr| async move {
+            TcpListener::bind(address)
+                .await
+                .map_err(|source| StackError::Listen { address, source })
+        };
+        let manager_listener = bind(options.manager).await?;
+        let gateway_listener = bind(options.gateway).await?;
+        let manager_addr = manager_listener
+            .local_addr()
+            .map_err(|source| StackError::Listen {
+                address: options.manager,
+                source,
+            })?;
+        let gateway_addr = gateway_listener
+            .local_addr()
+            .map_err(|source| StackError::Listen {
+                address: options.gateway,
+                source,
+            })?;
+
+        let key = SigningKey::generate()?;
+        let mut manager = ManagerConfig::new(key.clone());
+        if let Some(path) = options.profiles {
+            manager.profiles = ProfileSet::load(path)?;
+            manager.profiles_path = Some(path.to_path_buf());
+        }
+        let manager_url = format!("http://{manager_addr}");
+        let gateway = GatewayConfig::new(manager_url.clone(), key);
+        gateway.validate()?;
+
+        let shutdown = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(error) = wfm_manager::serve(manager_listener, manager, token).await {
+                tracing::error!(%error, "workflow manager stopped");
+            }
+        });
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(error) = wfm_gateway::serve(gateway_listener, gateway, token).await {
+                tracing::error!(%error, "gateway stopped");
+            }
+        });
+        Ok(Stack {
+            manager_url,
+            gateway_addr,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// The MediaBar WebSocket URL.
+    pub fn mediabar_url(&self) -> String {
+        format!("ws://{}{}", self.gateway_addr, wfm_gateway::MEDIABAR_PATH)
+    }
+
+    /// Stops both services and waits for them.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
