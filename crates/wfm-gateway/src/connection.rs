@@ -1,0 +1,624 @@
+//! One MediaBar WebSocket session: a single task that reads requests, writes the outbound
+//! queue, pings, and enforces the connection's limits.
+//!
+//! One task serves both directions through one `select!`: reads and writes are polled
+//! together by [`Session::poll_io`], so a client that stops reading never blocks the pings
+//! or the timers, and no second task or channel per connection costs memory.
+//!
+//! Requests are answered in order. While a bind waits for the manager, or while the client
+//! leaves too many replies unread, the session stops reading, which pushes back on the
+//! client through TCP instead of queueing without bound.
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
+
+use axum::body::Bytes;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::{Sink, Stream};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use wfm_proto::v1 as pb;
+
+use crate::config::GatewayConfig;
+use crate::errors::{CloseReason, GatewayError, UnboundReason};
+use crate::limits::TokenBucket;
+use crate::outbound::{Item, Outbound};
+use crate::protocol::{self, Request, ResourceData};
+use crate::upstream::{Upstream, unix_now};
+
+/// Where a connection stands with its (single) binding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Binding {
+    /// No binding.
+    Unbound,
+    /// `bindResource` sent to the manager; `request_id` gets the answer.
+    Pending {
+        /// The binding's id on the upstream.
+        binding_id: u64,
+        /// The request to answer.
+        request_id: String,
+    },
+    /// Bound to `session_id`.
+    Bound {
+        /// The binding's id on the upstream.
+        binding_id: u64,
+        /// The bound session, the `resourceId` of its events.
+        session_id: String,
+    },
+}
+
+impl Binding {
+    /// The upstream binding id, while binding or bound.
+    pub(crate) fn id(&self) -> Option<u64> {
+        match self {
+            Binding::Unbound => None,
+            Binding::Pending { binding_id, .. } | Binding::Bound { binding_id, .. } => {
+                Some(*binding_id)
+            }
+        }
+    }
+}
+
+/// What the connection task and the upstream share about one connection.
+pub(crate) struct ConnShared {
+    /// Gateway-wide connection id.
+    pub(crate) id: u64,
+    state: Mutex<ConnState>,
+    wake: Notify,
+}
+
+/// The mutable part of [`ConnShared`].
+pub(crate) struct ConnState {
+    out: Outbound,
+    /// The connection's binding.
+    pub(crate) binding: Binding,
+    /// What the client was last told (or, before any event, could assume) about the
+    /// manager's availability.
+    pub(crate) service_available: bool,
+    changed: bool,
+}
+
+impl ConnState {
+    /// Queues a control message.
+    pub(crate) fn push_control(&mut self, message: String) {
+        self.out.push_control(message);
+        self.changed = true;
+    }
+
+    /// Queues a state event, conflated with any waiting state of its target.
+    pub(crate) fn push_state(&mut self, event: pb::StateUpdated) {
+        self.out.push_state(event);
+        self.changed = true;
+    }
+
+    /// Changes the binding.
+    pub(crate) fn set_binding(&mut self, binding: Binding) {
+        self.binding = binding;
+        self.changed = true;
+    }
+}
+
+impl ConnShared {
+    fn new(id: u64) -> Self {
+        Self {
+            id,
+            state: Mutex::new(ConnState {
+                out: Outbound::default(),
+                binding: Binding::Unbound,
+                service_available: true,
+                changed: false,
+            }),
+            wake: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ConnState> {
+        // Every critical section leaves the state consistent before it can panic.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the state and wakes the connection task if anything was queued or the
+    /// binding changed.
+    pub(crate) fn update<R>(&self, f: impl FnOnce(&mut ConnState) -> R) -> R {
+        let mut state = self.lock();
+        let result = f(&mut state);
+        if std::mem::take(&mut state.changed) {
+            self.wake.notify_one();
+        }
+        result
+    }
+}
+
+/// What the gateway's connections share.
+pub(crate) struct Hub {
+    /// The settings.
+    pub(crate) config: Arc<GatewayConfig>,
+    /// The manager side.
+    pub(crate) upstream: Arc<Upstream>,
+    /// Cancelled when the gateway shuts down.
+    pub(crate) shutdown: CancellationToken,
+    next_id: AtomicU64,
+}
+
+impl Hub {
+    /// A hub over `upstream`.
+    pub(crate) fn new(
+        config: Arc<GatewayConfig>,
+        upstream: Arc<Upstream>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            config,
+            upstream,
+            shutdown,
+            next_id: AtomicU64::new(1),
+        }
+    }
+}
+
+/// Serves one upgraded WebSocket until either side closes it.
+pub(crate) async fn run(mut socket: WebSocket, hub: Arc<Hub>) {
+    let conn = Arc::new(ConnShared::new(hub.next_id.fetch_add(1, Ordering::Relaxed)));
+    hub.upstream.register(&conn);
+    tracing::debug!(connection = conn.id, "client connected");
+    let mut session = Session::new(&hub, Arc::clone(&conn));
+    let end = session.serve(&mut socket).await;
+    let conflated = conn.lock().out.conflated();
+    tracing::debug!(
+        connection = conn.id,
+        reason = end,
+        conflated,
+        "client disconnected"
+    );
+    // The binding is released whatever ended the connection, so that the agent can bind
+    // again at once after a reload.
+    if let Some(binding_id) = conn.lock().binding.id() {
+        hub.upstream.unbind(binding_id);
+    }
+    hub.upstream.deregister(conn.id);
+}
+
+/// How long a connection whose read side broke stays open after its close frame.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What one poll of the socket produced.
+enum Io {
+    Message(Message),
+    Ended,
+    Failed(axum::Error),
+}
+
+/// What a timer tick decided.
+enum Tick {
+    Continue,
+    Stop(&'static str),
+}
+
+struct Session<'a> {
+    hub: &'a Hub,
+    conn: Arc<ConnShared>,
+    bucket: TokenBucket,
+    next_ping: Instant,
+    /// When the unanswered ping became due.
+    awaiting_pong: Option<Instant>,
+    ping_due: bool,
+    last_request: Instant,
+    bind_started: Option<Instant>,
+    /// A close frame waiting for the queue to drain.
+    close: Option<CloseFrame>,
+    close_sent: bool,
+    closing_until: Option<Instant>,
+    peer_closed: bool,
+    /// The read side hit an error that leaves it unusable.
+    read_broken: bool,
+    unflushed: bool,
+}
+
+impl<'a> Session<'a> {
+    fn new(hub: &'a Hub, conn: Arc<ConnShared>) -> Self {
+        let now = Instant::now();
+        let config = &hub.config;
+        Self {
+            hub,
+            conn,
+            bucket: TokenBucket::new(config.request_burst, config.request_rate, now),
+            next_ping: now + config.ping_interval,
+            awaiting_pong: None,
+            ping_due: false,
+            last_request: now,
+            bind_started: None,
+            close: None,
+            close_sent: false,
+            closing_until: None,
+            peer_closed: false,
+            read_broken: false,
+            unflushed: false,
+        }
+    }
+
+    fn config(&self) -> &GatewayConfig {
+        &self.hub.config
+    }
+
+    async fn serve(&mut self, socket: &mut WebSocket) -> &'static str {
+        let conn = Arc::clone(&self.conn);
+        let shutdown = self.hub.shutdown.clone();
+        let timer = tokio::time::sleep_until(self.next_ping);
+        tokio::pin!(timer);
+        loop {
+            let (reading, deadline) = {
+                let state = conn.lock();
+                if state.out.controls() > 4 * self.config().max_pending_replies {
+                    return "too many unread replies";
+                }
+                let binding = matches!(state.binding, Binding::Pending { .. });
+                let idle = matches!(state.binding, Binding::Unbound);
+                let reading = !binding
+                    && self.close.is_none()
+                    && !self.close_sent
+                    && state.out.controls() < self.config().max_pending_replies;
+                (reading, self.deadline(binding, idle))
+            };
+            timer.as_mut().reset(deadline);
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled(), if self.close.is_none() && !self.close_sent => {
+                    self.shut_down();
+                }
+                () = &mut timer => {
+                    if let Tick::Stop(reason) = self.tick() {
+                        return reason;
+                    }
+                }
+                io = poll_fn(|cx| self.poll_io(cx, socket, reading)) => match io {
+                    Io::Message(message) => self.on_message(message),
+                    Io::Ended => return "closed",
+                    Io::Failed(error) => {
+                        if let Some(reason) = self.on_error(error) {
+                            return reason;
+                        }
+                    }
+                },
+                () = conn.wake.notified() => {}
+            }
+        }
+    }
+
+    /// The earliest instant a timer has to act.
+    fn deadline(&self, binding: bool, idle: bool) -> Instant {
+        let config = self.config();
+        let mut deadline = self.next_ping;
+        if let Some(since) = self.awaiting_pong {
+            deadline = deadline.min(since + config.pong_timeout);
+        }
+        if idle && self.close.is_none() && !self.close_sent {
+            deadline = deadline.min(self.last_request + config.idle_timeout);
+        }
+        if let (true, Some(started)) = (binding, self.bind_started) {
+            deadline = deadline.min(started + config.request_timeout);
+        }
+        if let Some(until) = self.closing_until {
+            deadline = deadline.min(until);
+        }
+        deadline
+    }
+
+    fn tick(&mut self) -> Tick {
+        let now = Instant::now();
+        let (ping_interval, pong_timeout, idle_timeout, request_timeout) = {
+            let c = self.config();
+            (
+                c.ping_interval,
+                c.pong_timeout,
+                c.idle_timeout,
+                c.request_timeout,
+            )
+        };
+        if self.closing_until.is_some_and(|until| now >= until) {
+            return Tick::Stop("close handshake timed out");
+        }
+        if self
+            .awaiting_pong
+            .is_some_and(|since| now >= since + pong_timeout)
+        {
+            return Tick::Stop("ping not answered");
+        }
+        if now >= self.next_ping {
+            if self.awaiting_pong.is_none() {
+                self.ping_due = true;
+                self.awaiting_pong = Some(now);
+            }
+            self.next_ping = now + ping_interval;
+        }
+        let binding = self.conn.lock().binding.clone();
+        match binding {
+            Binding::Unbound if now >= self.last_request + idle_timeout => {
+                self.begin_close(CloseReason::IdleTimeout);
+            }
+            Binding::Pending { binding_id, .. }
+                if self
+                    .bind_started
+                    .is_some_and(|started| now >= started + request_timeout) =>
+            {
+                self.hub.upstream.cancel_bind(binding_id);
+            }
+            _ => {}
+        }
+        Tick::Continue
+    }
+
+    fn begin_close(&mut self, reason: CloseReason) {
+        if self.close.is_some() || self.close_sent {
+            return;
+        }
+        tracing::debug!(
+            connection = self.conn.id,
+            code = reason.code(),
+            reason = reason.text(),
+            "closing"
+        );
+        self.close = Some(CloseFrame {
+            code: reason.code(),
+            reason: Utf8Bytes::from_static(reason.text()),
+        });
+        self.closing_until = Some(Instant::now() + self.config().shutdown_grace);
+    }
+
+    /// Gateway shutdown: release the binding, tell the client, and say goodbye.
+    fn shut_down(&mut self) {
+        let binding = self.conn.lock().binding.clone();
+        if let Some(binding_id) = binding.id() {
+            self.hub.upstream.unbind(binding_id);
+        }
+        self.conn.update(|s| {
+            match &s.binding {
+                Binding::Bound { session_id, .. } => {
+                    let event =
+                        protocol::resource_unbound(session_id, UnboundReason::ServerShutdown);
+                    s.push_control(event);
+                }
+                Binding::Pending { request_id, .. } => {
+                    let response = protocol::failure(
+                        request_id,
+                        "bindResource",
+                        &GatewayError::ServiceUnavailable,
+                    );
+                    s.push_control(response);
+                }
+                Binding::Unbound => {}
+            }
+            s.set_binding(Binding::Unbound);
+        });
+        self.begin_close(CloseReason::ServerShutdown);
+    }
+
+    /// Writes what is queued (pings first, the close frame last), then reads one message.
+    fn poll_io(&mut self, cx: &mut Context<'_>, socket: &mut WebSocket, reading: bool) -> Poll<Io> {
+        if !self.peer_closed && !self.close_sent {
+            loop {
+                match Pin::new(&mut *socket).poll_ready(cx) {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(error)) => return Poll::Ready(Io::Failed(error)),
+                    Poll::Pending => break,
+                }
+                let message = if self.ping_due {
+                    self.ping_due = false;
+                    Message::Ping(Bytes::new())
+                } else if let Some(item) = self.conn.lock().out.pop() {
+                    Message::Text(match item {
+                        Item::Control(text) => text.into(),
+                        Item::State(event) => protocol::state_event(&event).into(),
+                    })
+                } else if let Some(frame) = self.close.take() {
+                    self.close_sent = true;
+                    Message::Close(Some(frame))
+                } else {
+                    break;
+                };
+                if let Err(error) = Pin::new(&mut *socket).start_send(message) {
+                    return Poll::Ready(Io::Failed(error));
+                }
+                self.unflushed = true;
+                if self.close_sent {
+                    break;
+                }
+            }
+        }
+        if self.unflushed {
+            match Pin::new(&mut *socket).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.unflushed = false,
+                Poll::Ready(Err(_)) if self.close_sent || self.peer_closed => {
+                    return Poll::Ready(Io::Ended);
+                }
+                Poll::Ready(Err(error)) => return Poll::Ready(Io::Failed(error)),
+                Poll::Pending => {}
+            }
+        }
+        // After our close frame, keep reading for the client's.
+        if !self.read_broken && (reading || self.close_sent || self.peer_closed) {
+            match Pin::new(&mut *socket).poll_next(cx) {
+                Poll::Ready(Some(Ok(message))) => return Poll::Ready(Io::Message(message)),
+                Poll::Ready(Some(Err(error))) => return Poll::Ready(Io::Failed(error)),
+                Poll::Ready(None) => return Poll::Ready(Io::Ended),
+                Poll::Pending => {}
+            }
+        }
+        Poll::Pending
+    }
+
+    /// A read or write failed: a size or protocol violation gets a reason before the
+    /// close; anything else means the peer is gone.
+    fn on_error(&mut self, error: axum::Error) -> Option<&'static str> {
+        let inner = error.into_inner();
+        let reason = match inner.downcast_ref::<tungstenite::Error>() {
+            Some(tungstenite::Error::Capacity(_)) => CloseReason::MessageTooLarge,
+            Some(tungstenite::Error::Utf8(_) | tungstenite::Error::Protocol(_)) => {
+                CloseReason::ProtocolError
+            }
+            _ => {
+                tracing::debug!(connection = self.conn.id, error = %inner, "websocket failed");
+                return Some("connection lost");
+            }
+        };
+        if self.read_broken || self.close_sent {
+            return Some("failed while closing");
+        }
+        self.read_broken = true;
+        if reason == CloseReason::MessageTooLarge {
+            let error = GatewayError::FrameTooLarge(self.config().max_frame_size);
+            self.conn
+                .update(|s| s.push_control(protocol::core_error(None, &error)));
+        }
+        self.begin_close(reason);
+        // The client's unread bytes would turn our close into a TCP reset that can destroy
+        // the close frame before the client reads it; so the socket lingers a moment.
+        self.closing_until = Some(Instant::now() + LINGER.min(self.config().shutdown_grace));
+        None
+    }
+
+    fn on_message(&mut self, message: Message) {
+        let now = Instant::now();
+        // Any frame proves the client alive, not only a pong.
+        self.awaiting_pong = None;
+        match message {
+            Message::Text(text) => {
+                self.last_request = now;
+                if text.len() > self.config().max_message_size {
+                    self.refuse_large(now);
+                } else {
+                    self.on_text(text.as_str(), now);
+                }
+            }
+            Message::Binary(data) => {
+                self.last_request = now;
+                let error = if !self.bucket.try_take(now) {
+                    self.rate_limited()
+                } else if data.len() > self.config().max_message_size {
+                    GatewayError::MessageTooLarge(self.config().max_message_size)
+                } else {
+                    GatewayError::BinaryFrame
+                };
+                self.conn
+                    .update(|s| s.push_control(protocol::core_error(None, &error)));
+            }
+            Message::Ping(_) | Message::Pong(_) => {}
+            Message::Close(_) => {
+                // tungstenite answers the close; reading on lets it finish the handshake.
+                self.peer_closed = true;
+                self.closing_until
+                    .get_or_insert(now + self.hub.config.shutdown_grace);
+            }
+        }
+    }
+
+    /// A message over the soft limit is not even parsed.
+    fn refuse_large(&mut self, now: Instant) {
+        let error = if self.bucket.try_take(now) {
+            GatewayError::MessageTooLarge(self.config().max_message_size)
+        } else {
+            self.rate_limited()
+        };
+        self.conn
+            .update(|s| s.push_control(protocol::core_error(None, &error)));
+    }
+
+    fn rate_limited(&self) -> GatewayError {
+        GatewayError::RateLimited {
+            burst: self.config().request_burst,
+            rate: self.config().request_rate,
+        }
+    }
+
+    fn on_text(&mut self, text: &str, now: Instant) {
+        let parsed = protocol::parse(text);
+        if !self.bucket.try_take(now) {
+            let error = self.rate_limited();
+            let reply = match &parsed {
+                Ok(envelope) => protocol::failure(&envelope.request_id, &envelope.name, &error),
+                Err(malformed) => protocol::core_error(malformed.request_id.as_deref(), &error),
+            };
+            self.conn.update(|s| s.push_control(reply));
+            return;
+        }
+        let reply = match parsed {
+            Err(malformed) => {
+                protocol::core_error(malformed.request_id.as_deref(), &malformed.error)
+            }
+            Ok(envelope) => match envelope.request {
+                Err(error) => protocol::failure(&envelope.request_id, &envelope.name, &error),
+                Ok(request) => match self.handle(&envelope.request_id, request, now) {
+                    Some(reply) => reply,
+                    None => return,
+                },
+            },
+        };
+        self.conn.update(|s| s.push_control(reply));
+    }
+
+    /// Handles a valid request; returns the reply, or `None` when the reply comes later
+    /// (a bind, answered when the manager has answered) or was queued already.
+    fn handle(&mut self, request_id: &str, request: Request, now: Instant) -> Option<String> {
+        let name = request.name();
+        let fail = |error: GatewayError| Some(protocol::failure(request_id, name, &error));
+        match request {
+            Request::GetServices => match self.hub.upstream.service() {
+                (Some(info), available) => Some(protocol::services(request_id, &info, available)),
+                (None, _) => fail(GatewayError::ServiceUnavailable),
+            },
+            Request::Bind {
+                reference,
+                takeover,
+            } => {
+                if self.conn.lock().binding != Binding::Unbound {
+                    return fail(GatewayError::ConnectionAlreadyBound);
+                }
+                if let Err(error) = self.config().signing_key.verify(&reference, unix_now()) {
+                    tracing::debug!(connection = self.conn.id, %error, "reference refused");
+                    return fail(GatewayError::Unauthorized);
+                }
+                match self
+                    .hub
+                    .upstream
+                    .bind(&self.conn, request_id, reference, takeover)
+                {
+                    Ok(_) => {
+                        self.bind_started = Some(now);
+                        None
+                    }
+                    Err(error) => fail(error),
+                }
+            }
+            Request::Unbind { resource } => {
+                let Binding::Bound {
+                    binding_id,
+                    session_id,
+                } = self.conn.lock().binding.clone()
+                else {
+                    return fail(GatewayError::NotBound);
+                };
+                if let Some(resource) = resource
+                    && resource != session_id
+                    && !self.hub.upstream.is_reference(binding_id, &resource)
+                {
+                    return fail(GatewayError::NotBound);
+                }
+                self.hub.upstream.unbind(binding_id);
+                self.conn.update(|s| {
+                    let reply = if s.binding.id() == Some(binding_id) {
+                        s.set_binding(Binding::Unbound);
+                        protocol::success(request_id, name, &ResourceData::session(&session_id))
+                    } else {
+                        // The binding ended on its own meanwhile; its event is already queued.
+                        protocol::failure(request_id, name, &GatewayError::NotBound)
+                    };
+                    s.push_control(reply);
+                });
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! The HTTP routes: the MediaBar WebSocket endpoint and the health probes.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio_util::task::TaskTracker;
+
+use crate::connection::{self, Hub};
+
+/// The path of the MediaBar WebSocket endpoint.
+pub const MEDIABAR_PATH: &str = "/mediabar/v1";
+
+#[derive(Clone)]
+struct AppState {
+    hub: Arc<Hub>,
+    /// Tracks every WebSocket connection, so that shutdown can wait for their goodbyes.
+    connections: TaskTracker,
+}
+
+/// The gateway's routes; `connections` tracks the WebSocket sessions.
+pub(crate) fn router(hub: Arc<Hub>, connections: TaskTracker) -> Router {
+    Router::new()
+        .route(MEDIABAR_PATH, get(mediabar))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(AppState { hub, connections })
+}
+
+async fn mediabar(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let config = &state.hub.config;
+    if !config.allowed_origins.is_empty() {
+        let origin = headers
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !config.allowed_origins.iter().any(|o| o == origin) {
+            return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
+        }
+    }
+    if state.hub.shutdown.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    if state.connections.len() >= config.max_connections {
+        return (StatusCode::SERVICE_UNAVAILABLE, "too many connections\n").into_response();
+    }
+    // Taken before the upgrade completes, so that shutdown also waits for a connection
+    // whose task has not started yet.
+    let token = state.connections.token();
+    let hub = Arc::clone(&state.hub);
+    upgrade
+        .read_buffer_size(config.read_buffer_size)
+        .write_buffer_size(config.write_buffer_size)
+        // Writes are flow-controlled by `poll_ready`, so the write buffer holds at most the
+        // frame being written; no separate cap is needed.
+        .max_write_buffer_size(usize::MAX)
+        .max_message_size(config.max_frame_size)
+        .max_frame_size(config.max_frame_size)
+        .on_failed_upgrade(|error| tracing::debug!(%error, "websocket upgrade failed"))
+        .on_upgrade(move |socket| async move {
+            connection::run(socket, hub).await;
+            drop(token);
+        })
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    if state.hub.upstream.is_ready() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "workflow manager unreachable\n",
+        )
+    }
+}

@@ -1,0 +1,35 @@
+//! The edge gateway: MediaBar clients (agent toolbars in a browser) connect here over a
+//! WebSocket, bind to their workflow session with its resource reference, and receive the
+//! session's `state.updated` events as MediaBar JSON. The gateway reaches the workflow
+//! manager through a few multiplexed `Attach` gRPC streams shared by all its connections.
+//!
+//! The protocol is documented for MediaBar developers in `docs/mediabar-protocol.md` and
+//! specified in `docs/mediabar-asyncapi.yaml`.
+//!
+//! # Layout
+//! - [`serve`]: the server and its graceful shutdown (`server`).
+//! - [`GatewayConfig`]: its settings and their defaults (`config`).
+//! - [`errors`]: every error and its MediaBar code, close codes and unbound reasons, in one
+//!   table each.
+//! - `protocol`: parsing client messages and the serde DTOs of everything sent.
+//! - `http`: the routes, `/mediabar/v1`, `/healthz` and `/readyz`.
+//! - `connection`: one WebSocket session, one task for both directions.
+//! - `outbound`: a connection's queue, with state events conflated per target.
+//! - `upstream`: the `Attach` stream pool, the routing table, the Service Monitor, reconnect
+//!   and rebind.
+//! - `limits`: the per-connection request budget.
+
+mod config;
+mod connection;
+pub mod errors;
+mod http;
+mod limits;
+mod outbound;
+mod protocol;
+mod server;
+mod upstream;
+
+pub use config::{ConfigError, GatewayConfig};
+pub use http::MEDIABAR_PATH;
+pub use protocol::WORKFLOW_MANAGER;
+pub use server::{ServeError, serve};

@@ -1,0 +1,175 @@
+//! What waits to be written to one client: control messages in order, and state events
+//! conflated per target.
+//!
+//! A `state.updated` event carries its target's entire view state, so a newer one makes an
+//! older one of the same target worthless. While a client is slow, only the newest state of
+//! each target waits, in the order targets first appeared, and memory stays bounded by the
+//! number of targets whatever the event rate.
+//!
+//! Control messages (responses, core and service events) are never conflated, and they are
+//! barriers: a state event queued after one is never merged into a slot before it. So a bind
+//! response precedes the binding's states, and after `service.available` the client gets the
+//! full state even if older states of the same targets still wait ahead of it.
+
+use std::collections::{HashMap, VecDeque};
+
+use wfm_proto::v1 as pb;
+
+/// One queued message.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Item {
+    /// A serialized control message.
+    Control(String),
+    /// The newest state of a target, serialized when sent.
+    State(pb::StateUpdated),
+}
+
+/// The queue of one connection.
+#[derive(Debug, Default)]
+pub(crate) struct Outbound {
+    items: VecDeque<Item>,
+    /// Sequence number of `items[0]`; a slot's sequence never changes while it waits.
+    head: u64,
+    /// Target → sequence of its waiting state, for slots after the last control message.
+    latest: HashMap<String, u64>,
+    controls: usize,
+    conflated: u64,
+}
+
+/// Capacity above which an emptied queue gives its memory back.
+const KEEP_CAPACITY: usize = 8;
+
+impl Outbound {
+    /// Queues a control message.
+    pub(crate) fn push_control(&mut self, message: String) {
+        self.latest.clear();
+        self.items.push_back(Item::Control(message));
+        self.controls += 1;
+    }
+
+    /// Queues a state event, replacing the waiting state of its target if there is one
+    /// after the last control message.
+    pub(crate) fn push_state(&mut self, event: pb::StateUpdated) {
+        if let Some(&sequence) = self.latest.get(&event.target) {
+            let index = usize::try_from(sequence - self.head).unwrap_or(usize::MAX);
+            if let Some(slot) = self.items.get_mut(index) {
+                *slot = Item::State(event);
+                self.conflated += 1;
+                return;
+            }
+        }
+        let sequence = self.head + self.items.len() as u64;
+        self.latest.insert(event.target.clone(), sequence);
+        self.items.push_back(Item::State(event));
+    }
+
+    /// Takes the next message to send.
+    pub(crate) fn pop(&mut self) -> Option<Item> {
+        let item = self.items.pop_front()?;
+        let sequence = self.head;
+        self.head += 1;
+        match &item {
+            Item::Control(_) => self.controls -= 1,
+            Item::State(event) => {
+                if self.latest.get(&event.target) == Some(&sequence) {
+                    self.latest.remove(&event.target);
+                }
+            }
+        }
+        if self.items.is_empty() {
+            // An idle connection should hold no memory from its last burst.
+            if self.items.capacity() > KEEP_CAPACITY {
+                self.items = VecDeque::new();
+            }
+            if self.latest.capacity() > KEEP_CAPACITY {
+                self.latest = HashMap::new();
+            }
+        }
+        Some(item)
+    }
+
+    /// Control messages waiting.
+    pub(crate) fn controls(&self) -> usize {
+        self.controls
+    }
+
+    /// Messages waiting.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// State events replaced by a newer one so far.
+    pub(crate) fn conflated(&self) -> u64 {
+        self.conflated
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn state(target: &str, version: u32) -> pb::StateUpdated {
+        pb::StateUpdated {
+            session_id: "s".into(),
+            target: target.into(),
+            context: [("v".to_string(), version.to_string())].into(),
+            capabilities: Vec::new(),
+        }
+    }
+
+    fn drain(queue: &mut Outbound) -> Vec<String> {
+        std::iter::from_fn(|| queue.pop())
+            .map(|item| match item {
+                Item::Control(text) => text,
+                Item::State(event) => format!("{}@{}", event.target, event.context["v"]),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn newer_states_replace_older_ones_in_first_arrival_order() {
+        let mut queue = Outbound::default();
+        queue.push_state(state("a", 1));
+        queue.push_state(state("b", 1));
+        queue.push_state(state("a", 2));
+        queue.push_state(state("c", 1));
+        queue.push_state(state("b", 2));
+        assert_eq!(queue.len(), 3);
+        assert_eq!(queue.conflated(), 2);
+        assert_eq!(drain(&mut queue), ["a@2", "b@2", "c@1"]);
+    }
+
+    #[test]
+    fn control_messages_are_barriers_and_keep_their_order() {
+        let mut queue = Outbound::default();
+        queue.push_state(state("a", 1));
+        queue.push_control("response".into());
+        queue.push_state(state("a", 2));
+        queue.push_state(state("a", 3));
+        queue.push_control("event".into());
+        assert_eq!(queue.controls(), 2);
+        assert_eq!(drain(&mut queue), ["a@1", "response", "a@3", "event"]);
+        assert_eq!(queue.controls(), 0);
+    }
+
+    #[test]
+    fn a_sent_state_is_not_replaced_and_memory_is_bounded_by_targets() {
+        let mut queue = Outbound::default();
+        queue.push_state(state("a", 1));
+        assert_eq!(drain(&mut queue), ["a@1"]);
+        for version in 0..10_000 {
+            queue.push_state(state(&format!("t{}", version % 20), version));
+        }
+        assert_eq!(queue.len(), 20);
+        let drained = drain(&mut queue);
+        assert_eq!(drained[0], "t0@9980");
+        assert_eq!(drained[19], "t19@9999");
+        assert_eq!(
+            queue.items.capacity(),
+            0,
+            "an emptied queue frees its buffer"
+        );
+    }
+}

@@ -1,0 +1,73 @@
+//! `serve`: the HTTP server, the upstream, and the order of a graceful shutdown.
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{ConfigError, GatewayConfig};
+use crate::connection::Hub;
+use crate::http;
+use crate::upstream::Upstream;
+
+/// Why the gateway could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A setting cannot work.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The manager URL is not a valid endpoint.
+    #[error("invalid manager url: {0}")]
+    ManagerUrl(#[from] tonic::transport::Error),
+    /// The HTTP server failed.
+    #[error("http server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Serves the MediaBar protocol on `listener` until `shutdown` is cancelled.
+///
+/// On shutdown the gateway stops accepting connections, tells every bound client
+/// `resourceUnbound` / `serverShutdown`, releases its binding, sends a 1001 close frame,
+/// waits (up to `shutdown_grace`) for the clients to close, then closes its streams to the
+/// manager and returns.
+pub async fn serve(
+    listener: TcpListener,
+    config: GatewayConfig,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    config.validate()?;
+    let config = Arc::new(config);
+    let upstream = Upstream::new(Arc::clone(&config))?;
+    let upstream_tasks = TaskTracker::new();
+    // Stopped only after the clients are gone, so that their unbinds still reach the manager.
+    let upstream_stop = CancellationToken::new();
+    upstream.spawn(&upstream_tasks, &upstream_stop);
+    upstream_tasks.close();
+
+    let hub = Arc::new(Hub::new(
+        Arc::clone(&config),
+        Arc::clone(&upstream),
+        shutdown.clone(),
+    ));
+    let connections = TaskTracker::new();
+    let app = http::router(hub, connections.clone());
+    tracing::info!(address = ?listener.local_addr().ok(), manager = %config.manager_url, "edge gateway listening");
+
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
+    // Also on an error, so that nothing is left running.
+    shutdown.cancel();
+    connections.close();
+    tracing::info!(
+        connections = connections.len(),
+        "shutting down: closing client connections"
+    );
+    connections.wait().await;
+    upstream_stop.cancel();
+    upstream_tasks.wait().await;
+    tracing::info!("edge gateway stopped");
+    served?;
+    Ok(())
+}
