@@ -6,7 +6,9 @@
 //! - [`mediabar`]: a MediaBar WebSocket client that keeps the latest view state.
 //! - [`run`]: plays a scenario against a live stack and checks its checkpoints.
 //! - [`stack`]: the manager and the gateway in one process, on loopback.
+//! - [`load`]: the load generator and its latency report.
 
+pub mod load;
 pub mod mediabar;
 pub mod run;
 pub mod scenario;

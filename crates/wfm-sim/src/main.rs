@@ -1,11 +1,13 @@
 //! The `wfm-sim` command: play scenarios against a stack, check them, or generate load.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use wfm_proto::v1::workflow_manager_client::WorkflowManagerClient;
+use wfm_sim::load::LoadOptions;
 use wfm_sim::run::{self, Target};
 use wfm_sim::scenario::{self, Scenario};
 use wfm_sim::stack::{Stack, StackOptions};
@@ -52,6 +54,35 @@ enum Command {
         #[arg(long, conflicts_with = "manager")]
         profiles: Option<PathBuf>,
     },
+    /// Drive many sessions, each bound through the gateway by its own WebSocket, and report
+    /// throughput and end-to-end latency. Without --manager, starts its own stack in-process.
+    /// Each session holds a file descriptor on both sides: raise `ulimit -n` for thousands.
+    Load {
+        /// Concurrent agent sessions.
+        #[arg(long, default_value_t = 100)]
+        sessions: usize,
+        /// Updates per second across all sessions; 0 runs closed loop (as fast as answered).
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// Seconds to measure.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Seconds to run before measuring.
+        #[arg(long, default_value_t = 2)]
+        warmup: u64,
+        /// gRPC PushUpdates streams to spread the updates over.
+        #[arg(long, default_value_t = 4)]
+        push_streams: usize,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// A running manager's gRPC URL (needs --gateway too).
+        #[arg(long, requires = "gateway")]
+        manager: Option<String>,
+        /// A running gateway's MediaBar WebSocket URL.
+        #[arg(long, requires = "manager")]
+        gateway: Option<String>,
+    },
 }
 
 fn load(files: &[PathBuf]) -> Result<Vec<Scenario>, String> {
@@ -85,6 +116,32 @@ async fn main() -> ExitCode {
     }
 }
 
+/// The given stack's URLs, or an in-process stack's when none is given.
+async fn stack_or(
+    manager: Option<String>,
+    gateway: Option<String>,
+    profiles: Option<&Path>,
+) -> Result<(Option<Stack>, String, String), String> {
+    if let (Some(manager), Some(gateway)) = (manager, gateway) {
+        return Ok((None, manager, gateway));
+    }
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let options = StackOptions {
+        manager: loopback,
+        gateway: loopback,
+        profiles,
+    };
+    let stack = Stack::start(options).await.map_err(|e| e.to_string())?;
+    let urls = (stack.manager_url.clone(), stack.mediabar_url());
+    Ok((Some(stack), urls.0, urls.1))
+}
+
+async fn connect(url: &str) -> Result<WorkflowManagerClient<tonic::transport::Channel>, String> {
+    WorkflowManagerClient::connect(url.to_string())
+        .await
+        .map_err(|e| format!("cannot reach the manager at {url}: {e}"))
+}
+
 /// Runs a command; `Ok(false)` when some scenario failed.
 async fn run_command(command: Command) -> Result<bool, String> {
     match command {
@@ -94,9 +151,7 @@ async fn run_command(command: Command) -> Result<bool, String> {
             pace,
         } => {
             let scenarios = load(&files)?;
-            let client = WorkflowManagerClient::connect(manager.clone())
-                .await
-                .map_err(|e| format!("cannot reach the manager at {manager}: {e}"))?;
+            let client = connect(&manager).await?;
             for (index, scenario) in scenarios.iter().enumerate() {
                 let session_id = format!("sim-{}-{index}", std::process::id());
                 println!("{}: {}", scenario.origin, scenario.description);
@@ -117,6 +172,43 @@ async fn run_command(command: Command) -> Result<bool, String> {
             }
             Ok(true)
         }
+        Command::Load {
+            sessions,
+            rate,
+            duration,
+            warmup,
+            push_streams,
+            json,
+            manager,
+            gateway,
+        } => {
+            let (local, manager_url, gateway_url) = stack_or(manager, gateway, None).await?;
+            let client = connect(&manager_url).await?;
+            let options = LoadOptions {
+                sessions,
+                rate,
+                duration: Duration::from_secs(duration),
+                warmup: Duration::from_secs(warmup),
+                push_streams,
+                progress: true,
+            };
+            eprintln!("binding {sessions} sessions through {gateway_url}");
+            let report = wfm_sim::load::run(client, &gateway_url, &options)
+                .await
+                .map_err(|e| e.to_string())?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+                );
+            } else {
+                print!("{}", report.table());
+            }
+            if let Some(stack) = local {
+                stack.stop().await;
+            }
+            Ok(report.errors == 0)
+        }
         Command::Check {
             files,
             manager,
@@ -124,26 +216,9 @@ async fn run_command(command: Command) -> Result<bool, String> {
             profiles,
         } => {
             let scenarios = load(&files)?;
-            let local = match (&manager, &gateway) {
-                (Some(_), Some(_)) => None,
-                _ => {
-                    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-                    let options = StackOptions {
-                        manager: loopback,
-                        gateway: loopback,
-                        profiles: profiles.as_deref(),
-                    };
-                    Some(Stack::start(options).await.map_err(|e| e.to_string())?)
-                }
-            };
-            let (manager_url, gateway_url) = match (&local, manager, gateway) {
-                (Some(stack), _, _) => (stack.manager_url.clone(), stack.mediabar_url()),
-                (None, Some(m), Some(g)) => (m, g),
-                _ => unreachable!("clap requires --manager and --gateway together"),
-            };
-            let client = WorkflowManagerClient::connect(manager_url.clone())
-                .await
-                .map_err(|e| format!("cannot reach the manager at {manager_url}: {e}"))?;
+            let (local, manager_url, gateway_url) =
+                stack_or(manager, gateway, profiles.as_deref()).await?;
+            let client = connect(&manager_url).await?;
             let mut failed = 0;
             for (index, scenario) in scenarios.iter().enumerate() {
                 let session_id = format!("check-{}-{index}", std::process::id());

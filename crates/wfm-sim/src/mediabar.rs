@@ -196,6 +196,11 @@ impl MediaBarClient {
         })
     }
 
+    /// The underlying WebSocket, for callers that read frames themselves (the load generator).
+    pub fn into_stream(self) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
+        self.ws
+    }
+
     /// State events received so far.
     pub fn events(&self) -> u64 {
         self.events
