@@ -7,7 +7,11 @@
 //! - [`run`]: plays a scenario against a live stack and checks its checkpoints.
 //! - [`stack`]: the manager and the gateway in one process, on loopback.
 //! - [`load`]: the load generator and its latency report.
+//! - [`library`]: the scenario library, embedded.
+//! - [`demo`]: demo agents replaying the library in a loop, for `wfm up`.
 
+pub mod demo;
+pub mod library;
 pub mod load;
 pub mod mediabar;
 pub mod run;

@@ -74,16 +74,112 @@ pub struct Outcome {
     pub checkpoints: usize,
 }
 
-/// Plays `scenario`: creates the session, binds a MediaBar if checking, pushes each step,
-/// compares checkpoints, and ends the session.
-pub async fn play(scenario: &Scenario, mut target: Target<'_>) -> Result<Outcome, RunError> {
-    let origin = scenario.origin.clone();
-    let manager_error = |line, call, status: tonic::Status| RunError::Manager {
-        origin: origin.clone(),
+/// Pushes a scenario's steps into one session, numbering the updates.
+pub struct Player {
+    manager: WorkflowManagerClient<Channel>,
+    session_id: String,
+    sequence: u64,
+    pace: f64,
+}
+
+impl Player {
+    /// A player for `session_id`, whose next expected sequence is `sequence`.
+    pub fn new(
+        manager: WorkflowManagerClient<Channel>,
+        session_id: &str,
+        sequence: u64,
+        pace: f64,
+    ) -> Self {
+        Self {
+            manager,
+            session_id: session_id.to_string(),
+            sequence,
+            pace,
+        }
+    }
+
+    /// Pushes one update as the next sequence number.
+    pub async fn push(&mut self, kind: pb::cti_update::Kind) -> Result<(), tonic::Status> {
+        let request = pb::ApplyUpdateRequest {
+            session_id: self.session_id.clone(),
+            sequence: self.sequence,
+            update: Some(pb::CtiUpdate { kind: Some(kind) }),
+        };
+        self.manager.apply_update(request).await?;
+        self.sequence += 1;
+        Ok(())
+    }
+
+    /// Resets the session to the scenario's initial channels, with no interactions: a
+    /// snapshot, as an Interaction Processor resynchronises.
+    pub async fn reset(&mut self, scenario: &Scenario) -> Result<(), RunError> {
+        let snapshot = pb::Snapshot {
+            channels: scenario.channels.clone(),
+            interactions: vec![],
+        };
+        self.push(pb::cti_update::Kind::Snapshot(snapshot))
+            .await
+            .map_err(|status| manager_error(&scenario.origin, 1, "ApplyUpdate", &status))
+    }
+
+    /// Plays every step; with a `client`, compares each checkpoint with what it received.
+    pub async fn steps(
+        &mut self,
+        scenario: &Scenario,
+        mut client: Option<&mut MediaBarClient>,
+        outcome: &mut Outcome,
+    ) -> Result<(), RunError> {
+        for step in &scenario.steps {
+            if !step.delay.is_zero() && self.pace > 0.0 {
+                tokio::time::sleep(step.delay.mul_f64(self.pace)).await;
+            }
+            if let Some(update) = &step.update {
+                self.push(update.clone()).await.map_err(|status| {
+                    manager_error(&scenario.origin, step.line, "ApplyUpdate", &status)
+                })?;
+                outcome.updates += 1;
+            }
+            if let (Some(client), false) = (client.as_deref_mut(), step.expect.is_empty()) {
+                let differences =
+                    client
+                        .settle(&step.expect, SETTLE_TIMEOUT)
+                        .await
+                        .map_err(|source| RunError::MediaBar {
+                            origin: scenario.origin.clone(),
+                            source,
+                        })?;
+                if !differences.is_empty() {
+                    return Err(RunError::Mismatch {
+                        origin: scenario.origin.clone(),
+                        line: step.line,
+                        differences,
+                    });
+                }
+                outcome.checkpoints += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn manager_error(
+    origin: &str,
+    line: usize,
+    call: &'static str,
+    status: &tonic::Status,
+) -> RunError {
+    RunError::Manager {
+        origin: origin.to_string(),
         line,
         call,
         status: format!("{:?}: {}", status.code(), status.message()),
-    };
+    }
+}
+
+/// Plays `scenario`: creates the session, binds a MediaBar if checking, pushes each step,
+/// compares checkpoints, and ends the session.
+pub async fn play(scenario: &Scenario, mut target: Target<'_>) -> Result<Outcome, RunError> {
+    let origin = scenario.origin.as_str();
     let created = target
         .manager
         .create_session(pb::CreateSessionRequest {
@@ -94,69 +190,34 @@ pub async fn play(scenario: &Scenario, mut target: Target<'_>) -> Result<Outcome
             ..Default::default()
         })
         .await
-        .map_err(|s| manager_error(1, "CreateSession", s))?
+        .map_err(|status| manager_error(origin, 1, "CreateSession", &status))?
         .into_inner();
-    let mediabar_error = |source| RunError::MediaBar {
-        origin: origin.clone(),
-        source,
-    };
     let mut client = match target.gateway {
         Some(url) => {
-            let mut client = MediaBarClient::connect(url).await.map_err(mediabar_error)?;
-            client
-                .bind(&created.resource_reference, false)
-                .await
-                .map_err(mediabar_error)?;
-            Some(client)
+            let bound = async {
+                let mut client = MediaBarClient::connect(url).await?;
+                client.bind(&created.resource_reference, false).await?;
+                Ok(client)
+            };
+            Some(bound.await.map_err(|source| RunError::MediaBar {
+                origin: origin.to_string(),
+                source,
+            })?)
         }
         None => None,
     };
-
-    let mut sequence = created.next_sequence;
     let mut outcome = Outcome {
         reference: created.resource_reference,
         updates: 0,
         checkpoints: 0,
     };
-    let result = async {
-        for step in &scenario.steps {
-            if !step.delay.is_zero() && target.pace > 0.0 {
-                tokio::time::sleep(step.delay.mul_f64(target.pace)).await;
-            }
-            if let Some(update) = &step.update {
-                let request = pb::ApplyUpdateRequest {
-                    session_id: target.session_id.to_string(),
-                    sequence,
-                    update: Some(pb::CtiUpdate {
-                        kind: Some(update.clone()),
-                    }),
-                };
-                target
-                    .manager
-                    .apply_update(request)
-                    .await
-                    .map_err(|s| manager_error(step.line, "ApplyUpdate", s))?;
-                sequence += 1;
-                outcome.updates += 1;
-            }
-            if let (Some(client), false) = (client.as_mut(), step.expect.is_empty()) {
-                let differences = client
-                    .settle(&step.expect, SETTLE_TIMEOUT)
-                    .await
-                    .map_err(mediabar_error)?;
-                if !differences.is_empty() {
-                    return Err(RunError::Mismatch {
-                        origin: origin.clone(),
-                        line: step.line,
-                        differences,
-                    });
-                }
-                outcome.checkpoints += 1;
-            }
-        }
-        Ok(())
-    }
-    .await;
+    let mut player = Player::new(
+        target.manager.clone(),
+        target.session_id,
+        created.next_sequence,
+        target.pace,
+    );
+    let result = player.steps(scenario, client.as_mut(), &mut outcome).await;
     let ended = target
         .manager
         .end_session(pb::EndSessionRequest {
@@ -164,6 +225,6 @@ pub async fn play(scenario: &Scenario, mut target: Target<'_>) -> Result<Outcome
         })
         .await;
     result?;
-    ended.map_err(|s| manager_error(1, "EndSession", s))?;
+    ended.map_err(|status| manager_error(origin, 1, "EndSession", &status))?;
     Ok(outcome)
 }

@@ -1,0 +1,87 @@
+//! The scenario library of `scenarios/`, embedded so that `wfm up` needs no files.
+
+use crate::scenario::{self, Scenario, ScenarioError};
+
+/// Every scenario file of the library: its path in the repository and its text.
+pub const FILES: &[(&str, &str)] = &[
+    (
+        "scenarios/01-inbound-call.toml",
+        include_str!("../../../scenarios/01-inbound-call.toml"),
+    ),
+    (
+        "scenarios/02-consult-transfer.toml",
+        include_str!("../../../scenarios/02-consult-transfer.toml"),
+    ),
+    (
+        "scenarios/03-consult-cancelled.toml",
+        include_str!("../../../scenarios/03-consult-cancelled.toml"),
+    ),
+    (
+        "scenarios/04-conference.toml",
+        include_str!("../../../scenarios/04-conference.toml"),
+    ),
+    (
+        "scenarios/05-alternate.toml",
+        include_str!("../../../scenarios/05-alternate.toml"),
+    ),
+    (
+        "scenarios/06-missed-call.toml",
+        include_str!("../../../scenarios/06-missed-call.toml"),
+    ),
+    (
+        "scenarios/07-not-ready-reasons.toml",
+        include_str!("../../../scenarios/07-not-ready-reasons.toml"),
+    ),
+    (
+        "scenarios/08-chat-while-held.toml",
+        include_str!("../../../scenarios/08-chat-while-held.toml"),
+    ),
+    (
+        "scenarios/09-email-disposition.toml",
+        include_str!("../../../scenarios/09-email-disposition.toml"),
+    ),
+    (
+        "scenarios/10-recording.toml",
+        include_str!("../../../scenarios/10-recording.toml"),
+    ),
+    (
+        "scenarios/11-logout.toml",
+        include_str!("../../../scenarios/11-logout.toml"),
+    ),
+];
+
+/// The parsed library.
+pub fn scenarios() -> Result<Vec<Scenario>, ScenarioError> {
+    FILES
+        .iter()
+        .map(|(origin, text)| scenario::parse(origin, text))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_embedded_library_is_the_scenarios_directory_and_parses() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| format!("scenarios/{}", e.file_name().to_string_lossy()))
+            .filter(|name| name.ends_with(".toml"))
+            .collect();
+        on_disk.sort();
+        let embedded: Vec<String> = super::FILES
+            .iter()
+            .map(|(name, _)| name.to_string())
+            .collect();
+        assert_eq!(
+            embedded, on_disk,
+            "embed every scenario file, and only those"
+        );
+        assert_eq!(
+            super::scenarios().map(|s| s.len()).ok(),
+            Some(on_disk.len())
+        );
+    }
+}
