@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -54,6 +55,13 @@ pub async fn serve(
     let app = http::router(hub, connections.clone());
     tracing::info!(address = ?listener.local_addr().ok(), manager = %config.manager_url, "edge gateway listening");
 
+    // Events are small frames written one by one; Nagle's algorithm would hold each behind
+    // the client's delayed ACK for up to 40 ms.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await;
