@@ -456,9 +456,8 @@ impl<'a> Session<'a> {
         let inner = error.into_inner();
         let reason = match inner.downcast_ref::<tungstenite::Error>() {
             Some(tungstenite::Error::Capacity(_)) => CloseReason::MessageTooLarge,
-            Some(tungstenite::Error::Utf8(_) | tungstenite::Error::Protocol(_)) => {
-                CloseReason::ProtocolError
-            }
+            Some(tungstenite::Error::Utf8(_)) => CloseReason::InvalidUtf8,
+            Some(tungstenite::Error::Protocol(_)) => CloseReason::ProtocolError,
             _ => {
                 tracing::debug!(connection = self.conn.id, error = %inner, "websocket failed");
                 return Some("connection lost");
@@ -467,16 +466,20 @@ impl<'a> Session<'a> {
         if self.read_broken || self.close_sent {
             return Some("failed while closing");
         }
-        self.read_broken = true;
         if reason == CloseReason::MessageTooLarge {
             let error = GatewayError::FrameTooLarge(self.config().max_frame_size);
             self.conn
                 .update(|s| s.push_control(protocol::core_error(None, &error)));
         }
         self.begin_close(reason);
-        // The client's unread bytes would turn our close into a TCP reset that can destroy
-        // the close frame before the client reads it; so the socket lingers a moment.
-        self.closing_until = Some(Instant::now() + LINGER.min(self.config().shutdown_grace));
+        // A bad UTF-8 frame was read whole, so reading on completes the close handshake.
+        // After the others the reader is lost mid-frame: the client's unread bytes would turn
+        // our close into a TCP reset that can destroy the close frame before the client reads
+        // it, so the socket lingers a moment, unread, instead.
+        if reason != CloseReason::InvalidUtf8 {
+            self.read_broken = true;
+            self.closing_until = Some(Instant::now() + LINGER.min(self.config().shutdown_grace));
+        }
         None
     }
 

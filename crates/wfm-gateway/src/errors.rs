@@ -264,7 +264,9 @@ pub enum CloseReason {
     MessageTooLarge,
     /// The client let too many replies pile up: 1008 policy violation.
     TooSlow,
-    /// The client broke the WebSocket protocol (bad UTF-8, unmasked frame...): 1002.
+    /// A text frame that is not UTF-8: 1007 invalid frame payload data.
+    InvalidUtf8,
+    /// The client broke the WebSocket protocol (an unmasked frame...): 1002.
     ProtocolError,
 }
 
@@ -275,6 +277,7 @@ impl CloseReason {
             CloseReason::ServerShutdown => 1001,
             CloseReason::IdleTimeout | CloseReason::TooSlow => 1008,
             CloseReason::MessageTooLarge => 1009,
+            CloseReason::InvalidUtf8 => 1007,
             CloseReason::ProtocolError => 1002,
         }
     }
@@ -286,6 +289,7 @@ impl CloseReason {
             CloseReason::IdleTimeout => "idle timeout: no binding and no request",
             CloseReason::MessageTooLarge => "messageTooLarge: frame exceeds the hard size limit",
             CloseReason::TooSlow => "client too slow: too many unread replies",
+            CloseReason::InvalidUtf8 => "text frame is not valid UTF-8",
             CloseReason::ProtocolError => "websocket protocol error",
         }
     }
@@ -329,6 +333,7 @@ mod tests {
             CloseReason::IdleTimeout,
             CloseReason::MessageTooLarge,
             CloseReason::TooSlow,
+            CloseReason::InvalidUtf8,
             CloseReason::ProtocolError,
         ] {
             assert!(reason.text().len() <= 123);

@@ -682,6 +682,26 @@ async fn an_oversized_message_is_refused_and_an_oversized_frame_closes_with_1009
 }
 
 #[tokio::test]
+async fn a_text_frame_that_is_not_utf8_closes_with_1007() {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame as RawFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let stack = Stack::start().await;
+    let mut ws = stack.ws().await;
+    let frame = RawFrame::message(vec![0xff, 0xfe, b'{'], OpCode::Data(Data::Text), true);
+    ws.send_raw(Message::Frame(frame)).await;
+    assert_eq!(
+        ws.expect_close().await,
+        (1007, "text frame is not valid UTF-8".to_string())
+    );
+    // The gateway serves others as before.
+    let mut other = stack.ws().await;
+    assert_eq!(
+        other.request("1", "getServices", None).await["result"],
+        "success"
+    );
+}
+
+#[tokio::test]
 async fn requests_over_the_rate_limit_are_refused_and_the_connection_stays_open() {
     let stack = Stack::start_with(|c| {
         c.request_burst = 3;
