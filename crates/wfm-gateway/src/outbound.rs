@@ -20,8 +20,9 @@ use wfm_proto::v1 as pb;
 pub(crate) enum Item {
     /// A serialized control message.
     Control(String),
-    /// The newest state of a target, serialized when sent.
-    State(pb::StateUpdated),
+    /// The newest state of a target, serialized when sent; boxed so that a slot costs a
+    /// pointer.
+    State(Box<pb::StateUpdated>),
 }
 
 /// The queue of one connection.
@@ -36,8 +37,9 @@ pub(crate) struct Outbound {
     conflated: u64,
 }
 
-/// Capacity above which an emptied queue gives its memory back.
-const KEEP_CAPACITY: usize = 8;
+/// Capacity above which an emptied queue gives its memory back: small enough that an idle
+/// connection keeps next to nothing, large enough that steady traffic does not reallocate.
+const KEEP_CAPACITY: usize = 4;
 
 impl Outbound {
     /// Queues a control message.
@@ -53,14 +55,14 @@ impl Outbound {
         if let Some(&sequence) = self.latest.get(&event.target) {
             let index = usize::try_from(sequence - self.head).unwrap_or(usize::MAX);
             if let Some(slot) = self.items.get_mut(index) {
-                *slot = Item::State(event);
+                *slot = Item::State(Box::new(event));
                 self.conflated += 1;
                 return;
             }
         }
         let sequence = self.head + self.items.len() as u64;
         self.latest.insert(event.target.clone(), sequence);
-        self.items.push_back(Item::State(event));
+        self.items.push_back(Item::State(Box::new(event)));
     }
 
     /// Takes the next message to send.
@@ -81,7 +83,7 @@ impl Outbound {
             if self.items.capacity() > KEEP_CAPACITY {
                 self.items = VecDeque::new();
             }
-            if self.latest.capacity() > KEEP_CAPACITY {
+            if self.latest.capacity() > 0 {
                 self.latest = HashMap::new();
             }
         }
