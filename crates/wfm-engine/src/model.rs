@@ -284,7 +284,11 @@ impl Recording {
 
     /// The recording state with wire name `name`.
     pub fn from_name(name: &str) -> Option<Self> {
-        by_name(&[Recording::Off, Recording::Active, Recording::Paused], Self::as_str, name)
+        by_name(
+            &[Recording::Off, Recording::Active, Recording::Paused],
+            Self::as_str,
+            name,
+        )
     }
 }
 

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use wfm_reference::SigningKey;
 
+use crate::demo::DemoDirectory;
+
 /// Everything `serve` needs besides its listener.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -63,6 +65,8 @@ pub struct GatewayConfig {
     pub allowed_origins: Vec<String>,
     /// How long shutdown waits for clients to acknowledge the close frame.
     pub shutdown_grace: Duration,
+    /// Demo mode: the sessions the demo page offers. `None` in every real deployment.
+    pub demo: Option<DemoDirectory>,
 }
 
 /// A setting that cannot work.
@@ -102,6 +106,7 @@ impl GatewayConfig {
             max_connections: 100_000,
             allowed_origins: Vec::new(),
             shutdown_grace: Duration::from_secs(5),
+            demo: None,
         }
     }
 

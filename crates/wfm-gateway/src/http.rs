@@ -1,4 +1,4 @@
-//! The HTTP routes: the MediaBar WebSocket endpoint and the health probes.
+//! The HTTP routes: the MediaBar WebSocket endpoint, the health probes, and the demo page.
 
 use std::sync::Arc;
 
@@ -6,11 +6,12 @@ use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use tokio_util::task::TaskTracker;
 
 use crate::connection::{self, Hub};
+use crate::demo;
 
 /// The path of the MediaBar WebSocket endpoint.
 pub const MEDIABAR_PATH: &str = "/mediabar/v1";
@@ -26,6 +27,8 @@ struct AppState {
 pub(crate) fn router(hub: Arc<Hub>, connections: TaskTracker) -> Router {
     Router::new()
         .route(MEDIABAR_PATH, get(mediabar))
+        .route("/", get(page))
+        .route("/demo/sessions", get(demo_sessions))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(AppState { hub, connections })
@@ -69,6 +72,21 @@ async fn mediabar(
             connection::run(socket, hub).await;
             drop(token);
         })
+}
+
+async fn page() -> Html<&'static str> {
+    Html(demo::PAGE)
+}
+
+/// The demo sessions, only in demo mode: elsewhere references are never listed.
+async fn demo_sessions(State(state): State<AppState>) -> Response {
+    match &state.hub.config.demo {
+        Some(directory) => match serde_json::to_string(&directory.list()) {
+            Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+            Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
+        },
+        None => (StatusCode::NOT_FOUND, "not in demo mode\n").into_response(),
+    }
 }
 
 async fn healthz() -> &'static str {

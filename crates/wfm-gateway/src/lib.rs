@@ -12,7 +12,8 @@
 //! - [`errors`]: every error and its MediaBar code, close codes and unbound reasons, in one
 //!   table each.
 //! - `protocol`: parsing client messages and the serde DTOs of everything sent.
-//! - `http`: the routes, `/mediabar/v1`, `/healthz` and `/readyz`.
+//! - `http`: the routes, `/mediabar/v1`, `/healthz`, `/readyz`, and the demo page at `/`.
+//! - [`DemoDirectory`]: the demo sessions the page lists, in demo mode only (`demo`).
 //! - `connection`: one WebSocket session, one task for both directions.
 //! - `outbound`: a connection's queue, with state events conflated per target.
 //! - `upstream`: the `Attach` stream pool, the routing table, the Service Monitor, reconnect
@@ -21,6 +22,7 @@
 
 mod config;
 mod connection;
+mod demo;
 pub mod errors;
 mod http;
 mod limits;
@@ -30,6 +32,7 @@ mod server;
 mod upstream;
 
 pub use config::{ConfigError, GatewayConfig};
+pub use demo::{DemoDirectory, DemoSession};
 pub use http::MEDIABAR_PATH;
 pub use protocol::WORKFLOW_MANAGER;
 pub use server::{ServeError, serve};

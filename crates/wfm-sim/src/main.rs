@@ -130,6 +130,7 @@ async fn stack_or(
         manager: loopback,
         gateway: loopback,
         profiles,
+        demo: None,
     };
     let stack = Stack::start(options).await.map_err(|e| e.to_string())?;
     let urls = (stack.manager_url.clone(), stack.mediabar_url());

@@ -43,6 +43,8 @@ pub struct StackOptions<'a> {
     pub gateway: SocketAddr,
     /// A profile file for the manager, watched for changes.
     pub profiles: Option<&'a Path>,
+    /// Demo mode: the sessions the gateway's demo page lists.
+    pub demo: Option<wfm_gateway::DemoDirectory>,
 }
 
 /// A running manager and gateway.
@@ -85,7 +87,8 @@ impl Stack {
             manager.profiles_path = Some(path.to_path_buf());
         }
         let manager_url = format!("http://{manager_addr}");
-        let gateway = GatewayConfig::new(manager_url.clone(), key);
+        let mut gateway = GatewayConfig::new(manager_url.clone(), key);
+        gateway.demo = options.demo;
         gateway.validate()?;
 
         let shutdown = CancellationToken::new();

@@ -1,10 +1,12 @@
 //! The `wfm` command.
 //!
+//! - `wfm up`: the whole stack in one process, with demo agents and the demo page.
 //! - `wfm profile check FILE`: validate a profile file; exits non-zero on any problem.
 //! - `wfm profile explain`: why each capability of a session is enabled or disabled.
 
 mod profile_cmd;
 mod snapshot;
+mod up;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,6 +23,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the manager, the gateway and demo agents in one process, on embedded defaults.
+    Up(up::UpArgs),
     /// Workflow profiles.
     #[command(subcommand)]
     Profile(ProfileCommand),
@@ -57,11 +61,20 @@ enum ProfileCommand {
     },
 }
 
-#[tokio::main(flavor = "current_thread")]
+#[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match &cli.command {
-        Command::Profile(ProfileCommand::Check { file }) => profile_cmd::check(file),
+    let result = match cli.command {
+        Command::Up(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                )
+                .init();
+            up::run(args).await.map(|()| String::new())
+        }
+        Command::Profile(ProfileCommand::Check { file }) => profile_cmd::check(&file),
         Command::Profile(ProfileCommand::Explain {
             profiles,
             profile,
@@ -69,9 +82,12 @@ async fn main() -> ExitCode {
             session,
             manager,
         }) => {
-            let source = match (snapshot, session) {
+            let source = match (&snapshot, &session) {
                 (Some(path), _) => profile_cmd::Source::Snapshot(path),
-                (None, Some(id)) => profile_cmd::Source::Session { id, manager },
+                (None, Some(id)) => profile_cmd::Source::Session {
+                    id,
+                    manager: &manager,
+                },
                 (None, None) => unreachable!("clap requires --snapshot or --session"),
             };
             profile_cmd::run_explain(profiles.as_deref(), profile.as_deref(), source).await

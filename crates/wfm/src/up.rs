@@ -1,0 +1,109 @@
+//! `wfm up`: the whole stack in one process on embedded defaults: in-memory state, loopback
+//! ports, a generated signing key, demo agents replaying the scenario library, and the
+//! MediaBar demo page.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use tokio::task::JoinSet;
+use wfm_gateway::DemoSession;
+use wfm_proto::v1::workflow_manager_client::WorkflowManagerClient;
+use wfm_sim::stack::{Stack, StackOptions};
+
+/// Options of `wfm up`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct UpArgs {
+    /// The manager's gRPC address.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    manager_listen: SocketAddr,
+    /// The gateway's address: the demo page and the MediaBar WebSocket.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    gateway_listen: SocketAddr,
+    /// Demo agents replaying the scenario library.
+    #[arg(long, default_value_t = 4)]
+    agents: usize,
+    /// A profile file for the manager.
+    #[arg(long)]
+    profiles: Option<PathBuf>,
+}
+
+/// Runs the stack until ctrl-c or SIGTERM.
+pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
+    let scenarios = wfm_sim::library::scenarios()?;
+    let demo = wfm_gateway::DemoDirectory::default();
+    let options = StackOptions {
+        manager: args.manager_listen,
+        gateway: args.gateway_listen,
+        profiles: args.profiles.as_deref(),
+        demo: Some(demo.clone()),
+    };
+    let stack = Stack::start(options).await?;
+    let manager = WorkflowManagerClient::connect(stack.manager_url.clone())
+        .await
+        .context("cannot reach the in-process manager")?;
+
+    let mut agents = JoinSet::new();
+    let mut listed = Vec::new();
+    for index in 1..=args.agents {
+        let mut client = manager.clone();
+        let (agent, next_sequence) = wfm_sim::demo::create(&mut client, index).await?;
+        listed.push(DemoSession {
+            agent_id: agent.agent_id.clone(),
+            session_id: agent.session_id.clone(),
+            reference: agent.reference.clone(),
+        });
+        let scenarios = scenarios.clone();
+        agents.spawn(async move {
+            if let Err(error) =
+                wfm_sim::demo::replay_forever(client, &agent, next_sequence, &scenarios, index - 1)
+                    .await
+            {
+                tracing::error!(%error, agent = %agent.agent_id, "demo agent stopped");
+            }
+        });
+    }
+    demo.publish(listed.clone());
+
+    let page = format!("http://{}/", stack.gateway_addr);
+    println!("Workflow Manager stack is up.\n");
+    println!("  demo page           {page}");
+    println!("  MediaBar WebSocket  {}", stack.mediabar_url());
+    println!(
+        "  manager gRPC        {}   (try: grpcurl -plaintext {} list)",
+        stack.manager_url,
+        stack.manager_url.trim_start_matches("http://")
+    );
+    if let Some(first) = listed.first() {
+        println!(
+            "\n  open the page bound to an agent: {page}?session={}",
+            first.session_id
+        );
+    }
+    for agent in &listed {
+        println!("    {}  session {}", agent.agent_id, agent.session_id);
+    }
+    println!("\nPress Ctrl-C to stop.");
+
+    shutdown_signal().await;
+    println!("stopping…");
+    agents.shutdown().await;
+    stack.stop().await;
+    Ok(())
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
