@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use wfm_gateway::GatewayConfig;
 use wfm_manager::ManagerConfig;
@@ -53,8 +53,10 @@ pub struct Stack {
     pub manager_url: String,
     /// The gateway's HTTP address.
     pub gateway_addr: SocketAddr,
-    shutdown: CancellationToken,
-    tasks: JoinSet<()>,
+    manager_stop: CancellationToken,
+    gateway_stop: CancellationToken,
+    manager_task: JoinHandle<()>,
+    gateway_task: JoinHandle<()>,
 }
 
 impl Stack {
@@ -118,9 +120,11 @@ impl Stack {
         format!("ws://{}{}", self.gateway_addr, wfm_gateway::MEDIABAR_PATH)
     }
 
-    /// Stops both services and waits for them.
-    pub async fn stop(mut self) {
-        self.shutdown.cancel();
-        while self.tasks.join_next().await.is_some() {}
+    /// Stops the gateway (its clients are told), then the manager, and waits for both.
+    pub async fn stop(self) {
+        self.gateway_stop.cancel();
+        let _ = self.gateway_task.await;
+        self.manager_stop.cancel();
+        let _ = self.manager_task.await;
     }
 }
