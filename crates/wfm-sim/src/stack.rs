@@ -93,16 +93,16 @@ impl Stack {
         gateway.demo = options.demo;
         gateway.validate()?;
 
-        let shutdown = CancellationToken::new();
-        let mut tasks = JoinSet::new();
-        let token = shutdown.clone();
-        tasks.spawn(async move {
+        let manager_stop = CancellationToken::new();
+        let token = manager_stop.clone();
+        let manager_task = tokio::spawn(async move {
             if let Err(error) = wfm_manager::serve(manager_listener, manager, token).await {
                 tracing::error!(%error, "workflow manager stopped");
             }
         });
-        let token = shutdown.clone();
-        tasks.spawn(async move {
+        let gateway_stop = CancellationToken::new();
+        let token = gateway_stop.clone();
+        let gateway_task = tokio::spawn(async move {
             if let Err(error) = wfm_gateway::serve(gateway_listener, gateway, token).await {
                 tracing::error!(%error, "gateway stopped");
             }
@@ -110,8 +110,10 @@ impl Stack {
         Ok(Stack {
             manager_url,
             gateway_addr,
-            shutdown,
-            tasks,
+            manager_stop,
+            gateway_stop,
+            manager_task,
+            gateway_task,
         })
     }
 
