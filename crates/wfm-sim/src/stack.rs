@@ -3,6 +3,9 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -32,7 +35,13 @@ pub enum StackError {
     /// The gateway configuration is invalid.
     #[error(transparent)]
     Gateway(#[from] wfm_gateway::ConfigError),
+    /// The gateway never reached the manager.
+    #[error("the gateway at {0} did not become ready within {READY_TIMEOUT:?}")]
+    NotReady(SocketAddr),
 }
+
+/// How long `start` waits for the gateway to reach the manager.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where to listen, and the options both services share.
 #[derive(Debug, Clone)]
@@ -45,6 +54,19 @@ pub struct StackOptions<'a> {
     pub profiles: Option<&'a Path>,
     /// Demo mode: the sessions the gateway's demo page lists.
     pub demo: Option<wfm_gateway::DemoDirectory>,
+}
+
+/// Whether the gateway's `/readyz` answers 200.
+async fn ready(gateway: SocketAddr) -> bool {
+    let Ok(mut stream) = tokio::net::TcpStream::connect(gateway).await else {
+        return false;
+    };
+    let request = format!("GET /readyz HTTP/1.1\r\nHost: {gateway}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut status = [0u8; 12];
+    stream.read_exact(&mut status).await.is_ok() && status.ends_with(b" 200")
 }
 
 /// A running manager and gateway.
@@ -107,14 +129,24 @@ impl Stack {
                 tracing::error!(%error, "gateway stopped");
             }
         });
-        Ok(Stack {
+        let stack = Stack {
             manager_url,
             gateway_addr,
             manager_stop,
             gateway_stop,
             manager_task,
             gateway_task,
-        })
+        };
+        // Clients binding before the gateway's upstream is up would be refused.
+        let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+        while !ready(gateway_addr).await {
+            if tokio::time::Instant::now() >= deadline {
+                stack.stop().await;
+                return Err(StackError::NotReady(gateway_addr));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(stack)
     }
 
     /// The MediaBar WebSocket URL.

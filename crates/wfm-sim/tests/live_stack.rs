@@ -1,0 +1,93 @@
+//! The simulator against a real in-process stack: a scenario that matches passes, one that
+//! does not fails with a diff naming the file, line and capabilities; load mode counts every
+//! update's frame.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use wfm_proto::v1::workflow_manager_client::WorkflowManagerClient;
+use wfm_sim::load::{self, LoadOptions};
+use wfm_sim::run::{self, RunError, Target};
+use wfm_sim::scenario;
+use wfm_sim::stack::{Stack, StackOptions};
+
+async fn stack() -> Stack {
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    Stack::start(StackOptions {
+        manager: loopback,
+        gateway: loopback,
+        profiles: None,
+        demo: None,
+    })
+    .await
+    .unwrap()
+}
+
+const SCENARIO: &str = r#"
+[[channels]]
+id = "voice"
+media = "voice"
+state = "ready"
+
+[[steps]]
+create = { id = "c1", channel = "voice", direction = "inbound", state = "alerting" }
+expect = { "voice.c1" = ["interaction.answer", "interaction.reject", "interaction.updateData"] }
+"#;
+
+#[tokio::test]
+async fn a_matching_scenario_passes_and_a_wrong_expectation_fails_with_a_diff() {
+    let stack = stack().await;
+    let manager = WorkflowManagerClient::connect(stack.manager_url.clone())
+        .await
+        .unwrap();
+    let gateway = stack.mediabar_url();
+    let target = |session_id| Target {
+        manager: manager.clone(),
+        gateway: Some(&gateway),
+        session_id,
+        agent_id: "a",
+        pace: 0.0,
+    };
+
+    let good = scenario::parse("good.toml", SCENARIO).unwrap();
+    let outcome = run::play(&good, target("good")).await.unwrap();
+    assert_eq!((outcome.updates, outcome.checkpoints), (1, 1));
+
+    let wrong = SCENARIO.replace("\"interaction.answer\", ", "\"interaction.hold\", ");
+    let bad = scenario::parse("bad.toml", &wrong).unwrap();
+    let error = run::play(&bad, target("bad")).await.unwrap_err();
+    assert!(
+        matches!(error, RunError::Mismatch { line: 7, .. }),
+        "{error}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "bad.toml:7: view state differs after the step\n  voice.c1:\n    - expected enabled, got disabled: interaction.hold\n    + enabled, expected disabled: interaction.answer"
+    );
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn load_mode_receives_one_frame_per_update() {
+    let stack = stack().await;
+    let manager = WorkflowManagerClient::connect(stack.manager_url.clone())
+        .await
+        .unwrap();
+    let options = LoadOptions {
+        sessions: 20,
+        rate: 200,
+        duration: Duration::from_secs(1),
+        warmup: Duration::from_millis(200),
+        push_streams: 2,
+        progress: false,
+    };
+    let report = load::run(manager, &stack.mediabar_url(), &options)
+        .await
+        .unwrap();
+    assert!(report.updates > 0);
+    assert_eq!(report.errors, 0);
+    assert_eq!(report.missing, 0, "{report:?}");
+    assert!(report.latency_us.p50 > 0 && report.latency_us.p50 <= report.latency_us.p99);
+    stack.stop().await;
+}
