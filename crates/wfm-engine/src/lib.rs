@@ -14,7 +14,7 @@
 //! - [`view`]: view states, their diff, and `state.updated` events.
 //! - [`session`]: sequencing, and the view state last emitted.
 //! - [`error`]: why an update is refused.
-//! - [`testkit`]: test fixtures shared by tests and benchmarks.
+//! - `testkit` (feature `testkit`): test fixtures shared by tests and benchmarks.
 
 pub mod capability;
 pub mod custom;
@@ -25,6 +25,7 @@ pub mod model;
 pub mod profile;
 mod rules;
 pub mod session;
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod update;
 pub mod view;
