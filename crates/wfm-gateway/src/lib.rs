@@ -36,3 +36,10 @@ pub use demo::{DemoDirectory, DemoSession};
 pub use http::MEDIABAR_PATH;
 pub use protocol::WORKFLOW_MANAGER;
 pub use server::{ServeError, serve};
+
+/// The MediaBar JSON text of one `state.updated` event: the `resourceEvent` frame the
+/// gateway sends for it. Exposed for the encoding benchmarks (`wfm-bench`), not an API.
+#[doc(hidden)]
+pub fn encode_state_event(event: &wfm_proto::v1::StateUpdated) -> String {
+    protocol::state_event(event)
+}
