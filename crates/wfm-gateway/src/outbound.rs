@@ -118,6 +118,7 @@ mod tests {
             target: target.into(),
             context: [("v".to_string(), version.to_string())].into(),
             capabilities: Vec::new(),
+            trace_context: Default::default(),
         }
     }
 

@@ -561,6 +561,7 @@ mod tests {
                     enabled: false,
                 },
             ],
+            trace_context: Default::default(),
         };
         assert_eq!(
             state_event(&event),

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use wfm_profiles::ProfileSet;
 use wfm_reference::SigningKey;
+use wfm_telemetry::Tracer;
 
 use crate::stats::ManagerStats;
 
@@ -22,8 +23,13 @@ pub struct ManagerConfig {
     pub profiles_path: Option<PathBuf>,
     /// How often the profile file is checked for changes.
     pub profiles_poll: Duration,
-    /// Counters shared with whoever reports them.
+    /// Metrics, shared with whoever renders or exports them.
     pub stats: Arc<ManagerStats>,
+    /// Traces update handling, continuing the caller's W3C trace context; disabled by default.
+    pub tracer: Tracer,
+    /// On shutdown, how long health reports NOT_SERVING before binders are told and
+    /// streams end, so that load balancers and probes stop sending work first.
+    pub drain_delay: Duration,
     /// Reported by `GetServiceInfo`.
     pub vendor: String,
     /// Reported by `GetServiceInfo`.
@@ -41,6 +47,8 @@ impl ManagerConfig {
             profiles_path: None,
             profiles_poll: Duration::from_secs(2),
             stats: Arc::default(),
+            tracer: Tracer::disabled(),
+            drain_delay: Duration::ZERO,
             vendor: "wfm".to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
         }

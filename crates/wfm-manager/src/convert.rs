@@ -262,6 +262,7 @@ pub(crate) fn state_updated(session_id: &Id, event: &StateEvent) -> pb::StateUpd
                 enabled,
             })
             .collect(),
+        trace_context: HashMap::new(),
     }
 }
 

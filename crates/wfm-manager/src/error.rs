@@ -7,6 +7,17 @@ use wfm_reference::ReferenceError;
 /// Metadata key carrying the expected sequence number of a refused update.
 pub const EXPECTED_SEQUENCE_KEY: &str = "wfm-expected-sequence";
 
+/// Every value of [`ManagerError::reason`], the `reason` label of the rejected-updates metric.
+pub const REJECT_REASONS: &[&str] = &[
+    "unknown_session",
+    "sequence_gap",
+    "unknown_target",
+    "duplicate_interaction",
+    "invalid_update",
+    "invalid_reference",
+    "other",
+];
+
 /// Why a request was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ManagerError {
@@ -78,6 +89,28 @@ impl ManagerError {
             ManagerError::ReferenceForOtherSession => Code::PermissionDenied,
             ManagerError::AlreadyBound => Code::FailedPrecondition,
             ManagerError::ShuttingDown => Code::Unavailable,
+        }
+    }
+
+    /// A short, stable name for metrics: one of [`REJECT_REASONS`].
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ManagerError::UnknownSession(_) => "unknown_session",
+            ManagerError::Update(UpdateError::SequenceGap { .. }) => "sequence_gap",
+            ManagerError::Update(
+                UpdateError::UnknownChannel(_) | UpdateError::UnknownInteraction(_),
+            ) => "unknown_target",
+            ManagerError::Update(UpdateError::DuplicateInteraction(_)) => "duplicate_interaction",
+            ManagerError::Update(_)
+            | ManagerError::MissingField(_)
+            | ManagerError::UnknownEnumValue { .. } => "invalid_update",
+            ManagerError::Reference(_) | ManagerError::ReferenceForOtherSession => {
+                "invalid_reference"
+            }
+            ManagerError::SessionOwnedByOtherAgent(_)
+            | ManagerError::UnknownProfile(_)
+            | ManagerError::AlreadyBound
+            | ManagerError::ShuttingDown => "other",
         }
     }
 

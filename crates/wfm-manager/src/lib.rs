@@ -10,7 +10,10 @@
 //! - `streams`: binding streams that release their binding when dropped.
 //! - [`convert`]: wire ↔ engine conversions.
 //! - `profile_watch`: hot reload of the profile file.
-//! - [`ManagerStats`]: counters for tests and metrics.
+//! - [`ManagerStats`]: the metrics (sessions, bindings, updates, events, connections,
+//!   update-to-event latency), rendered on `/metrics` by the binary.
+//! - [`settings`]: the binary's settings (flags, `WFM_*` environment, TOML file) and their
+//!   validation.
 
 mod config;
 pub mod convert;
@@ -19,6 +22,7 @@ mod profile_watch;
 mod registry;
 mod server;
 mod service;
+pub mod settings;
 mod stats;
 mod streams;
 

@@ -1,71 +1,76 @@
-//! The `wfm-manager` binary: parses its flags, sets up logging, and serves.
+//! The `wfm-manager` binary: reads its settings, starts telemetry, and serves until SIGTERM.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
 
 use anyhow::Context as _;
-use clap::Parser;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use wfm_manager::ManagerConfig;
-use wfm_profiles::ProfileSet;
-use wfm_reference::SigningKey;
+use wfm_manager::ManagerStats;
+use wfm_manager::settings::{BINARY, Settings};
 
-/// The workflow-manager gRPC service.
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Args {
-    /// Address to listen on.
-    #[arg(long, env = "WFM_MANAGER_LISTEN", default_value = "127.0.0.1:50051")]
-    listen: SocketAddr,
-    /// Key that signs session resource references (at least 32 bytes). Without it an
-    /// ephemeral key is generated, and references die with the process.
-    #[arg(long, env = "WFM_SIGNING_KEY", hide_env_values = true)]
-    signing_key: Option<String>,
-    /// Lifetime of a session resource reference, in seconds.
-    #[arg(long, env = "WFM_REFERENCE_TTL_SECS", default_value_t = 12 * 60 * 60)]
-    reference_ttl_secs: u64,
-    /// Workflow profile file (TOML), watched and reloaded on change or SIGHUP. Without it
-    /// only the built-in default profile exists.
-    #[arg(long, env = "WFM_PROFILES")]
-    profiles: Option<PathBuf>,
+fn main() -> anyhow::Result<()> {
+    let settings: Settings = wfm_telemetry::settings::parse().unwrap_or_else(|error| error.exit());
+    // Multi-threaded: the OTLP exporters flush from a blocking thread through the runtime.
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(settings))
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    let args = Args::parse();
-
-    let signing_key = match &args.signing_key {
-        Some(key) => SigningKey::from_bytes(key.as_bytes()).context("WFM_SIGNING_KEY")?,
-        None => {
-            tracing::warn!(
-                "no signing key configured: using an ephemeral key; references will not survive a restart"
-            );
-            SigningKey::generate()?
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    let registry = wfm_telemetry::Registry::new();
+    let stats = Arc::new(ManagerStats::new(&registry));
+    let telemetry = settings.telemetry.start(BINARY, &registry)?;
+    let grace = settings.shutdown_grace();
+    let (listen, metrics_listen) = (settings.listen, settings.metrics_listen);
+    let config = match settings.into_config(stats, telemetry.tracer()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            std::process::exit(2);
         }
     };
-    let mut config = ManagerConfig::new(signing_key);
-    config.reference_ttl = Duration::from_secs(args.reference_ttl_secs);
-    if let Some(path) = args.profiles {
-        // Every problem is printed, one `file:line:col: message` per line.
-        config.profiles =
-            ProfileSet::load(&path).map_err(|e| anyhow::anyhow!("invalid profile file:\n{e}"))?;
-        config.profiles_path = Some(path);
-    }
 
-    let listener = TcpListener::bind(args.listen)
+    let listener = TcpListener::bind(listen)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let metrics = TcpListener::bind(metrics_listen)
+        .await
+        .with_context(|| format!("cannot listen on {metrics_listen} for metrics"))?;
+    tracing::info!(address = %metrics_listen, "metrics listening on /metrics");
     let shutdown = CancellationToken::new();
+    let metrics_stop = CancellationToken::new();
+    let metrics_task = tokio::spawn(wfm_telemetry::http::serve_metrics(
+        metrics,
+        registry,
+        metrics_stop.clone(),
+    ));
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    wfm_manager::serve(listener, config, shutdown).await?;
+
+    let mut serving = tokio::spawn(wfm_manager::serve(listener, config, shutdown.clone()));
+    let outcome = tokio::select! {
+        outcome = &mut serving => Some(outcome),
+        () = shutdown.cancelled() => None,
+    };
+    let outcome = match outcome {
+        Some(outcome) => outcome,
+        // The drain runs inside `serve`; past the grace period the process leaves anyway.
+        None => match tokio::time::timeout(grace, &mut serving).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                tracing::error!(
+                    grace_secs = grace.as_secs(),
+                    "shutdown grace period exceeded; exiting"
+                );
+                serving.abort();
+                Ok(Ok(()))
+            }
+        },
+    };
+    metrics_stop.cancel();
+    let _ = metrics_task.await;
+    telemetry.shutdown(std::time::Duration::from_secs(2)).await;
+    outcome??;
     Ok(())
 }
 
@@ -92,5 +97,6 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+    tracing::info!("shutdown signal received");
     shutdown.cancel();
 }

@@ -4,6 +4,7 @@
 //! and the events of one session are queued to its binder in the order updates were applied.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry as MapEntry;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
@@ -16,6 +17,7 @@ use wfm_reference::Claims;
 
 use crate::convert;
 use crate::error::ManagerError;
+use crate::stats::ManagerStats;
 
 /// Where a binding's events go: a stream's queue, tagged with the binding id on that stream.
 #[derive(Debug, Clone)]
@@ -65,14 +67,23 @@ struct Entry {
 }
 
 impl Entry {
-    fn deliver(&self, events: &[StateEvent]) {
+    /// Queues `events` to the binder, each carrying `trace` (the W3C context of the update
+    /// that caused them) so that the gateway's send joins the same trace.
+    fn deliver(
+        &self,
+        events: &[StateEvent],
+        trace: Option<&HashMap<String, String>>,
+        stats: &ManagerStats,
+    ) {
         if let Some(binder) = &self.binder {
             for event in events {
-                binder.sink.send(Kind::StateUpdated(convert::state_updated(
-                    self.session.id(),
-                    event,
-                )));
+                let mut event = convert::state_updated(self.session.id(), event);
+                if let Some(trace) = trace {
+                    event.trace_context = trace.clone();
+                }
+                binder.sink.send(Kind::StateUpdated(event));
             }
+            stats.events_emitted.add(events.len() as u64);
         }
     }
 
@@ -116,6 +127,7 @@ pub(crate) struct Registry {
     profiles: RwLock<Arc<ProfileSet>>,
     next_token: AtomicU64,
     closing: AtomicBool,
+    stats: Arc<ManagerStats>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -125,13 +137,14 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Registry {
-    /// An empty registry choosing session profiles from `profiles`.
-    pub(crate) fn new(profiles: ProfileSet) -> Self {
+    /// An empty registry choosing session profiles from `profiles`, counting in `stats`.
+    pub(crate) fn new(profiles: ProfileSet, stats: Arc<ManagerStats>) -> Self {
         Self {
             sessions: RwLock::default(),
             profiles: RwLock::new(Arc::new(profiles)),
             next_token: AtomicU64::new(1),
             closing: AtomicBool::new(false),
+            stats,
         }
     }
 
@@ -172,10 +185,13 @@ impl Registry {
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         // Another CreateSession may have won the race since the lookup above.
-        let entry = sessions
-            .entry(id)
-            .or_insert_with(|| Arc::new(Mutex::new(entry)))
-            .clone();
+        let entry = match sessions.entry(id) {
+            MapEntry::Occupied(existing) => existing.get().clone(),
+            MapEntry::Vacant(vacant) => {
+                self.stats.sessions.inc();
+                vacant.insert(Arc::new(Mutex::new(entry))).clone()
+            }
+        };
         drop(sessions);
         Self::reissue(&entry, agent_id)
     }
@@ -195,12 +211,13 @@ impl Registry {
         })
     }
 
-    /// Applies one update and queues its events to the binder.
+    /// Applies one update and queues its events to the binder, tagged with `trace`.
     pub(crate) fn apply(
         &self,
         session_id: &str,
         sequence: u64,
         update: Result<CtiUpdate, ManagerError>,
+        trace: Option<&HashMap<String, String>>,
     ) -> Result<pb::UpdateAck, ManagerError> {
         let entry = self.entry(session_id)?;
         let mut entry = lock(&entry);
@@ -208,7 +225,7 @@ impl Registry {
         let (duplicate, events) = match &applied {
             Applied::Duplicate => (true, 0),
             Applied::Changed(events) => {
-                entry.deliver(events);
+                entry.deliver(events, trace, &self.stats);
                 (false, events.len())
             }
         };
@@ -229,8 +246,10 @@ impl Registry {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(session_id)
             .ok_or_else(|| ManagerError::UnknownSession(session_id.to_string()))?;
+        self.stats.sessions.dec();
         let mut entry = lock(&removed);
         if let Some(binder) = entry.binder.take() {
+            self.stats.bindings.dec();
             binder
                 .sink
                 .unbound(entry.session.id(), pb::UnboundReason::SessionEnded);
@@ -279,6 +298,8 @@ impl Registry {
             }
             old.sink
                 .unbound(entry.session.id(), pb::UnboundReason::TakenOver);
+        } else {
+            self.stats.bindings.inc();
         }
         let session_id = entry.session.id().clone();
         sink.send(Kind::BindResult(pb::BindResult {
@@ -286,7 +307,9 @@ impl Registry {
             message: String::new(),
             session_id: session_id.to_string(),
         }));
-        for event in entry.view_state() {
+        let view = entry.view_state();
+        self.stats.events_emitted.add(view.len() as u64);
+        for event in view {
             sink.send(Kind::StateUpdated(event));
         }
         let token = self.next_token.fetch_add(1, Ordering::Relaxed);
@@ -304,6 +327,9 @@ impl Registry {
             return;
         }
         let binder = entry.binder.take();
+        if binder.is_some() {
+            self.stats.bindings.dec();
+        }
         if let (Some(binder), Some(reason)) = (binder, notify) {
             binder.sink.unbound(&bound.session_id, reason);
         }
@@ -326,7 +352,7 @@ impl Registry {
                 continue;
             };
             let events = entry.session.set_profile(profile);
-            entry.deliver(&events);
+            entry.deliver(&events, None, &self.stats);
         }
     }
 
@@ -342,6 +368,7 @@ impl Registry {
         for entry in self.entries() {
             let mut entry = lock(&entry);
             if let Some(binder) = entry.binder.take() {
+                self.stats.bindings.dec();
                 binder
                     .sink
                     .unbound(entry.session.id(), pb::UnboundReason::ShuttingDown);

@@ -1,17 +1,22 @@
 //! `serve`: the gRPC server with health and reflection, and its graceful shutdown.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
+use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
 use wfm_proto::v1::workflow_manager_server::WorkflowManagerServer;
 
 use crate::config::ManagerConfig;
 use crate::profile_watch;
 use crate::registry::Registry;
 use crate::service::WorkflowManagerService;
+use crate::stats::ManagerStats;
 
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -26,14 +31,17 @@ pub enum ServeError {
 
 /// Serves the workflow manager on `listener` until `shutdown` is cancelled.
 ///
-/// On shutdown, health turns to NOT_SERVING, every binder receives an unbound notice with
-/// reason SHUTTING_DOWN, every stream ends, and in-flight calls complete.
+/// On shutdown, health turns to NOT_SERVING first; after `drain_delay` every binder receives
+/// an unbound notice with reason SHUTTING_DOWN, every stream ends, and in-flight calls
+/// complete.
 pub async fn serve(
     listener: TcpListener,
     config: ManagerConfig,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    let registry = Arc::new(Registry::new(config.profiles.clone()));
+    let stats = Arc::clone(&config.stats);
+    let drain_delay = config.drain_delay;
+    let registry = Arc::new(Registry::new(config.profiles.clone(), Arc::clone(&stats)));
     let streams_stop = CancellationToken::new();
     if let Some(path) = config.profiles_path.clone() {
         tokio::spawn(profile_watch::watch(
@@ -60,21 +68,93 @@ pub async fn serve(
 
     let drain = async move {
         shutdown.cancelled().await;
-        tracing::info!("shutting down: unbinding clients and ending streams");
         health
             .set_not_serving::<WorkflowManagerServer<WorkflowManagerService>>()
             .await;
+        tracing::info!(
+            drain_delay_ms = drain_delay.as_millis() as u64,
+            "shutting down: health is NOT_SERVING"
+        );
+        tokio::time::sleep(drain_delay).await;
+        tracing::info!("unbinding clients and ending streams");
         registry.shutdown();
         streams_stop.cancel();
     };
+    // Without TCP_NODELAY a response's frames wait for the client's delayed ACK: 40 ms
+    // per unary call, and stream events held back the same way.
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .map(move |accepted| accepted.map(|tcp| Counted::new(tcp, &stats)));
     Server::builder()
         .add_service(health_service)
         .add_service(reflection)
         .add_service(WorkflowManagerServer::new(service))
-        // Without TCP_NODELAY a response's frames wait for the client's delayed ACK: 40 ms
-        // per unary call, and stream events held back the same way.
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), drain)
+        .serve_with_incoming_shutdown(incoming, drain)
         .await?;
     tracing::info!("workflow manager stopped");
     Ok(())
+}
+
+/// An accepted connection, counted in the connection gauge while it is open.
+struct Counted {
+    tcp: TcpStream,
+    _open: wfm_telemetry::metrics::GaugeGuard,
+}
+
+impl Counted {
+    fn new(tcp: TcpStream, stats: &ManagerStats) -> Self {
+        stats.grpc_connections_total.inc();
+        Self {
+            tcp,
+            _open: stats.grpc_connections.track(),
+        }
+    }
+}
+
+impl Connected for Counted {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.tcp.connect_info()
+    }
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
 }

@@ -3,15 +3,18 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 use wfm_proto::v1 as pb;
 use wfm_proto::v1::attach_response::Kind;
 use wfm_reference::Claims;
+use wfm_telemetry::KeyValue;
+use wfm_telemetry::metrics::GaugeGuard;
 
 use crate::config::ManagerConfig;
 use crate::convert;
@@ -62,14 +65,49 @@ impl WorkflowManagerService {
         Ok(bound)
     }
 
-    fn apply(&self, request: pb::ApplyUpdateRequest) -> Result<pb::UpdateAck, ManagerError> {
+    /// Applies one update; `metadata` is the call's (or the stream's), for its trace context.
+    fn apply(
+        &self,
+        request: pb::ApplyUpdateRequest,
+        metadata: &MetadataMap,
+    ) -> Result<pb::UpdateAck, ManagerError> {
+        let received = Instant::now();
+        let stats = &self.config.stats;
+        // Disabled (no OTLP endpoint), this is one branch and the events carry no context.
+        let span = self
+            .config
+            .tracer
+            .server_span("wfm.manager.apply_update", metadata, || {
+                vec![
+                    KeyValue::new("wfm.session_id", request.session_id.clone()),
+                    KeyValue::new("wfm.sequence", request.sequence as i64),
+                ]
+            });
+        let trace = span.as_ref().map(wfm_telemetry::Span::trace_context);
         let result = self.registry.apply(
             &request.session_id,
             request.sequence,
             convert::update(request.update),
+            trace.as_ref(),
         );
-        if let Err(error) = &result {
-            tracing::info!(session_id = %request.session_id, sequence = request.sequence, %error, "update refused");
+        match &result {
+            Ok(ack) if ack.duplicate => stats.updates_duplicate.inc(),
+            Ok(ack) => {
+                stats.updates_applied.inc();
+                if ack.events > 0 {
+                    stats.update_to_event.observe(received.elapsed());
+                }
+                if let Some(span) = &span {
+                    span.set_attribute(KeyValue::new("wfm.events", i64::from(ack.events)));
+                }
+            }
+            Err(error) => {
+                stats.rejected(error.reason());
+                if let Some(span) = &span {
+                    span.set_error(error.to_string());
+                }
+                tracing::info!(session_id = %request.session_id, sequence = request.sequence, %error, "update refused");
+            }
         }
         result
     }
@@ -174,7 +212,8 @@ impl pb::workflow_manager_server::WorkflowManager for WorkflowManagerService {
         &self,
         request: Request<pb::ApplyUpdateRequest>,
     ) -> Result<Response<pb::UpdateAck>, Status> {
-        Ok(Response::new(self.apply(request.into_inner())?))
+        let metadata = request.metadata().clone();
+        Ok(Response::new(self.apply(request.into_inner(), &metadata)?))
     }
 
     type PushUpdatesStream = ReceiverStream<Result<pb::PushUpdatesResponse, Status>>;
@@ -183,7 +222,7 @@ impl pb::workflow_manager_server::WorkflowManager for WorkflowManagerService {
         &self,
         request: Request<Streaming<pb::ApplyUpdateRequest>>,
     ) -> Result<Response<Self::PushUpdatesStream>, Status> {
-        let mut inbound = request.into_inner();
+        let (metadata, _, mut inbound) = request.into_parts();
         let (tx, rx) = mpsc::channel(PUSH_QUEUE);
         let service = self.clone();
         tokio::spawn(async move {
@@ -201,7 +240,7 @@ impl pb::workflow_manager_server::WorkflowManager for WorkflowManagerService {
                     }
                 };
                 let (session_id, sequence) = (request.session_id.clone(), request.sequence);
-                let result = match service.apply(request) {
+                let result = match service.apply(request, &metadata) {
                     Ok(ack) => pb::push_updates_response::Result::Ack(ack),
                     Err(error) => pb::push_updates_response::Result::Error(pb::UpdateError {
                         code: error.code() as i32,
@@ -258,6 +297,7 @@ impl pb::workflow_manager_server::WorkflowManager for WorkflowManagerService {
             rx,
             Arc::clone(&self.registry),
             bound,
+            self.config.stats.attach_streams.track(),
         )))
     }
 
@@ -275,7 +315,12 @@ impl pb::workflow_manager_server::WorkflowManager for WorkflowManagerService {
             tx,
             stop.clone(),
         ));
-        Ok(Response::new(AttachStream::new(rx, stop.drop_guard())))
+        let open: GaugeGuard = self.config.stats.attach_streams.track();
+        Ok(Response::new(AttachStream::new(
+            rx,
+            stop.drop_guard(),
+            open,
+        )))
     }
 
     async fn get_service_info(

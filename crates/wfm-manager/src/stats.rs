@@ -1,30 +1,128 @@
-//! Counters of the manager's own life, read by tests and exported by the metrics endpoint.
+//! The manager's metrics: atomics updated on the hot path, rendered on `/metrics` and
+//! exported over OTLP by `wfm-telemetry`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use wfm_telemetry::{Counter, Gauge, Histogram, Registry};
 
-/// Counters of profile reloads.
-#[derive(Debug, Default)]
+use crate::error::REJECT_REASONS;
+
+/// Counters, gauges and histograms of one manager.
+#[derive(Debug, Clone)]
 pub struct ManagerStats {
-    profile_reloads: AtomicU64,
-    profile_reload_failures: AtomicU64,
+    registry: Registry,
+    pub(crate) sessions: Gauge,
+    pub(crate) bindings: Gauge,
+    pub(crate) grpc_connections: Gauge,
+    pub(crate) grpc_connections_total: Counter,
+    pub(crate) attach_streams: Gauge,
+    pub(crate) updates_applied: Counter,
+    pub(crate) updates_duplicate: Counter,
+    rejected: Vec<(&'static str, Counter)>,
+    pub(crate) events_emitted: Counter,
+    pub(crate) update_to_event: Histogram,
+    profile_reloads: Counter,
+    profile_reload_failures: Counter,
+}
+
+impl Default for ManagerStats {
+    fn default() -> Self {
+        Self::new(&Registry::new())
+    }
 }
 
 impl ManagerStats {
+    /// Registers the manager's metrics in `registry`.
+    pub fn new(registry: &Registry) -> Self {
+        let r = registry;
+        Self {
+            registry: registry.clone(),
+            sessions: r.gauge("wfm_manager_sessions", "Live sessions.", &[]),
+            bindings: r.gauge("wfm_manager_bindings", "Sessions with a bound client.", &[]),
+            grpc_connections: r.gauge(
+                "wfm_manager_grpc_connections",
+                "Open gRPC (HTTP/2) connections.",
+                &[],
+            ),
+            grpc_connections_total: r.counter(
+                "wfm_manager_grpc_connections_total",
+                "gRPC connections accepted.",
+                &[],
+            ),
+            attach_streams: r.gauge(
+                "wfm_manager_attach_streams",
+                "Open Attach and BindSession streams (gateways).",
+                &[],
+            ),
+            updates_applied: r.counter(
+                "wfm_manager_updates_applied_total",
+                "CTI updates applied.",
+                &[],
+            ),
+            updates_duplicate: r.counter(
+                "wfm_manager_updates_duplicate_total",
+                "CTI updates acknowledged as repeats and ignored.",
+                &[],
+            ),
+            rejected: REJECT_REASONS
+                .iter()
+                .map(|&reason| {
+                    let counter = r.counter(
+                        "wfm_manager_updates_rejected_total",
+                        "CTI updates refused, by reason.",
+                        &[("reason", reason)],
+                    );
+                    (reason, counter)
+                })
+                .collect(),
+            events_emitted: r.counter(
+                "wfm_manager_events_emitted_total",
+                "state.updated events queued to bound clients.",
+                &[],
+            ),
+            update_to_event: r.histogram(
+                "wfm_manager_update_to_event_seconds",
+                "From receiving a CTI update to its state.updated events queued to the binder.",
+                &[],
+            ),
+            profile_reloads: r.counter(
+                "wfm_manager_profile_reloads_total",
+                "Profile files loaded and put in force.",
+                &[],
+            ),
+            profile_reload_failures: r.counter(
+                "wfm_manager_profile_reload_failures_total",
+                "Profile files refused; the previous profiles stayed in force.",
+                &[],
+            ),
+        }
+    }
+
+    /// The registry these metrics live in.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Profile files loaded and put in force since start.
     pub fn profile_reloads(&self) -> u64 {
-        self.profile_reloads.load(Ordering::Relaxed)
+        self.profile_reloads.get()
     }
 
     /// Profile files refused since start (the previous profiles stayed in force).
     pub fn profile_reload_failures(&self) -> u64 {
-        self.profile_reload_failures.load(Ordering::Relaxed)
+        self.profile_reload_failures.get()
     }
 
     pub(crate) fn reloaded(&self) {
-        self.profile_reloads.fetch_add(1, Ordering::Relaxed);
+        self.profile_reloads.inc();
     }
 
     pub(crate) fn reload_failed(&self) {
-        self.profile_reload_failures.fetch_add(1, Ordering::Relaxed);
+        self.profile_reload_failures.inc();
+    }
+
+    /// Counts an update refused for `reason` (one of [`REJECT_REASONS`]).
+    pub(crate) fn rejected(&self, reason: &'static str) {
+        if let Some((_, counter)) = self.rejected.iter().find(|(r, _)| *r == reason) {
+            counter.inc();
+        }
     }
 }

@@ -11,6 +11,7 @@ use tokio_util::sync::DropGuard;
 use tonic::Status;
 use wfm_proto::v1 as pb;
 use wfm_proto::v1::attach_response::Kind;
+use wfm_telemetry::metrics::GaugeGuard;
 
 use crate::registry::{Bound, Registry};
 
@@ -19,19 +20,22 @@ pub(crate) struct BindingStream {
     rx: mpsc::UnboundedReceiver<pb::AttachResponse>,
     registry: Arc<Registry>,
     bound: Bound,
+    _open: GaugeGuard,
 }
 
 impl BindingStream {
-    /// Streams what the registry queues for `bound` into `rx`.
+    /// Streams what the registry queues for `bound` into `rx`; `open` counts the stream.
     pub(crate) fn new(
         rx: mpsc::UnboundedReceiver<pb::AttachResponse>,
         registry: Arc<Registry>,
         bound: Bound,
+        open: GaugeGuard,
     ) -> Self {
         Self {
             rx,
             registry,
             bound,
+            _open: open,
         }
     }
 }
@@ -65,12 +69,21 @@ impl Drop for BindingStream {
 pub(crate) struct AttachStream {
     rx: mpsc::UnboundedReceiver<pb::AttachResponse>,
     _stop: DropGuard,
+    _open: GaugeGuard,
 }
 
 impl AttachStream {
-    /// Streams `rx`; `stop` is cancelled when the stream is dropped.
-    pub(crate) fn new(rx: mpsc::UnboundedReceiver<pb::AttachResponse>, stop: DropGuard) -> Self {
-        Self { rx, _stop: stop }
+    /// Streams `rx`; `stop` is cancelled when the stream is dropped; `open` counts it.
+    pub(crate) fn new(
+        rx: mpsc::UnboundedReceiver<pb::AttachResponse>,
+        stop: DropGuard,
+        open: GaugeGuard,
+    ) -> Self {
+        Self {
+            rx,
+            _stop: stop,
+            _open: open,
+        }
     }
 }
 

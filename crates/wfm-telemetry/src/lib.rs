@@ -1,0 +1,23 @@
+//! What every wfm binary needs around its service: logs, OpenTelemetry traces and
+//! metrics over OTLP, Prometheus metrics, and layered settings.
+//!
+//! # Layout
+//! - [`metrics`]: a registry of atomic counters, gauges and latency histograms, rendered
+//!   as Prometheus text.
+//! - [`trace`]: the [`Tracer`] handle, W3C trace context in and out, spans that end on drop.
+//! - [`init`]: logs (text or JSON, `RUST_LOG`), the OTLP exporters, and their shutdown.
+//! - [`http`]: the `/metrics` route and a listener for it.
+//! - [`settings`]: defaults → TOML file → `WFM_*` environment → flags, one-line errors,
+//!   secrets from files.
+
+pub mod http;
+pub mod init;
+pub mod metrics;
+pub mod settings;
+pub mod trace;
+
+pub use init::{LogFormat, Otlp, Telemetry, TelemetryArgs, TelemetryError};
+pub use metrics::{Counter, Gauge, Histogram, Registry};
+pub use opentelemetry::KeyValue;
+pub use opentelemetry::trace::SpanKind;
+pub use trace::{Span, Tracer};
