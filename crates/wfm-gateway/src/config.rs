@@ -1,10 +1,13 @@
 //! Settings of the edge gateway, with the defaults a contact-center deployment starts from.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use wfm_reference::SigningKey;
+use wfm_telemetry::Tracer;
 
 use crate::demo::DemoDirectory;
+use crate::stats::GatewayStats;
 
 /// Everything `serve` needs besides its listener.
 #[derive(Debug, Clone)]
@@ -65,6 +68,13 @@ pub struct GatewayConfig {
     pub allowed_origins: Vec<String>,
     /// How long shutdown waits for clients to acknowledge the close frame.
     pub shutdown_grace: Duration,
+    /// On shutdown, how long `/readyz` answers 503 before clients are told and closed, so
+    /// that load balancers stop sending new clients first.
+    pub drain_delay: Duration,
+    /// Metrics, served on `/metrics`.
+    pub stats: Arc<GatewayStats>,
+    /// Traces each state event's socket write as part of its CTI update's trace.
+    pub tracer: Tracer,
     /// Demo mode: the sessions the demo page offers. `None` in every real deployment.
     pub demo: Option<DemoDirectory>,
 }
@@ -106,6 +116,9 @@ impl GatewayConfig {
             max_connections: 100_000,
             allowed_origins: Vec::new(),
             shutdown_grace: Duration::from_secs(5),
+            drain_delay: Duration::ZERO,
+            stats: Arc::default(),
+            tracer: Tracer::disabled(),
             demo: None,
         }
     }

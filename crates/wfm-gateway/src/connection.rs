@@ -23,11 +23,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use wfm_proto::v1 as pb;
 
+use wfm_telemetry::{KeyValue, SpanKind};
+
 use crate::config::GatewayConfig;
 use crate::errors::{CloseReason, GatewayError, UnboundReason};
 use crate::limits::TokenBucket;
 use crate::outbound::{Item, Outbound};
 use crate::protocol::{self, Request, ResourceData};
+use crate::stats::GatewayStats;
 use crate::upstream::{Upstream, unix_now};
 
 /// Where a connection stands with its (single) binding.
@@ -80,6 +83,7 @@ pub(crate) struct ConnState {
     /// manager's availability.
     pub(crate) service_available: bool,
     changed: bool,
+    stats: Arc<GatewayStats>,
 }
 
 impl ConnState {
@@ -91,19 +95,29 @@ impl ConnState {
 
     /// Queues a state event, conflated with any waiting state of its target.
     pub(crate) fn push_state(&mut self, event: pb::StateUpdated) {
-        self.out.push_state(event);
+        self.stats.events_received.inc();
+        if self.out.push_state(event, std::time::Instant::now()) {
+            self.stats.events_conflated.inc();
+        }
         self.changed = true;
     }
 
     /// Changes the binding.
     pub(crate) fn set_binding(&mut self, binding: Binding) {
+        let was_bound = matches!(self.binding, Binding::Bound { .. });
+        let is_bound = matches!(binding, Binding::Bound { .. });
+        match (was_bound, is_bound) {
+            (false, true) => self.stats.bindings.inc(),
+            (true, false) => self.stats.bindings.dec(),
+            _ => {}
+        }
         self.binding = binding;
         self.changed = true;
     }
 }
 
 impl ConnShared {
-    fn new(id: u64) -> Self {
+    fn new(id: u64, stats: Arc<GatewayStats>) -> Self {
         Self {
             id,
             state: Mutex::new(ConnState {
@@ -111,6 +125,7 @@ impl ConnShared {
                 binding: Binding::Unbound,
                 service_available: true,
                 changed: false,
+                stats,
             }),
             wake: Notify::new(),
         }
@@ -139,8 +154,10 @@ pub(crate) struct Hub {
     pub(crate) config: Arc<GatewayConfig>,
     /// The manager side.
     pub(crate) upstream: Arc<Upstream>,
-    /// Cancelled when the gateway shuts down.
+    /// Cancelled when the gateway closes its connections (after the drain delay).
     pub(crate) shutdown: CancellationToken,
+    /// Cancelled as soon as shutdown begins: readiness turns false.
+    pub(crate) draining: CancellationToken,
     next_id: AtomicU64,
 }
 
@@ -150,11 +167,13 @@ impl Hub {
         config: Arc<GatewayConfig>,
         upstream: Arc<Upstream>,
         shutdown: CancellationToken,
+        draining: CancellationToken,
     ) -> Self {
         Self {
             config,
             upstream,
             shutdown,
+            draining,
             next_id: AtomicU64::new(1),
         }
     }
@@ -162,7 +181,13 @@ impl Hub {
 
 /// Serves one upgraded WebSocket until either side closes it.
 pub(crate) async fn run(mut socket: WebSocket, hub: Arc<Hub>) {
-    let conn = Arc::new(ConnShared::new(hub.next_id.fetch_add(1, Ordering::Relaxed)));
+    let stats = &hub.config.stats;
+    stats.connections_total.inc();
+    let _open = stats.connections.track();
+    let conn = Arc::new(ConnShared::new(
+        hub.next_id.fetch_add(1, Ordering::Relaxed),
+        Arc::clone(stats),
+    ));
     hub.upstream.register(&conn);
     tracing::debug!(connection = conn.id, "client connected");
     let mut session = Session::new(&hub, Arc::clone(&conn));
@@ -176,7 +201,12 @@ pub(crate) async fn run(mut socket: WebSocket, hub: Arc<Hub>) {
     );
     // The binding is released whatever ended the connection, so that the agent can bind
     // again at once after a reload.
-    if let Some(binding_id) = conn.lock().binding.id() {
+    let binding = conn.update(|s| {
+        let id = s.binding.id();
+        s.set_binding(Binding::Unbound);
+        id
+    });
+    if let Some(binding_id) = binding {
         hub.upstream.unbind(binding_id);
     }
     hub.upstream.deregister(conn.id);
@@ -405,13 +435,33 @@ impl<'a> Session<'a> {
                     Poll::Ready(Err(error)) => return Poll::Ready(Io::Failed(error)),
                     Poll::Pending => break,
                 }
+                // A state event's send is a span of its update's trace, if it has one.
+                let mut sent_state = None;
                 let message = if self.ping_due {
                     self.ping_due = false;
                     Message::Ping(Bytes::new())
                 } else if let Some(item) = self.conn.lock().out.pop() {
                     Message::Text(match item {
                         Item::Control(text) => text.into(),
-                        Item::State(event) => protocol::state_event(&event).into(),
+                        Item::State(queued) => {
+                            let span = self.hub.config.tracer.child_span(
+                                "wfm.gateway.websocket_send",
+                                SpanKind::Producer,
+                                &queued.event.trace_context,
+                                || {
+                                    vec![
+                                        KeyValue::new(
+                                            "wfm.session_id",
+                                            queued.event.session_id.clone(),
+                                        ),
+                                        KeyValue::new("wfm.target", queued.event.target.clone()),
+                                        KeyValue::new("wfm.connection", self.conn.id as i64),
+                                    ]
+                                },
+                            );
+                            sent_state = Some((queued.received, span));
+                            protocol::state_event(&queued.event).into()
+                        }
                     })
                 } else if let Some(frame) = self.close.take() {
                     self.close_sent = true;
@@ -421,6 +471,12 @@ impl<'a> Session<'a> {
                 };
                 if let Err(error) = Pin::new(&mut *socket).start_send(message) {
                     return Poll::Ready(Io::Failed(error));
+                }
+                if let Some((received, span)) = sent_state {
+                    let stats = &self.hub.config.stats;
+                    stats.events_sent.inc();
+                    stats.event_to_write.observe(received.elapsed());
+                    drop(span);
                 }
                 self.unflushed = true;
                 if self.close_sent {

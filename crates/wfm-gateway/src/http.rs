@@ -15,6 +15,10 @@ use crate::demo;
 
 /// The path of the MediaBar WebSocket endpoint.
 pub const MEDIABAR_PATH: &str = "/mediabar/v1";
+/// Liveness: 200 while the process serves HTTP.
+pub const HEALTHZ_PATH: &str = "/healthz";
+/// Readiness: 200 while the manager is reachable and the gateway is not shutting down.
+pub const READYZ_PATH: &str = "/readyz";
 
 #[derive(Clone)]
 struct AppState {
@@ -25,13 +29,15 @@ struct AppState {
 
 /// The gateway's routes; `connections` tracks the WebSocket sessions.
 pub(crate) fn router(hub: Arc<Hub>, connections: TaskTracker) -> Router {
+    let metrics = wfm_telemetry::http::metrics_router(hub.config.stats.registry().clone());
     Router::new()
         .route(MEDIABAR_PATH, get(mediabar))
         .route("/", get(page))
         .route("/demo/sessions", get(demo_sessions))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route(HEALTHZ_PATH, get(healthz))
+        .route(READYZ_PATH, get(readyz))
         .with_state(AppState { hub, connections })
+        .merge(metrics)
 }
 
 async fn mediabar(
@@ -46,13 +52,16 @@ async fn mediabar(
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
         if !config.allowed_origins.iter().any(|o| o == origin) {
+            config.stats.connections_refused.inc();
             return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
         }
     }
     if state.hub.shutdown.is_cancelled() {
+        config.stats.connections_refused.inc();
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
     if state.connections.len() >= config.max_connections {
+        config.stats.connections_refused.inc();
         return (StatusCode::SERVICE_UNAVAILABLE, "too many connections\n").into_response();
     }
     // Taken before the upgrade completes, so that shutdown also waits for a connection
@@ -94,7 +103,9 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
-    if state.hub.upstream.is_ready() {
+    if state.hub.draining.is_cancelled() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+    } else if state.hub.upstream.is_ready() {
         (StatusCode::OK, "ready\n")
     } else {
         (

@@ -19,6 +19,10 @@
 //! - `upstream`: the `Attach` stream pool, the routing table, the Service Monitor, reconnect
 //!   and rebind.
 //! - `limits`: the per-connection request budget.
+//! - [`GatewayStats`]: the metrics (connections, bindings, upstream streams, events
+//!   received, sent and conflated, event-to-write latency), served on `/metrics`.
+//! - [`settings`]: the binary's settings (flags, `WFM_*` environment, TOML file) and their
+//!   validation.
 
 mod config;
 mod connection;
@@ -29,13 +33,17 @@ mod limits;
 mod outbound;
 mod protocol;
 mod server;
+pub mod settings;
+mod stats;
 mod upstream;
 
 pub use config::{ConfigError, GatewayConfig};
 pub use demo::{DemoDirectory, DemoSession};
-pub use http::MEDIABAR_PATH;
+pub use http::{HEALTHZ_PATH, MEDIABAR_PATH, READYZ_PATH};
 pub use protocol::WORKFLOW_MANAGER;
 pub use server::{ServeError, serve};
+pub use stats::GatewayStats;
+pub use wfm_telemetry::http::METRICS_PATH;
 
 /// The MediaBar JSON text of one `state.updated` event: the `resourceEvent` frame the
 /// gateway sends for it. Exposed for the encoding benchmarks (`wfm-bench`), not an API.

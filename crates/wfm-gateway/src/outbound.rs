@@ -12,6 +12,7 @@
 //! full state even if older states of the same targets still wait ahead of it.
 
 use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
 
 use wfm_proto::v1 as pb;
 
@@ -22,7 +23,16 @@ pub(crate) enum Item {
     Control(String),
     /// The newest state of a target, serialized when sent; boxed so that a slot costs a
     /// pointer.
-    State(Box<pb::StateUpdated>),
+    State(Box<Queued>),
+}
+
+/// A waiting state event and when the gateway received it, for the write-latency metric.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Queued {
+    /// The event.
+    pub(crate) event: pb::StateUpdated,
+    /// When it arrived from the manager.
+    pub(crate) received: Instant,
 }
 
 /// The queue of one connection.
@@ -51,18 +61,21 @@ impl Outbound {
 
     /// Queues a state event, replacing the waiting state of its target if there is one
     /// after the last control message.
-    pub(crate) fn push_state(&mut self, event: pb::StateUpdated) {
+    /// Returns true when it replaced a waiting state (conflation).
+    pub(crate) fn push_state(&mut self, event: pb::StateUpdated, received: Instant) -> bool {
         if let Some(&sequence) = self.latest.get(&event.target) {
             let index = usize::try_from(sequence - self.head).unwrap_or(usize::MAX);
             if let Some(slot) = self.items.get_mut(index) {
-                *slot = Item::State(Box::new(event));
+                *slot = Item::State(Box::new(Queued { event, received }));
                 self.conflated += 1;
-                return;
+                return true;
             }
         }
         let sequence = self.head + self.items.len() as u64;
         self.latest.insert(event.target.clone(), sequence);
-        self.items.push_back(Item::State(Box::new(event)));
+        self.items
+            .push_back(Item::State(Box::new(Queued { event, received })));
+        false
     }
 
     /// Takes the next message to send.
@@ -72,9 +85,9 @@ impl Outbound {
         self.head += 1;
         match &item {
             Item::Control(_) => self.controls -= 1,
-            Item::State(event) => {
-                if self.latest.get(&event.target) == Some(&sequence) {
-                    self.latest.remove(&event.target);
+            Item::State(queued) => {
+                if self.latest.get(&queued.event.target) == Some(&sequence) {
+                    self.latest.remove(&queued.event.target);
                 }
             }
         }
@@ -126,7 +139,7 @@ mod tests {
         std::iter::from_fn(|| queue.pop())
             .map(|item| match item {
                 Item::Control(text) => text,
-                Item::State(event) => format!("{}@{}", event.target, event.context["v"]),
+                Item::State(q) => format!("{}@{}", q.event.target, q.event.context["v"]),
             })
             .collect()
     }
@@ -134,11 +147,11 @@ mod tests {
     #[test]
     fn newer_states_replace_older_ones_in_first_arrival_order() {
         let mut queue = Outbound::default();
-        queue.push_state(state("a", 1));
-        queue.push_state(state("b", 1));
-        queue.push_state(state("a", 2));
-        queue.push_state(state("c", 1));
-        queue.push_state(state("b", 2));
+        queue.push_state(state("a", 1), Instant::now());
+        queue.push_state(state("b", 1), Instant::now());
+        queue.push_state(state("a", 2), Instant::now());
+        queue.push_state(state("c", 1), Instant::now());
+        queue.push_state(state("b", 2), Instant::now());
         assert_eq!(queue.len(), 3);
         assert_eq!(queue.conflated(), 2);
         assert_eq!(drain(&mut queue), ["a@2", "b@2", "c@1"]);
@@ -147,10 +160,10 @@ mod tests {
     #[test]
     fn control_messages_are_barriers_and_keep_their_order() {
         let mut queue = Outbound::default();
-        queue.push_state(state("a", 1));
+        queue.push_state(state("a", 1), Instant::now());
         queue.push_control("response".into());
-        queue.push_state(state("a", 2));
-        queue.push_state(state("a", 3));
+        queue.push_state(state("a", 2), Instant::now());
+        queue.push_state(state("a", 3), Instant::now());
         queue.push_control("event".into());
         assert_eq!(queue.controls(), 2);
         assert_eq!(drain(&mut queue), ["a@1", "response", "a@3", "event"]);
@@ -160,10 +173,13 @@ mod tests {
     #[test]
     fn a_sent_state_is_not_replaced_and_memory_is_bounded_by_targets() {
         let mut queue = Outbound::default();
-        queue.push_state(state("a", 1));
+        queue.push_state(state("a", 1), Instant::now());
         assert_eq!(drain(&mut queue), ["a@1"]);
         for version in 0..10_000 {
-            queue.push_state(state(&format!("t{}", version % 20), version));
+            queue.push_state(
+                state(&format!("t{}", version % 20), version),
+                Instant::now(),
+            );
         }
         assert_eq!(queue.len(), 20);
         let drained = drain(&mut queue);

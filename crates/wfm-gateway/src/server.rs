@@ -28,10 +28,10 @@ pub enum ServeError {
 
 /// Serves the MediaBar protocol on `listener` until `shutdown` is cancelled.
 ///
-/// On shutdown the gateway stops accepting connections, tells every bound client
-/// `resourceUnbound` / `serverShutdown`, releases its binding, sends a 1001 close frame,
-/// waits (up to `shutdown_grace`) for the clients to close, then closes its streams to the
-/// manager and returns.
+/// On shutdown `/readyz` turns 503 at once; after `drain_delay` the gateway stops accepting
+/// connections, tells every bound client `resourceUnbound` / `serverShutdown`, releases its
+/// binding, sends a 1001 close frame, waits (up to `shutdown_grace`) for the clients to
+/// close, then closes its streams to the manager and returns.
 pub async fn serve(
     listener: TcpListener,
     config: GatewayConfig,
@@ -46,9 +46,31 @@ pub async fn serve(
     upstream.spawn(&upstream_tasks, &upstream_stop);
     upstream_tasks.close();
 
+    // `shutdown` starts the drain (readiness false); `closing` follows after the delay.
+    let closing = CancellationToken::new();
+    let drain_delay = config.drain_delay;
+    let drain = {
+        let (shutdown, closing) = (shutdown.clone(), closing.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = closing.cancelled() => return,
+            }
+            tracing::info!(
+                drain_delay_ms = drain_delay.as_millis() as u64,
+                "shutting down: /readyz answers 503"
+            );
+            tokio::select! {
+                () = tokio::time::sleep(drain_delay) => {}
+                () = closing.cancelled() => {}
+            }
+            closing.cancel();
+        })
+    };
     let hub = Arc::new(Hub::new(
         Arc::clone(&config),
         Arc::clone(&upstream),
+        closing.clone(),
         shutdown.clone(),
     ));
     let connections = TaskTracker::new();
@@ -63,10 +85,12 @@ pub async fn serve(
         }
     });
     let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .with_graceful_shutdown(closing.clone().cancelled_owned())
         .await;
     // Also on an error, so that nothing is left running.
     shutdown.cancel();
+    closing.cancel();
+    let _ = drain.await;
     connections.close();
     tracing::info!(
         connections = connections.len(),

@@ -350,7 +350,9 @@ impl Upstream {
         let first = {
             let mut table = self.table();
             table.streams[index] = Some(tx);
-            self.connected.fetch_add(1, Ordering::SeqCst) == 0
+            let before = self.connected.fetch_add(1, Ordering::SeqCst);
+            self.config.stats.upstream_streams.set(before as i64 + 1);
+            before == 0
         };
         if first {
             tracing::info!("workflow manager available");
@@ -365,6 +367,8 @@ impl Upstream {
             let mut table = self.table();
             let last = table.streams[index].take().is_some()
                 && self.connected.fetch_sub(1, Ordering::SeqCst) == 1;
+            let connected = self.connected.load(Ordering::SeqCst);
+            self.config.stats.upstream_streams.set(connected as i64);
             let ids: Vec<u64> = table
                 .routes
                 .iter()

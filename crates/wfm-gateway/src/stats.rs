@@ -1,0 +1,85 @@
+//! The gateway's metrics: atomics updated on the hot path, served on `/metrics` and
+//! exported over OTLP by `wfm-telemetry`.
+
+use wfm_telemetry::{Counter, Gauge, Histogram, Registry};
+
+/// Counters, gauges and histograms of one gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayStats {
+    registry: Registry,
+    pub(crate) connections: Gauge,
+    pub(crate) connections_total: Counter,
+    pub(crate) connections_refused: Counter,
+    pub(crate) bindings: Gauge,
+    pub(crate) upstream_streams: Gauge,
+    pub(crate) events_received: Counter,
+    pub(crate) events_sent: Counter,
+    pub(crate) events_conflated: Counter,
+    pub(crate) event_to_write: Histogram,
+}
+
+impl Default for GatewayStats {
+    fn default() -> Self {
+        Self::new(&Registry::new())
+    }
+}
+
+impl GatewayStats {
+    /// Registers the gateway's metrics in `registry`.
+    pub fn new(registry: &Registry) -> Self {
+        let r = registry;
+        Self {
+            registry: registry.clone(),
+            connections: r.gauge(
+                "wfm_gateway_connections",
+                "Open MediaBar WebSocket connections.",
+                &[],
+            ),
+            connections_total: r.counter(
+                "wfm_gateway_connections_total",
+                "MediaBar WebSocket connections accepted.",
+                &[],
+            ),
+            connections_refused: r.counter(
+                "wfm_gateway_connections_refused_total",
+                "WebSocket upgrades refused (origin, connection limit, shutting down).",
+                &[],
+            ),
+            bindings: r.gauge(
+                "wfm_gateway_bindings",
+                "Connections bound to a session.",
+                &[],
+            ),
+            upstream_streams: r.gauge(
+                "wfm_gateway_upstream_streams",
+                "Attach gRPC streams connected to the workflow manager.",
+                &[],
+            ),
+            events_received: r.counter(
+                "wfm_gateway_events_received_total",
+                "state.updated events received from the workflow manager for bound clients.",
+                &[],
+            ),
+            events_sent: r.counter(
+                "wfm_gateway_events_sent_total",
+                "state.updated events written to client sockets.",
+                &[],
+            ),
+            events_conflated: r.counter(
+                "wfm_gateway_events_conflated_total",
+                "state.updated events replaced by a newer state of their target before a slow client read them.",
+                &[],
+            ),
+            event_to_write: r.histogram(
+                "wfm_gateway_event_to_write_seconds",
+                "From receiving a state.updated event from the manager to writing it to the client socket.",
+                &[],
+            ),
+        }
+    }
+
+    /// The registry these metrics live in.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+}
