@@ -681,3 +681,26 @@ impl<'a> Session<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn received_and_conflated_events_are_counted() {
+        let stats = Arc::new(GatewayStats::default());
+        let conn = ConnShared::new(1, Arc::clone(&stats));
+        let event = |version: &str| pb::StateUpdated {
+            session_id: "s".into(),
+            target: "s.voice".into(),
+            context: [("v".to_string(), version.to_string())].into(),
+            ..Default::default()
+        };
+        conn.update(|s| {
+            s.push_state(event("1"));
+            s.push_state(event("2"));
+        });
+        assert_eq!(stats.events_received.get(), 2);
+        assert_eq!(stats.events_conflated.get(), 1);
+    }
+}

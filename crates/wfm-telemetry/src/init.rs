@@ -106,8 +106,9 @@ fn resource(service: &str) -> Resource {
 
 impl Otlp {
     /// Exports traces and `registry`'s metrics of `service` to the collector at
-    /// `endpoint` (e.g. `http://otel-collector:4317`). Must run inside a multi-threaded
-    /// Tokio runtime: the exporters' connections live on it.
+    /// `endpoint` (e.g. `http://otel-collector:4317`). Only the series registered so far
+    /// are exported: register the service's metrics first. Must run inside a
+    /// multi-threaded Tokio runtime: the exporters' connections live on it.
     pub fn start(
         service: &str,
         endpoint: &str,

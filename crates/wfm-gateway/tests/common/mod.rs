@@ -120,9 +120,18 @@ impl Manager {
     }
 
     fn serve(listener: TcpListener) -> Manager {
+        Self::serve_with(listener, manager_config())
+    }
+
+    /// A manager with `config` on 127.0.0.1:0.
+    pub async fn start_with(config: ManagerConfig) -> Manager {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve_with(listener, config)
+    }
+
+    fn serve_with(listener: TcpListener, config: ManagerConfig) -> Manager {
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
-        let config = ManagerConfig::new(SigningKey::from_bytes(KEY).unwrap());
         let task = tokio::spawn(wfm_manager::serve(listener, config, shutdown.clone()));
         Manager {
             addr,
@@ -151,6 +160,11 @@ impl Manager {
             .unwrap()
             .unwrap();
     }
+}
+
+/// Manager settings for tests: the test key.
+pub fn manager_config() -> ManagerConfig {
+    ManagerConfig::new(SigningKey::from_bytes(KEY).unwrap())
 }
 
 /// Gateway settings for tests: the test key and fast reconnects.
