@@ -1,0 +1,133 @@
+//! SIGTERM to the real `wfm-gateway` process: readiness turns false first, then bound
+//! clients are told and closed, and the process exits within its grace period.
+#![cfg(unix)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A free loopback port: bound, read and released.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// Kills the child if the test fails before it exits.
+struct Reaper(Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_turns_readiness_false_then_tells_clients_then_exits_within_grace() {
+    let manager = Manager::start().await;
+    let mut client = manager.client().await;
+    let port = free_port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let drain = Duration::from_millis(1_500);
+    let child = Command::new(env!("CARGO_BIN_EXE_wfm-gateway"))
+        .args(["--listen", &addr.to_string()])
+        .args(["--manager-url", &format!("http://{}", manager.addr)])
+        .args(["--drain-delay-ms", &drain.as_millis().to_string()])
+        .args(["--shutdown-grace-secs", "5"])
+        .env("WFM_SIGNING_KEY", std::str::from_utf8(KEY).unwrap())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start wfm-gateway");
+    let mut child = Reaper(child);
+    let gateway = Gateway {
+        addr,
+        shutdown: tokio_util::sync::CancellationToken::new(),
+        task: tokio::spawn(async { Ok(()) }),
+    };
+    gateway.wait_ready(200).await;
+
+    let reference = create(&mut client, "term").await.resource_reference;
+    let mut ws = gateway.ws().await;
+    ws.bind("b", &reference, false).await;
+    ws.events(2).await;
+
+    let signalled = Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    // 1. Readiness goes false while the client is still connected and told nothing.
+    gateway.wait_ready(503).await;
+    assert!(
+        signalled.elapsed() < drain,
+        "readiness turned false only after the drain delay"
+    );
+    assert_eq!(http_get(addr, "/healthz").await.0, 200, "still alive");
+    // 2. Then the client is told, and closed with 1001.
+    assert_eq!(ws.recv().await, unbound_event("term", "serverShutdown"));
+    assert!(
+        signalled.elapsed() >= drain,
+        "clients were told before the drain delay"
+    );
+    assert_eq!(
+        ws.expect_close().await,
+        (1001, "server shutting down".to_string())
+    );
+    // 3. The binding is released on the manager, and the process exits in time.
+    wait_bound(&mut client, "term", false).await;
+    let deadline = signalled + Duration::from_secs(5);
+    let exit = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway did not exit within its grace period"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(exit.success(), "exit status {exit}");
+    manager.stop().await;
+}
+
+#[test]
+fn a_bad_setting_stops_the_process_with_one_line_naming_it() {
+    let output = Command::new(env!("CARGO_BIN_EXE_wfm-gateway"))
+        .args(["--max-message-bytes", "12"])
+        .env("WFM_SIGNING_KEY", std::str::from_utf8(KEY).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        "error: invalid setting --max-message-bytes (WFM_GATEWAY_MAX_MESSAGE_BYTES, \
+         `max_message_bytes` in the config file) = \"12\": must be at least 1024"
+    );
+
+    let key_file = std::env::temp_dir().join(format!("wfm-gw-key-{}", std::process::id()));
+    std::fs::write(&key_file, "too-short\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_wfm-gateway"))
+        .arg("--signing-key-file")
+        .arg(&key_file)
+        .env_remove("WFM_SIGNING_KEY")
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&key_file);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("--signing-key-file (WFM_SIGNING_KEY_FILE")
+            && stderr.contains("at least 32 bytes")
+            && !stderr.contains("too-short"),
+        "{stderr}"
+    );
+}
