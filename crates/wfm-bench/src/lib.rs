@@ -1,0 +1,27 @@
+//! The benchmark suite: the whole pipeline (Interaction Processor → workflow manager →
+//! gateway → MediaBar WebSockets) measured against raw ceilings built into the harness and
+//! measured in the same invocation, plus the engine and encoding micro figures and their
+//! instruction counts.
+//!
+//! `cargo run --release -p wfm-bench -- all` runs everything and writes `BENCHMARKS.md` and
+//! `docs/bench/scale.png`; `--quick` is the two-minute version. `cargo bench -p wfm-bench`
+//! runs the criterion micro benches.
+//!
+//! # Layout
+//! - [`suite`]: the plan, the order of the runs, and the figures collected.
+//! - [`raw`]: the raw tonic and raw WebSocket ceilings (servers and their drivers).
+//! - [`roles`]: the child roles the harness re-executes itself as, and callgrind targets.
+//! - [`proc`]: child processes, RSS and CPU time.
+//! - [`micro`]: engine and encoding workloads, shared with the criterion benches.
+//! - [`stats`]: medians with spread.
+//! - [`report`]: writes `BENCHMARKS.md`.
+//! - [`plot`]: the scale-curve PNG.
+
+pub mod micro;
+pub mod plot;
+pub mod proc;
+pub mod raw;
+pub mod report;
+pub mod roles;
+pub mod stats;
+pub mod suite;
