@@ -184,6 +184,7 @@ pub fn state_event_30() -> pb::StateUpdated {
         ]
         .into(),
         capabilities,
+        ..Default::default()
     }
 }
 
