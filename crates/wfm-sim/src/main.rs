@@ -162,14 +162,12 @@ async fn run_command(command: Command) -> Result<bool, String> {
                     session_id: &session_id,
                     agent_id: "sim-agent",
                     pace,
+                    announce: true,
                 };
                 let outcome = run::play(scenario, target)
                     .await
                     .map_err(|e| e.to_string())?;
-                println!(
-                    "  session {session_id}, reference {}\n  {} updates",
-                    outcome.reference, outcome.updates
-                );
+                println!("  done: {} updates", outcome.updates);
             }
             Ok(true)
         }
@@ -229,6 +227,7 @@ async fn run_command(command: Command) -> Result<bool, String> {
                     session_id: &session_id,
                     agent_id: "sim-agent",
                     pace: 0.0,
+                    announce: false,
                 };
                 match run::play(scenario, target).await {
                     Ok(outcome) => println!(

@@ -61,6 +61,9 @@ pub struct Target<'a> {
     pub agent_id: &'a str,
     /// Multiplies every step delay (0 plays as fast as possible).
     pub pace: f64,
+    /// Print the session and its reference as soon as it exists, so that a MediaBar (the
+    /// demo page's `?ref=`) can bind while the scenario plays.
+    pub announce: bool,
 }
 
 /// What a run did.
@@ -192,6 +195,12 @@ pub async fn play(scenario: &Scenario, mut target: Target<'_>) -> Result<Outcome
         .await
         .map_err(|status| manager_error(origin, 1, "CreateSession", &status))?
         .into_inner();
+    if target.announce {
+        println!(
+            "  session {}  reference {}",
+            target.session_id, created.resource_reference
+        );
+    }
     let mut client = match target.gateway {
         Some(url) => {
             let bound = async {

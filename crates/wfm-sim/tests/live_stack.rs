@@ -48,6 +48,7 @@ async fn a_matching_scenario_passes_and_a_wrong_expectation_fails_with_a_diff() 
         session_id,
         agent_id: "a",
         pace: 0.0,
+        announce: false,
     };
 
     let good = scenario::parse("good.toml", SCENARIO).unwrap();
