@@ -76,27 +76,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
 
 /// Cancels `shutdown` on ctrl-c or SIGTERM.
 async fn cancel_on_signal(shutdown: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(
-            tokio::signal::unix::SignalKind::terminate(),
-        ) {
-            Ok(term) => term,
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; only ctrl-c stops the server");
-                let _ = ctrl_c.await;
-                shutdown.cancel();
-                return;
-            }
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    wfm_telemetry::shutdown_signal().await;
     tracing::info!("shutdown signal received");
     shutdown.cancel();
 }

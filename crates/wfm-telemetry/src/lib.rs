@@ -1,5 +1,5 @@
 //! What every wfm binary needs around its service: logs, OpenTelemetry traces and
-//! metrics over OTLP, Prometheus metrics, and layered settings.
+//! metrics over OTLP, Prometheus metrics, layered settings, and the shutdown signal.
 //!
 //! # Layout
 //! - [`metrics`]: a registry of atomic counters, gauges and latency histograms, rendered
@@ -9,15 +9,18 @@
 //! - [`http`]: the `/metrics` route and a listener for it.
 //! - [`settings`]: defaults → TOML file → `WFM_*` environment → flags, one-line errors,
 //!   secrets from files.
+//! - [`signal`]: ctrl-c or SIGTERM, the start of a graceful shutdown.
 
 pub mod http;
 pub mod init;
 pub mod metrics;
 pub mod settings;
+pub mod signal;
 pub mod trace;
 
 pub use init::{LogFormat, Otlp, Telemetry, TelemetryArgs, TelemetryError};
 pub use metrics::{Counter, Gauge, Histogram, Registry};
 pub use opentelemetry::KeyValue;
 pub use opentelemetry::trace::SpanKind;
+pub use signal::shutdown_signal;
 pub use trace::{Span, Tracer};

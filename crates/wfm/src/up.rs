@@ -85,25 +85,9 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     println!("\nPress Ctrl-C to stop.");
 
-    shutdown_signal().await;
+    wfm_telemetry::shutdown_signal().await;
     println!("stopping…");
     agents.shutdown().await;
     stack.stop().await;
     Ok(())
-}
-
-/// Resolves on ctrl-c or SIGTERM.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
