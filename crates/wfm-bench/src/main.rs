@@ -29,6 +29,9 @@ enum Command {
         /// Where to write the scale-curve plot.
         #[arg(long, default_value = "docs/bench/scale.png")]
         plot: PathBuf,
+        /// Only this session count (for investigation; the report is then partial).
+        #[arg(long, hide = true)]
+        only: Option<usize>,
         /// Where to write every run as JSON (`wfm-bench report` redraws from it).
         #[arg(long, default_value = "docs/bench/results.json")]
         json: PathBuf,
@@ -47,6 +50,24 @@ enum Command {
         /// The command to name as the one that measured.
         #[arg(long, default_value = "cargo run --release -p wfm-bench -- all")]
         command: String,
+    },
+    /// Measure memory only: manager and gateway RSS per idle bound session.
+    Memory {
+        /// Sessions (each side holds one socket per session: mind `ulimit -n`).
+        #[arg(long, default_value_t = 10_000)]
+        sessions: usize,
+    },
+    /// Hold a pipeline under load and print its process ids, for a profiler to attach.
+    Profile {
+        /// Sessions.
+        #[arg(long, default_value_t = 2000)]
+        sessions: usize,
+        /// Updates/s; 0 runs closed loop.
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Seconds to measure.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
     },
     /// Child role: a workflow manager.
     #[command(hide = true)]
@@ -117,19 +138,30 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::ServeManager => roles::serve_manager().await,
+        Command::Memory { sessions } => suite::memory(sessions).await,
+        Command::Profile {
+            sessions,
+            rate,
+            seconds,
+        } => suite::profile(sessions, rate, seconds).await,
         Command::ServeGateway { manager } => roles::serve_gateway(&manager).await,
         Command::ServeRawTonic => roles::serve_raw_tonic().await,
         Command::ServeRawWs => roles::serve_raw_ws().await,
         Command::Callgrind { what, count } => roles::callgrind_target(&what, count),
         Command::All {
             quick,
+            only,
             out,
             plot,
             json,
         } => {
             let args: Vec<String> = std::env::args().skip(1).collect();
             let command = format!("cargo run --release -p wfm-bench -- {}", args.join(" "));
-            let plan = Plan::new(quick, proc::open_files_limit());
+            let mut plan = Plan::new(quick, proc::open_files_limit());
+            if let Some(sessions) = only {
+                plan.scale = vec![sessions];
+                plan.main_sessions = sessions;
+            }
             let results = suite::run(plan).await?;
             create_parent(&json)?;
             std::fs::write(&json, serde_json::to_string_pretty(&results)?)?;

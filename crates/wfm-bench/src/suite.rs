@@ -61,7 +61,7 @@ impl Plan {
             Plan {
                 quick,
                 main_sessions: 1000,
-                scale: vec![500, 1000, 2000],
+                scale: vec![1000, 2000],
                 rates: vec![1000, 5000, 10_000],
                 scale_rate: 5000,
                 reps: 3,
@@ -546,14 +546,32 @@ async fn raw_ws(plan: &Plan, sessions: usize) -> anyhow::Result<Runs> {
     Ok(runs)
 }
 
-/// Runs the pipeline at `sessions`: memory first, then load.
-async fn pipeline(plan: &Plan, sessions: usize) -> anyhow::Result<(Runs, Memory)> {
+/// A manager and a gateway in child processes, with `sessions` sessions bound through
+/// them; the resident sets before and after.
+pub struct BoundPipeline {
+    /// The sessions, their clients and the generator.
+    pub pipeline: Pipeline,
+    /// The manager's process.
+    pub manager: ServerChild,
+    /// The gateway's process.
+    pub gateway: ServerChild,
+    /// Memory before and after binding.
+    pub memory: Memory,
+}
+
+/// Starts a manager and a gateway, reads their RSS, creates and binds `sessions` sessions
+/// over `push_streams` streams, and reads their RSS again once idle.
+pub async fn bind_pipeline(
+    sessions: usize,
+    push_streams: usize,
+    quick: bool,
+) -> anyhow::Result<BoundPipeline> {
     let manager = ServerChild::spawn(&["serve-manager"])?;
     let manager_addr = address(&manager, 0)?;
     let gateway = ServerChild::spawn(&["serve-gateway", &manager_addr.to_string()])?;
     let gateway_addr = address(&gateway, 0)?;
     let client = WorkflowManagerClient::connect(format!("http://{manager_addr}")).await?;
-    proc::settle(plan.quick).await;
+    proc::settle(quick).await;
     let mut memory = Memory {
         sessions,
         manager_base_kib: manager.rss_kib()?,
@@ -562,11 +580,23 @@ async fn pipeline(plan: &Plan, sessions: usize) -> anyhow::Result<(Runs, Memory)
     };
     let started = Instant::now();
     let url = format!("ws://{gateway_addr}{}", wfm_gateway::MEDIABAR_PATH);
-    let pipeline = Pipeline::setup(client, &url, sessions, plan.push_streams, false).await?;
+    let pipeline = Pipeline::setup(client, &url, sessions, push_streams, false).await?;
     memory.setup_seconds = started.elapsed().as_secs_f64();
-    proc::settle(plan.quick).await;
+    proc::settle(quick).await;
     memory.manager_kib = manager.rss_kib()?;
     memory.gateway_kib = gateway.rss_kib()?;
+    Ok(BoundPipeline {
+        pipeline,
+        manager,
+        gateway,
+        memory,
+    })
+}
+
+/// Runs the pipeline at `sessions`: memory first, then load.
+async fn pipeline(plan: &Plan, sessions: usize) -> anyhow::Result<(Runs, Memory)> {
+    let bound = bind_pipeline(sessions, plan.push_streams, plan.quick).await?;
+    let memory = bound.memory.clone();
     say(format!(
         "pipeline {sessions} sessions bound in {:.1} s: manager {:.0} B/session, gateway {:.0} B/connection",
         memory.setup_seconds,
@@ -575,20 +605,18 @@ async fn pipeline(plan: &Plan, sessions: usize) -> anyhow::Result<(Runs, Memory)
     ));
     let processes = [
         ("generator", std::process::id()),
-        ("manager", manager.pid()),
-        ("gateway", gateway.pid()),
+        ("manager", bound.manager.pid()),
+        ("gateway", bound.gateway.pid()),
     ];
     let runs = measure_all(
         plan,
         "pipeline",
-        pipeline.generator(),
+        bound.pipeline.generator(),
         &plan.rates_at(sessions),
         &processes,
     )
     .await;
-    drop(pipeline);
-    drop(gateway);
-    drop(manager);
+    drop(bound);
     tokio::time::sleep(Duration::from_millis(500)).await;
     Ok((runs, memory))
 }
@@ -630,4 +658,73 @@ pub async fn run(plan: Plan) -> anyhow::Result<Results> {
         points,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Holds a pipeline of `sessions` under load for `seconds` at `rate` (0: closed loop),
+/// printing the servers' process ids first, so that a profiler can attach to them
+/// (`perf record -e cpu-clock -g -p PID`). Prints the report at the end.
+pub async fn profile(sessions: usize, rate: u64, seconds: u64) -> anyhow::Result<()> {
+    let BoundPipeline {
+        pipeline,
+        manager,
+        gateway,
+        memory,
+    } = bind_pipeline(sessions, 4, false).await?;
+    println!(
+        "generator {} manager {} gateway {}",
+        std::process::id(),
+        manager.pid(),
+        gateway.pid()
+    );
+    print_memory(&memory);
+    let schedule = Schedule {
+        rate,
+        warmup: Duration::from_secs(1),
+        duration: Duration::from_secs(seconds),
+        progress: true,
+    };
+    let cpu = |pid: u32| proc::cpu_seconds(pid).unwrap_or(0.0);
+    let before = [
+        cpu(std::process::id()),
+        cpu(manager.pid()),
+        cpu(gateway.pid()),
+    ];
+    let sent = pipeline.generator().sent();
+    let report = pipeline.generator().measure(&schedule).await;
+    let sent = pipeline.generator().sent().saturating_sub(sent).max(1) as f64;
+    let after = [
+        cpu(std::process::id()),
+        cpu(manager.pid()),
+        cpu(gateway.pid()),
+    ];
+    print!("{}", report.table());
+    println!(
+        "CPU µs per update: generator {:.1}, manager {:.1}, gateway {:.1}",
+        (after[0] - before[0]) * 1e6 / sent,
+        (after[1] - before[1]) * 1e6 / sent,
+        (after[2] - before[2]) * 1e6 / sent
+    );
+    Ok(())
+}
+
+fn print_memory(memory: &Memory) {
+    println!(
+        "{} sessions bound in {:.1} s\n  manager RSS {} → {} KiB: {:.0} B per idle bound session\n  gateway RSS {} → {} KiB: {:.0} B per idle bound connection",
+        memory.sessions,
+        memory.setup_seconds,
+        memory.manager_base_kib,
+        memory.manager_kib,
+        memory.manager_per_session(),
+        memory.gateway_base_kib,
+        memory.gateway_kib,
+        memory.gateway_per_connection()
+    );
+}
+
+/// Measures only memory: `sessions` sessions bound through a manager and a gateway in child
+/// processes, idle.
+pub async fn memory(sessions: usize) -> anyhow::Result<()> {
+    let bound = bind_pipeline(sessions, 4, false).await?;
+    print_memory(&bound.memory);
+    Ok(())
 }

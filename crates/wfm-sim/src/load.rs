@@ -568,12 +568,24 @@ impl Pipeline {
         for mut responses in acks {
             let probe = generator.probe();
             tasks.push(tokio::spawn(async move {
-                while let Ok(Some(response)) = responses.message().await {
-                    if matches!(
-                        response.result,
-                        Some(pb::push_updates_response::Result::Error(_))
-                    ) {
-                        probe.refused();
+                loop {
+                    match responses.message().await {
+                        Ok(Some(response)) => {
+                            if matches!(
+                                response.result,
+                                Some(pb::push_updates_response::Result::Error(_))
+                            ) {
+                                probe.refused();
+                            }
+                        }
+                        Ok(None) => {
+                            eprintln!("wfm-sim load: a PushUpdates stream ended");
+                            break;
+                        }
+                        Err(status) => {
+                            eprintln!("wfm-sim load: a PushUpdates stream failed: {status}");
+                            break;
+                        }
                     }
                 }
             }));
@@ -582,11 +594,29 @@ impl Pipeline {
             let probe = generator.probe();
             let mut ws = client.into_stream();
             tasks.push(tokio::spawn(async move {
-                while let Some(Ok(frame)) = ws.next().await {
-                    if let Message::Text(text) = frame
-                        && text.contains("\"resourceEvent\"")
-                    {
-                        probe.received(index, text.len());
+                loop {
+                    match ws.next().await {
+                        Some(Ok(Message::Text(text))) => {
+                            if text.contains("\"resourceEvent\"") {
+                                probe.received(index, text.len());
+                            } else if text.contains("\"serviceEvent\"")
+                                || text.contains("\"coreEvent\"")
+                            {
+                                eprintln!("wfm-sim load: client {index}: {text}");
+                            }
+                        }
+                        Some(Ok(Message::Close(frame))) => {
+                            eprintln!(
+                                "wfm-sim load: client {index} closed by the gateway: {frame:?}"
+                            );
+                            break;
+                        }
+                        Some(Ok(_)) => {}
+                        Some(Err(error)) => {
+                            eprintln!("wfm-sim load: client {index} failed: {error}");
+                            break;
+                        }
+                        None => break,
                     }
                 }
             }));
