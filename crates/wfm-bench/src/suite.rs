@@ -697,6 +697,8 @@ pub async fn profile(sessions: usize, rate: u64, seconds: u64) -> anyhow::Result
         cpu(manager.pid()),
         cpu(gateway.pid()),
     ];
+    // Clients first, then the servers: no client should see its gateway vanish.
+    drop(pipeline);
     print!("{}", report.table());
     println!(
         "CPU µs per update: generator {:.1}, manager {:.1}, gateway {:.1}",

@@ -590,8 +590,12 @@ impl Pipeline {
                 }
             }));
         }
+        // Unusual frames and lost clients: the first is reported, the rest only counted, so
+        // that a gateway going away does not print thousands of lines.
+        let lost = Arc::new(AtomicU64::new(0));
         for (index, client) in clients.into_iter().enumerate() {
             let probe = generator.probe();
+            let lost = Arc::clone(&lost);
             let mut ws = client.into_stream();
             tasks.push(tokio::spawn(async move {
                 loop {
@@ -599,8 +603,9 @@ impl Pipeline {
                         Some(Ok(Message::Text(text))) => {
                             if text.contains("\"resourceEvent\"") {
                                 probe.received(index, text.len());
-                            } else if text.contains("\"serviceEvent\"")
-                                || text.contains("\"coreEvent\"")
+                            } else if (text.contains("\"serviceEvent\"")
+                                || text.contains("\"coreEvent\""))
+                                && lost.fetch_add(1, Ordering::Relaxed) == 0
                             {
                                 eprintln!("wfm-sim load: client {index}: {text}");
                             }
@@ -613,7 +618,9 @@ impl Pipeline {
                         }
                         Some(Ok(_)) => {}
                         Some(Err(error)) => {
-                            eprintln!("wfm-sim load: client {index} failed: {error}");
+                            if lost.fetch_add(1, Ordering::Relaxed) == 0 {
+                                eprintln!("wfm-sim load: client {index} failed: {error}");
+                            }
                             break;
                         }
                         None => break,
