@@ -102,6 +102,8 @@ fn throughput(
         .axis_desc_style((FAMILY, 14))
         .y_label_formatter(&|v| format!("{v:.0}"))
         .x_label_formatter(&|v| format!("{v:.0}"))
+        // A log axis draws a light line per minor tick, a grey band at each decade.
+        .light_line_style(TRANSPARENT)
         .draw()
         .map_err(err)?;
     for (name, color, runs) in series() {
@@ -113,7 +115,7 @@ fn throughput(
             .collect();
         draw_series(&mut chart, name, color, &points)?;
     }
-    legend(&mut chart)
+    legend(&mut chart, SeriesLabelPosition::MiddleRight)
 }
 
 fn p99(results: &Results, area: &DrawingArea<BitMapBackend<'_>, Shift>) -> anyhow::Result<()> {
@@ -151,7 +153,7 @@ fn p99(results: &Results, area: &DrawingArea<BitMapBackend<'_>, Shift>) -> anyho
             .collect();
         draw_series(&mut chart, name, color, &points)?;
     }
-    legend(&mut chart)
+    legend(&mut chart, SeriesLabelPosition::UpperRight)
 }
 
 fn draw_series<'a, Y>(
@@ -188,13 +190,14 @@ where
 
 fn legend<'a, Y>(
     chart: &mut ChartContext<'a, BitMapBackend<'a>, Cartesian2d<RangedCoordf64, Y>>,
+    position: SeriesLabelPosition,
 ) -> anyhow::Result<()>
 where
     Y: Ranged<ValueType = f64>,
 {
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(position)
         .label_font((FAMILY, 13))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)

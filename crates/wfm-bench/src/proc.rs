@@ -28,7 +28,14 @@ impl ServerChild {
     /// Starts this executable with `args` and reads the addresses it listens on.
     pub fn spawn(args: &[&str]) -> anyhow::Result<ServerChild> {
         let exe = std::env::current_exe().context("cannot find the harness executable")?;
-        let mut child = Command::new(exe)
+        let mut command = Command::new(exe);
+        // An experiment knob: the servers' tokio worker threads (default: one per core).
+        if let Ok(threads) = std::env::var("WFM_BENCH_SERVER_THREADS")
+            && !threads.is_empty()
+        {
+            command.env("TOKIO_WORKER_THREADS", threads);
+        }
+        let mut child = command
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
