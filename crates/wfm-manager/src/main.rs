@@ -45,38 +45,15 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         registry,
         metrics_stop.clone(),
     ));
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
-
-    let mut serving = tokio::spawn(wfm_manager::serve(listener, config, shutdown.clone()));
-    let outcome = tokio::select! {
-        outcome = &mut serving => Some(outcome),
-        () = shutdown.cancelled() => None,
-    };
-    let outcome = match outcome {
-        Some(outcome) => outcome,
-        // The drain runs inside `serve`; past the grace period the process leaves anyway.
-        None => match tokio::time::timeout(grace, &mut serving).await {
-            Ok(outcome) => outcome,
-            Err(_) => {
-                tracing::error!(
-                    grace_secs = grace.as_secs(),
-                    "shutdown grace period exceeded; exiting"
-                );
-                serving.abort();
-                Ok(Ok(()))
-            }
-        },
-    };
+    let outcome = wfm_telemetry::serve_until_signal(
+        wfm_manager::serve(listener, config, shutdown.clone()),
+        shutdown,
+        grace,
+    )
+    .await;
     metrics_stop.cancel();
     let _ = metrics_task.await;
     telemetry.shutdown(std::time::Duration::from_secs(2)).await;
     outcome??;
     Ok(())
-}
-
-/// Cancels `shutdown` on ctrl-c or SIGTERM.
-async fn cancel_on_signal(shutdown: CancellationToken) {
-    wfm_telemetry::shutdown_signal().await;
-    tracing::info!("shutdown signal received");
-    shutdown.cancel();
 }

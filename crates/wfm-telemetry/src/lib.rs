@@ -22,5 +22,5 @@ pub use init::{LogFormat, Otlp, Telemetry, TelemetryArgs, TelemetryError};
 pub use metrics::{Counter, Gauge, Histogram, Registry};
 pub use opentelemetry::KeyValue;
 pub use opentelemetry::trace::SpanKind;
-pub use signal::shutdown_signal;
+pub use signal::{serve_until_signal, shutdown_signal};
 pub use trace::{Span, Tracer};

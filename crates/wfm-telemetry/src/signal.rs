@@ -20,3 +20,35 @@ pub async fn shutdown_signal() {
     }
     let _ = tokio::signal::ctrl_c().await;
 }
+
+/// Runs a service until it returns. On ctrl-c or SIGTERM it cancels `shutdown`, which starts
+/// the service's own drain, and waits up to `grace` for it; past that the process leaves
+/// anyway, because an orchestrator will kill it soon after.
+pub async fn serve_until_signal<E: Send + 'static>(
+    service: impl std::future::Future<Output = Result<(), E>> + Send + 'static,
+    shutdown: tokio_util::sync::CancellationToken,
+    grace: std::time::Duration,
+) -> Result<Result<(), E>, tokio::task::JoinError> {
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown signal received");
+        signal.cancel();
+    });
+    let mut serving = tokio::spawn(service);
+    tokio::select! {
+        outcome = &mut serving => return outcome,
+        () = shutdown.cancelled() => {}
+    }
+    match tokio::time::timeout(grace, &mut serving).await {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            tracing::error!(
+                grace_secs = grace.as_secs(),
+                "shutdown grace period exceeded; exiting"
+            );
+            serving.abort();
+            Ok(Ok(()))
+        }
+    }
+}
