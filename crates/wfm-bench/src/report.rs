@@ -152,12 +152,17 @@ fn goals(out: &mut String, results: &Results) {
             verdict(met)
         );
     }
-    let mut shown = vec![plan.main_sessions];
-    if let Some(last) = results.points.last()
-        && last.sessions != plan.main_sessions
-    {
-        shown.push(last.sessions);
-    }
+    // The smallest count, the main one and the largest, as the issue asks.
+    let mut shown: Vec<usize> = [
+        results.points.first().map(|p| p.sessions),
+        Some(plan.main_sessions),
+        results.points.last().map(|p| p.sessions),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    shown.sort_unstable();
+    shown.dedup();
     for point in shown.into_iter().filter_map(|n| results.point(n)) {
         let mem = &point.memory;
         let _ = writeln!(
@@ -356,12 +361,16 @@ fn memory(out: &mut String, results: &Results) {
     let _ = writeln!(
         out,
         "## Memory\n\n\
-         Resident-set growth of the manager and the gateway child processes from before the \
-         first session to every session created, bound through the gateway by its own \
-         WebSocket, and idle (read after a pause), divided by the session count. One session: \
-         a busy voice channel with one connected call. Single measurement per count.\n\n\
+         Resident-set growth of the manager and the gateway child processes while the \
+         sessions are created and each bound through the gateway by its own WebSocket, read \
+         idle after a pause, divided by the session count: the cost of one more session. The \
+         baseline is read with {} sessions already bound, so that what any traffic sets up \
+         once (the gateway's Attach streams, HTTP/2 and allocator buffers) is not charged to \
+         the sessions. One session: a busy voice channel with one connected call. Single \
+         measurement per count.\n\n\
          | sessions | manager B per session (goal ≤ 2048) | gateway B per connection (goal ≤ 16384) | manager RSS MiB | gateway RSS MiB | create + bind, s |\n\
-         | --- | --- | --- | --- | --- | --- |"
+         | --- | --- | --- | --- | --- | --- |",
+        crate::suite::WARM_SESSIONS
     );
     for point in &results.points {
         let m = &point.memory;

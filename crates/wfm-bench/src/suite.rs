@@ -551,6 +551,8 @@ async fn raw_ws(plan: &Plan, sessions: usize) -> anyhow::Result<Runs> {
 pub struct BoundPipeline {
     /// The sessions, their clients and the generator.
     pub pipeline: Pipeline,
+    /// The warm-up sessions, bound before the baseline was read; idle.
+    _warm: Pipeline,
     /// The manager's process.
     pub manager: ServerChild,
     /// The gateway's process.
@@ -559,8 +561,12 @@ pub struct BoundPipeline {
     pub memory: Memory,
 }
 
-/// Starts a manager and a gateway, reads their RSS, creates and binds `sessions` sessions
-/// over `push_streams` streams, and reads their RSS again once idle.
+/// Sessions bound before the memory baseline is read.
+pub const WARM_SESSIONS: usize = 100;
+
+/// Starts a manager and a gateway, binds [`WARM_SESSIONS`] sessions, reads their RSS,
+/// creates and binds `sessions` more over `push_streams` streams, and reads their RSS again
+/// once idle.
 pub async fn bind_pipeline(
     sessions: usize,
     push_streams: usize,
@@ -571,6 +577,11 @@ pub async fn bind_pipeline(
     let gateway = ServerChild::spawn(&["serve-gateway", &manager_addr.to_string()])?;
     let gateway_addr = address(&gateway, 0)?;
     let client = WorkflowManagerClient::connect(format!("http://{manager_addr}")).await?;
+    let url = format!("ws://{gateway_addr}{}", wfm_gateway::MEDIABAR_PATH);
+    // A few sessions first, so that the baseline already holds what any traffic sets up
+    // once (the gateway's Attach streams, HTTP/2 and allocator buffers): the figures are the
+    // cost of each further session.
+    let warm = Pipeline::setup(client.clone(), &url, WARM_SESSIONS, push_streams, false).await?;
     proc::settle(quick).await;
     let mut memory = Memory {
         sessions,
@@ -579,7 +590,6 @@ pub async fn bind_pipeline(
         ..Memory::default()
     };
     let started = Instant::now();
-    let url = format!("ws://{gateway_addr}{}", wfm_gateway::MEDIABAR_PATH);
     let pipeline = Pipeline::setup(client, &url, sessions, push_streams, false).await?;
     memory.setup_seconds = started.elapsed().as_secs_f64();
     proc::settle(quick).await;
@@ -587,6 +597,7 @@ pub async fn bind_pipeline(
     memory.gateway_kib = gateway.rss_kib()?;
     Ok(BoundPipeline {
         pipeline,
+        _warm: warm,
         manager,
         gateway,
         memory,
@@ -666,6 +677,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Results> {
 pub async fn profile(sessions: usize, rate: u64, seconds: u64) -> anyhow::Result<()> {
     let BoundPipeline {
         pipeline,
+        _warm,
         manager,
         gateway,
         memory,

@@ -502,6 +502,9 @@ async fn progress(shared: &Shared, schedule: &Schedule, started: Instant, end: I
     }
 }
 
+/// The number of the next session this process creates.
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(0);
+
 /// Sessions created on a manager and bound through a gateway, at most this many at once.
 const SETUP_CONCURRENCY: usize = 64;
 
@@ -531,9 +534,13 @@ impl Pipeline {
             while next < sessions && pending.len() < SETUP_CONCURRENCY {
                 let manager = manager.clone();
                 let url = mediabar_url.to_string();
-                let session_id = format!("load-{run_id}-{next}");
+                // Numbered across the process, so that pipelines set up side by side never
+                // name the same session.
+                let number = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+                let session_id = format!("load-{run_id}-{number}");
                 let index = next;
-                pending.spawn(async move { bind_one(manager, &url, session_id, index).await });
+                pending
+                    .spawn(async move { bind_one(manager, &url, session_id, number, index).await });
                 next += 1;
             }
             if let Some(done) = pending.join_next().await {
@@ -645,17 +652,19 @@ impl Drop for Pipeline {
     }
 }
 
-/// Creates session `index` and binds a MediaBar client to it.
+/// Creates session `session_id` (agent number `number`) and binds a MediaBar client to it;
+/// `index` is its place in the pipeline.
 async fn bind_one(
     mut manager: WorkflowManagerClient<Channel>,
     mediabar_url: &str,
     session_id: String,
+    number: u64,
     index: usize,
 ) -> Result<(usize, AgentSpec, MediaBarClient), LoadError> {
     let created = manager
         .create_session(pb::CreateSessionRequest {
             session_id: session_id.clone(),
-            agent_id: format!("agent-{index}"),
+            agent_id: format!("agent-{number}"),
             channels: vec![pb::Channel {
                 channel_id: "voice".into(),
                 media: pb::Media::Voice.into(),
