@@ -310,8 +310,8 @@ fn pipeline(out: &mut String, results: &Results, point: &Point) {
     let _ = writeln!(
         out,
         "\n### CPU per update\n\nCPU time (user + system) of each process over a run, \
-         warm-up included, divided by the updates sent in it: µs per update. Two cores are \
-         1,000,000 µs of CPU per second, so the sum bounds the rate the machine can carry.\n\n\
+         warm-up included, divided by the updates sent in it: µs per update. Two cores give \
+         2,000,000 µs of CPU per second, so the sum bounds the rate the machine can carry.\n\n\
          | target | rate | generator + clients | manager | gateway | raw server | sum |\n\
          | --- | --- | --- | --- | --- | --- | --- |"
     );

@@ -711,6 +711,7 @@ pub async fn profile(sessions: usize, rate: u64, seconds: u64) -> anyhow::Result
     ];
     // Clients first, then the servers: no client should see its gateway vanish.
     drop(pipeline);
+    tokio::time::sleep(Duration::from_millis(200)).await;
     print!("{}", report.table());
     println!(
         "CPU µs per update: generator {:.1}, manager {:.1}, gateway {:.1}",
