@@ -138,12 +138,18 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::ServeManager => roles::serve_manager().await,
-        Command::Memory { sessions } => suite::memory(sessions).await,
+        Command::Memory { sessions } => {
+            proc::raise_open_files_limit();
+            suite::memory(sessions).await
+        }
         Command::Profile {
             sessions,
             rate,
             seconds,
-        } => suite::profile(sessions, rate, seconds).await,
+        } => {
+            proc::raise_open_files_limit();
+            suite::profile(sessions, rate, seconds).await
+        }
         Command::ServeGateway { manager } => roles::serve_gateway(&manager).await,
         Command::ServeRawTonic => roles::serve_raw_tonic().await,
         Command::ServeRawWs => roles::serve_raw_ws().await,
@@ -157,7 +163,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         } => {
             let args: Vec<String> = std::env::args().skip(1).collect();
             let command = format!("cargo run --release -p wfm-bench -- {}", args.join(" "));
-            let mut plan = Plan::new(quick, proc::open_files_limit());
+            let mut plan = Plan::new(quick, proc::raise_open_files_limit());
             if let Some(sessions) = only {
                 plan.scale = vec![sessions];
                 plan.main_sessions = sessions;

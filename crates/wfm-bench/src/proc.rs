@@ -120,6 +120,15 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     Ok((ticks(11) + ticks(12)) as f64 / 100.0)
 }
 
+/// Raises this process's soft limit of open files to its hard limit (children inherit it),
+/// and returns the limit in force.
+pub fn raise_open_files_limit() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(_) => open_files_limit(),
+    }
+}
+
 /// The soft limit of open files of this process.
 pub fn open_files_limit() -> u64 {
     let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else {

@@ -58,10 +58,17 @@ impl Plan {
             .unwrap_or(19_000)
             .clamp(1000, 19_000);
         if quick {
+            // Small enough for any sane limit; smaller still where the limit is tiny.
+            let fit = |n: usize| {
+                n.min(usize::try_from(open_files.saturating_sub(200)).unwrap_or(n))
+                    .max(50)
+            };
+            let mut scale = vec![fit(1000), fit(2000)];
+            scale.dedup();
             Plan {
                 quick,
-                main_sessions: 1000,
-                scale: vec![1000, 2000],
+                main_sessions: fit(1000),
+                scale,
                 rates: vec![1000, 5000, 10_000],
                 scale_rate: 5000,
                 reps: 3,
