@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory as _, Parser};
 use wfm_reference::{MIN_KEY_LEN, SigningKey};
-use wfm_telemetry::settings::{InvalidSetting, at_least, describe, read_secret_file};
+use wfm_telemetry::settings::{InvalidSetting, at_least, describe, secret};
 use wfm_telemetry::{TelemetryArgs, Tracer};
 
 use crate::{GatewayConfig, GatewayStats};
@@ -119,33 +119,24 @@ impl Settings {
         Duration::from_secs(self.shutdown_grace_secs)
     }
 
+    /// The signing key from the flag or the key file; the gateway cannot run without it.
     fn signing_key(&self) -> Result<SigningKey, InvalidSetting> {
-        let too_short = |id: &str, len: usize| {
-            invalid(
-                id,
-                format!("<{len} bytes, redacted>"),
-                format!("at least {MIN_KEY_LEN} bytes"),
-            )
-        };
-        if let Some(key) = &self.signing_key {
-            return SigningKey::from_bytes(key.as_bytes())
-                .map_err(|_| too_short("signing_key", key.len()));
-        }
-        let Some(path) = &self.signing_key_file else {
+        let given = secret(
+            &Settings::command(),
+            ("signing_key", self.signing_key.as_deref()),
+            ("signing_key_file", self.signing_key_file.as_deref()),
+        )?;
+        let Some((id, bytes)) = given else {
             return Err(invalid(
                 "signing_key",
                 String::new(),
                 "required: the manager's signing key, or --signing-key-file",
             ));
         };
-        let bytes = read_secret_file(path).map_err(|error| {
-            invalid(
-                "signing_key_file",
-                path.display().to_string(),
-                format!("a readable file ({error})"),
-            )
-        })?;
-        SigningKey::from_bytes(&bytes).map_err(|_| too_short("signing_key_file", bytes.len()))
+        SigningKey::from_bytes(&bytes).map_err(|_| {
+            let value = format!("<{} bytes, redacted>", bytes.len());
+            invalid(id, value, format!("at least {MIN_KEY_LEN} bytes"))
+        })
     }
 
     /// Validates the settings and builds the gateway's config around `stats` and `tracer`.

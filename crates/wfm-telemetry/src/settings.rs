@@ -272,6 +272,28 @@ pub fn at_least<const N: u64>(text: &str) -> Result<u64, String> {
     Ok(value)
 }
 
+/// A secret given inline (setting `inline_id`) or in a file (setting `file_id`): the id of
+/// the setting that gave it and its bytes, or `None` when neither is set. An unreadable file
+/// is an invalid setting of `command`.
+pub fn secret(
+    command: &Command,
+    (inline_id, inline): (&'static str, Option<&str>),
+    (file_id, file): (&'static str, Option<&Path>),
+) -> Result<Option<(&'static str, Vec<u8>)>, InvalidSetting> {
+    if let Some(value) = inline {
+        return Ok(Some((inline_id, value.as_bytes().to_vec())));
+    }
+    let Some(path) = file else {
+        return Ok(None);
+    };
+    let bytes = read_secret_file(path).map_err(|error| InvalidSetting {
+        setting: describe(command, file_id),
+        value: path.display().to_string(),
+        allowed: format!("a readable file ({error})"),
+    })?;
+    Ok(Some((file_id, bytes)))
+}
+
 /// Reads a secret from `file`: the whole content without its trailing line break, as a
 /// Kubernetes secret volume or a Docker secret mounts it.
 pub fn read_secret_file(file: &Path) -> Result<Vec<u8>, std::io::Error> {
@@ -371,5 +393,32 @@ mod tests {
     fn secret_files_lose_their_trailing_newline() {
         let secret = file("s3cr3t-key\n");
         assert_eq!(read_secret_file(&secret.0).unwrap(), b"s3cr3t-key");
+    }
+
+    #[test]
+    fn a_secret_comes_inline_or_from_its_file_and_names_the_setting_that_gave_it() {
+        let command = clap::Command::new("t");
+        let key = file("from-file\n");
+        let inline = secret(
+            &command,
+            ("key", Some("inline")),
+            ("key_file", Some(&key.0)),
+        )
+        .unwrap();
+        assert_eq!(inline, Some(("key", b"inline".to_vec())));
+        let filed = secret(&command, ("key", None), ("key_file", Some(&key.0))).unwrap();
+        assert_eq!(filed, Some(("key_file", b"from-file".to_vec())));
+        assert_eq!(
+            secret(&command, ("key", None), ("key_file", None)).unwrap(),
+            None
+        );
+        let missing = std::path::Path::new("/nonexistent/key");
+        let error = secret(&command, ("key", None), ("key_file", Some(missing))).unwrap_err();
+        assert_eq!(error.value, "/nonexistent/key");
+        assert!(
+            error.allowed.starts_with("a readable file"),
+            "{}",
+            error.allowed
+        );
     }
 }
