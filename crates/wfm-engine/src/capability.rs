@@ -94,6 +94,12 @@ impl CapSet {
         CapSet(bits)
     }
 
+    /// The set as bits: bit `i` is the capability at catalogue position `i`. This is how
+    /// the set crosses process boundaries, against the catalogue sent once per stream.
+    pub const fn bits(self) -> u32 {
+        self.0
+    }
+
     /// Whether `cap` is in the set.
     pub const fn contains(self, cap: Capability) -> bool {
         self.0 & cap.bit() != 0

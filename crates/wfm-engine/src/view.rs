@@ -231,6 +231,8 @@ pub struct StateEvent {
     pub enabled: CapSet,
     /// Labels for display.
     pub context: TargetContext,
+    /// The target has gone: this is its final event, and no other follows.
+    pub gone: bool,
 }
 
 impl StateEvent {
@@ -253,6 +255,23 @@ impl StateEvent {
             } else {
                 TargetContext::of(view, state)
             },
+            gone,
+        }
+    }
+
+    /// The final event this target gets when it goes: everything disabled, state `ended`.
+    /// A binder that missed the real one (its queue overflowed) is sent this instead.
+    pub fn final_event(&self) -> StateEvent {
+        StateEvent {
+            target: self.target.clone(),
+            defined: self.defined,
+            enabled: CapSet::EMPTY,
+            context: TargetContext {
+                media: self.context.media,
+                state: InteractionState::Ended.as_str(),
+                ..TargetContext::default()
+            },
+            gone: true,
         }
     }
 

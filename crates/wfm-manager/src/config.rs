@@ -30,6 +30,9 @@ pub struct ManagerConfig {
     /// On shutdown, how long health reports NOT_SERVING before binders are told and
     /// streams end, so that load balancers and probes stop sending work first.
     pub drain_delay: Duration,
+    /// State events that may wait in one binding stream's queue; beyond it a binding's
+    /// events are dropped and it is resent its entire view state once the stream catches up.
+    pub stream_queue: usize,
     /// Reported by `GetServiceInfo`.
     pub vendor: String,
     /// Reported by `GetServiceInfo`.
@@ -49,6 +52,7 @@ impl ManagerConfig {
             stats: Arc::default(),
             tracer: Tracer::disabled(),
             drain_delay: Duration::ZERO,
+            stream_queue: 4096,
             vendor: "wfm".to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
         }

@@ -3,12 +3,14 @@
 use std::collections::HashMap;
 
 use wfm_engine::{
-    AgentState, ChannelUpdate, CtiUpdate, Direction, Id, InteractionChange, InteractionState,
+    AgentState, Capability, ChannelUpdate, CtiUpdate, Direction, Id, InteractionChange, InteractionState,
     Media, Pending, Recording, SessionState, StateEvent,
 };
 use wfm_proto::v1 as pb;
 
 use crate::error::ManagerError;
+use crate::outbox::{Trace, UnboundReason};
+use crate::registry::SessionView;
 
 /// A conversion result; a refused message carries the error the RPC returns.
 pub type Result<T> = std::result::Result<T, ManagerError>;
@@ -245,11 +247,11 @@ pub(crate) fn update(wire: Option<pb::CtiUpdate>) -> Result<CtiUpdate> {
     })
 }
 
-/// A `state.updated` event on the wire.
-pub(crate) fn state_updated(session_id: &Id, event: &StateEvent) -> pb::StateUpdated {
+/// A `state.updated` event with its capabilities by name, as `BindSession`, `CreateSession`
+/// and `GetSession` carry it for third-party clients.
+pub(crate) fn state_updated(session_id: &Id, event: StateEvent) -> pb::StateUpdated {
     pb::StateUpdated {
         session_id: session_id.to_string(),
-        target: event.target.clone(),
         context: event
             .context
             .entries()
@@ -262,7 +264,69 @@ pub(crate) fn state_updated(session_id: &Id, event: &StateEvent) -> pb::StateUpd
                 enabled,
             })
             .collect(),
+        target: event.target,
         trace_context: HashMap::new(),
+    }
+}
+
+/// The catalogue that the bits of every `CompactState` on an Attach stream index: the
+/// engine's, in its order, so that a capability's bit is its discriminant.
+pub(crate) fn catalogue() -> pb::Catalogue {
+    pb::Catalogue {
+        wire_version: wfm_proto::ATTACH_WIRE_VERSION,
+        names: Capability::ALL
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect(),
+    }
+}
+
+/// A `state.updated` event on an Attach stream: capabilities as bits, context in order.
+pub(crate) fn compact_state(event: StateEvent, trace: Option<&Trace>) -> pb::CompactState {
+    pb::CompactState {
+        context: event
+            .context
+            .entries()
+            .map(|(key, value)| pb::ContextEntry {
+                key: key.to_string(),
+                value: value.to_string(),
+            })
+            .collect(),
+        defined: u64::from(event.defined.bits()),
+        enabled: u64::from(event.enabled.bits()),
+        target: event.target,
+        trace_context: trace.map(|t| (**t).clone()).unwrap_or_default(),
+    }
+}
+
+/// Why a binding ended, on the wire.
+pub(crate) fn unbound_reason(reason: UnboundReason) -> pb::UnboundReason {
+    match reason {
+        UnboundReason::SessionEnded => pb::UnboundReason::SessionEnded,
+        UnboundReason::TakenOver => pb::UnboundReason::TakenOver,
+        UnboundReason::ShuttingDown => pb::UnboundReason::ShuttingDown,
+        UnboundReason::Unbound => pb::UnboundReason::Unbound,
+    }
+}
+
+/// A session's view state, by name.
+pub(crate) fn view_state(session_id: &Id, view: Vec<StateEvent>) -> Vec<pb::StateUpdated> {
+    view.into_iter()
+        .map(|event| state_updated(session_id, event))
+        .collect()
+}
+
+/// `GetSession`'s answer.
+pub(crate) fn session_view(view: SessionView) -> pb::GetSessionResponse {
+    pb::GetSessionResponse {
+        session_id: view.session_id.to_string(),
+        agent_id: view.agent_id,
+        profile: view.profile,
+        state: Some(state_to_wire(&view.state)),
+        last_sequence: view.last_sequence,
+        view_version: view.view_version,
+        view_state: view_state(&view.session_id, view.view_state),
+        bound: view.bound,
     }
 }
 

@@ -56,6 +56,9 @@ pub enum ManagerError {
     /// The manager is shutting down and accepts no new bindings.
     #[error("workflow manager is shutting down")]
     ShuttingDown,
+    /// An `Attach` stream from a gateway that speaks another Attach wire version.
+    #[error("this workflow manager speaks Attach wire version {}, the gateway sent {}: upgrade the older of the two", wfm_proto::ATTACH_WIRE_VERSION, match .0 { Some(v) => format!("version {v:?}"), None => "no version (wire 1, capabilities by name)".to_string() })]
+    AttachWireVersion(Option<String>),
 }
 
 impl ManagerError {
@@ -89,6 +92,7 @@ impl ManagerError {
             ManagerError::ReferenceForOtherSession => Code::PermissionDenied,
             ManagerError::AlreadyBound => Code::FailedPrecondition,
             ManagerError::ShuttingDown => Code::Unavailable,
+            ManagerError::AttachWireVersion(_) => Code::FailedPrecondition,
         }
     }
 
@@ -110,7 +114,8 @@ impl ManagerError {
             ManagerError::SessionOwnedByOtherAgent(_)
             | ManagerError::UnknownProfile(_)
             | ManagerError::AlreadyBound
-            | ManagerError::ShuttingDown => "other",
+            | ManagerError::ShuttingDown
+            | ManagerError::AttachWireVersion(_) => "other",
         }
     }
 

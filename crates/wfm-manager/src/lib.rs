@@ -7,7 +7,10 @@
 //! - [`error`]: every refusal and its gRPC status, in one table.
 //! - `service`: the `wfm.v1.WorkflowManager` implementation, a thin shell.
 //! - `registry`: live sessions, their single binder, and event delivery.
-//! - `streams`: binding streams that release their binding when dropped.
+//! - `outbox`: the bounded queue of each binding stream, in engine types, and its overflow
+//!   policy (drop and resynchronise).
+//! - `streams`: the binding streams' writers, which build the protobuf outside any lock and
+//!   release their bindings when dropped.
 //! - [`convert`]: wire ↔ engine conversions.
 //! - `profile_watch`: hot reload of the profile file.
 //! - [`ManagerStats`]: the metrics (sessions, bindings, updates, events, connections,
@@ -18,6 +21,7 @@
 mod config;
 pub mod convert;
 pub mod error;
+mod outbox;
 mod profile_watch;
 mod registry;
 mod server;

@@ -8,56 +8,42 @@ use std::collections::hash_map::Entry as MapEntry;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
-use tokio::sync::mpsc;
 use wfm_engine::{Applied, CtiUpdate, Id, Session, SessionState, StateEvent};
 use wfm_profiles::ProfileSet;
-use wfm_proto::v1 as pb;
-use wfm_proto::v1::attach_response::Kind;
 use wfm_reference::Claims;
 
-use crate::convert;
 use crate::error::ManagerError;
+use crate::outbox::{self, Bound, Outgoing, Trace, UnboundReason};
 use crate::stats::ManagerStats;
 
 /// Where a binding's events go: a stream's queue, tagged with the binding id on that stream.
 #[derive(Debug, Clone)]
 pub(crate) struct Sink {
-    tx: mpsc::UnboundedSender<pb::AttachResponse>,
+    tx: outbox::Sender,
     binding_id: u64,
 }
 
 impl Sink {
     /// A sink for binding `binding_id` of the stream fed by `tx`.
-    pub(crate) fn new(tx: mpsc::UnboundedSender<pb::AttachResponse>, binding_id: u64) -> Self {
+    pub(crate) fn new(tx: outbox::Sender, binding_id: u64) -> Self {
         Self { tx, binding_id }
     }
 
-    /// Queues one message; a stream that is gone just drops it, its guard releases the binding.
-    pub(crate) fn send(&self, kind: Kind) {
-        let _ = self.tx.send(pb::AttachResponse {
+    fn unbound(&self, session_id: &Id, reason: UnboundReason) {
+        self.tx.control(Outgoing::Unbound {
             binding_id: self.binding_id,
-            kind: Some(kind),
+            session_id: session_id.clone(),
+            reason,
         });
     }
-
-    fn unbound(&self, session_id: &Id, reason: pb::UnboundReason) {
-        self.send(Kind::Unbound(pb::Unbound {
-            session_id: session_id.to_string(),
-            reason: reason.into(),
-        }));
-    }
-}
-
-/// Proof of a binding, used to release exactly that binding and not a later one.
-#[derive(Debug, Clone)]
-pub(crate) struct Bound {
-    session_id: Id,
-    token: u64,
 }
 
 struct Binder {
     token: u64,
     sink: Sink,
+    /// Set while the binder's queue has dropped its events: the final events of the
+    /// targets it may have seen, sent when it is resynchronised if they have gone by then.
+    stale: Option<Vec<StateEvent>>,
 }
 
 struct Entry {
@@ -68,32 +54,51 @@ struct Entry {
 
 impl Entry {
     /// Queues `events` to the binder, each carrying `trace` (the W3C context of the update
-    /// that caused them) so that the gateway's send joins the same trace.
-    fn deliver(
-        &self,
-        events: &[StateEvent],
-        trace: Option<&HashMap<String, String>>,
-        stats: &ManagerStats,
-    ) {
-        if let Some(binder) = &self.binder {
-            for event in events {
-                let mut event = convert::state_updated(self.session.id(), event);
-                if let Some(trace) = trace {
-                    event.trace_context = trace.clone();
-                }
-                binder.sink.send(Kind::StateUpdated(event));
-            }
-            stats.events_emitted.add(events.len() as u64);
+    /// that caused them) so that the gateway's send joins the same trace. A full queue makes
+    /// the binder stale instead (see [`outbox`]).
+    fn deliver(&mut self, events: Vec<StateEvent>, trace: Option<&Trace>, stats: &ManagerStats) {
+        let Entry {
+            session, binder, ..
+        } = self;
+        let Some(binder) = binder else {
+            return;
+        };
+        if binder.stale.is_some() {
+            return;
         }
+        let count = events.len() as u64;
+        let mut events = events.into_iter();
+        while let Some(event) = events.next() {
+            if let Err(dropped) = binder.sink.tx.state(binder.sink.binding_id, event, trace.cloned())
+            {
+                // Every target the binder may know of: those in view now, and those this
+                // update just took away.
+                let mut seen: Vec<StateEvent> =
+                    session.full_view().iter().map(StateEvent::final_event).collect();
+                let taken: Vec<StateEvent> = std::iter::once(dropped)
+                    .chain(events)
+                    .filter(|e| e.gone && !seen.iter().any(|s| s.target == e.target))
+                    .collect();
+                seen.extend(taken);
+                binder.stale = Some(seen);
+                binder.sink.tx.mark_stale(Bound {
+                    session_id: session.id().clone(),
+                    token: binder.token,
+                });
+                break;
+            }
+        }
+        stats.events_emitted.add(count);
     }
 
-    fn view_state(&self) -> Vec<pb::StateUpdated> {
-        let id = self.session.id();
-        self.session
-            .full_view()
-            .iter()
-            .map(|e| convert::state_updated(id, e))
-            .collect()
+    /// Queues the entire view state to a new binder, whatever the fill: it is one
+    /// session's targets, once per bind.
+    fn send_view(&self, sink: &Sink, stats: &ManagerStats) {
+        let view = self.session.full_view();
+        stats.events_emitted.add(view.len() as u64);
+        for event in view {
+            sink.tx.resync_state(sink.binding_id, event);
+        }
     }
 }
 
@@ -104,9 +109,39 @@ pub(crate) struct Created {
     /// Its agent.
     pub(crate) agent_id: String,
     /// The full current view state.
-    pub(crate) view_state: Vec<pb::StateUpdated>,
+    pub(crate) view_state: Vec<StateEvent>,
     /// The next sequence the session accepts.
     pub(crate) next_sequence: u64,
+}
+
+/// The outcome of an applied (or repeated) update.
+pub(crate) struct Ack {
+    /// The update repeated an applied sequence and was ignored.
+    pub(crate) duplicate: bool,
+    /// The session's view version after it.
+    pub(crate) view_version: u64,
+    /// The events it produced.
+    pub(crate) events: usize,
+}
+
+/// A copy of a session's tracked state, for `GetSession`.
+pub(crate) struct SessionView {
+    /// The session id.
+    pub(crate) session_id: Id,
+    /// Its agent.
+    pub(crate) agent_id: String,
+    /// The name of its profile.
+    pub(crate) profile: String,
+    /// Its CTI state.
+    pub(crate) state: SessionState,
+    /// The last applied sequence.
+    pub(crate) last_sequence: u64,
+    /// Its view version.
+    pub(crate) view_version: u64,
+    /// Its entire view state.
+    pub(crate) view_state: Vec<StateEvent>,
+    /// Whether a client is bound.
+    pub(crate) bound: bool,
 }
 
 /// Who a new session is for, and which profile it asks for.
@@ -206,7 +241,7 @@ impl Registry {
         Ok(Created {
             session_id: entry.session.id().clone(),
             agent_id: entry.agent_id.clone(),
-            view_state: entry.view_state(),
+            view_state: entry.session.full_view(),
             next_sequence: entry.session.last_sequence() + 1,
         })
     }
@@ -216,25 +251,23 @@ impl Registry {
         &self,
         session_id: &str,
         sequence: u64,
-        update: Result<CtiUpdate, ManagerError>,
-        trace: Option<&HashMap<String, String>>,
-    ) -> Result<pb::UpdateAck, ManagerError> {
+        update: CtiUpdate,
+        trace: Option<&Trace>,
+    ) -> Result<Ack, ManagerError> {
         let entry = self.entry(session_id)?;
         let mut entry = lock(&entry);
-        let applied = entry.session.apply(sequence, update?)?;
-        let (duplicate, events) = match &applied {
+        let (duplicate, events) = match entry.session.apply(sequence, update)? {
             Applied::Duplicate => (true, 0),
             Applied::Changed(events) => {
+                let count = events.len();
                 entry.deliver(events, trace, &self.stats);
-                (false, events.len())
+                (false, count)
             }
         };
-        Ok(pb::UpdateAck {
-            session_id: session_id.to_string(),
-            sequence,
+        Ok(Ack {
             duplicate,
             view_version: entry.session.view_version(),
-            events: u32::try_from(events).unwrap_or(u32::MAX),
+            events,
         })
     }
 
@@ -252,34 +285,36 @@ impl Registry {
             self.stats.bindings.dec();
             binder
                 .sink
-                .unbound(entry.session.id(), pb::UnboundReason::SessionEnded);
+                .unbound(entry.session.id(), UnboundReason::SessionEnded);
         }
         Ok(())
     }
 
-    /// The tracked state and view of a session.
-    pub(crate) fn get(&self, session_id: &str) -> Result<pb::GetSessionResponse, ManagerError> {
+    /// A copy of the tracked state and view of a session.
+    pub(crate) fn get(&self, session_id: &str) -> Result<SessionView, ManagerError> {
         let entry = self.entry(session_id)?;
         let entry = lock(&entry);
-        Ok(pb::GetSessionResponse {
-            session_id: session_id.to_string(),
+        Ok(SessionView {
+            session_id: entry.session.id().clone(),
             agent_id: entry.agent_id.clone(),
             profile: entry.session.profile().name().to_string(),
-            state: Some(convert::state_to_wire(entry.session.state())),
+            state: entry.session.state().clone(),
             last_sequence: entry.session.last_sequence(),
             view_version: entry.session.view_version(),
-            view_state: entry.view_state(),
+            view_state: entry.session.full_view(),
             bound: entry.binder.is_some(),
         })
     }
 
-    /// Binds `sink` to the session named by verified `claims`: the bind result and the full
-    /// view state are queued at once, under the session lock, so no change can slip between.
+    /// Binds `sink` to the session named by verified `claims`: the bind outcome (when
+    /// `announce`, for `Attach`) and the full view state are queued at once, under the
+    /// session lock, so no change can slip between.
     pub(crate) fn bind(
         &self,
         claims: &Claims,
         takeover: bool,
         sink: Sink,
+        announce: bool,
     ) -> Result<Bound, ManagerError> {
         let entry = self.entry(&claims.session_id)?;
         let mut entry = lock(&entry);
@@ -297,28 +332,56 @@ impl Registry {
                 return Err(ManagerError::AlreadyBound);
             }
             old.sink
-                .unbound(entry.session.id(), pb::UnboundReason::TakenOver);
+                .unbound(entry.session.id(), UnboundReason::TakenOver);
         } else {
             self.stats.bindings.inc();
         }
         let session_id = entry.session.id().clone();
-        sink.send(Kind::BindResult(pb::BindResult {
-            code: 0,
-            message: String::new(),
-            session_id: session_id.to_string(),
-        }));
-        let view = entry.view_state();
-        self.stats.events_emitted.add(view.len() as u64);
-        for event in view {
-            sink.send(Kind::StateUpdated(event));
+        if announce {
+            sink.tx.control(Outgoing::Bound {
+                binding_id: sink.binding_id,
+                session_id: session_id.clone(),
+            });
         }
+        entry.send_view(&sink, &self.stats);
         let token = self.next_token.fetch_add(1, Ordering::Relaxed);
-        entry.binder = Some(Binder { token, sink });
+        entry.binder = Some(Binder {
+            token,
+            sink,
+            stale: None,
+        });
         Ok(Bound { session_id, token })
     }
 
+    /// Resends a stale binder the final events of the targets it missed going, then its
+    /// entire view state; nothing when `bound` is no longer the binder or is not stale.
+    pub(crate) fn resync(&self, bound: &Bound) {
+        let Ok(entry) = self.entry(bound.session_id.as_str()) else {
+            return;
+        };
+        let mut entry = lock(&entry);
+        let Entry {
+            session, binder, ..
+        } = &mut *entry;
+        let Some(binder) = binder.as_mut().filter(|b| b.token == bound.token) else {
+            return;
+        };
+        let Some(seen) = binder.stale.take() else {
+            return;
+        };
+        self.stats.resyncs.inc();
+        let view = session.full_view();
+        let gone: Vec<StateEvent> = seen
+            .into_iter()
+            .filter(|old| !view.iter().any(|e| e.target == old.target))
+            .collect();
+        for event in gone.into_iter().chain(view) {
+            binder.sink.tx.resync_state(binder.sink.binding_id, event);
+        }
+    }
+
     /// Releases `bound` if it is still the session's binder; `notify` tells the binder why.
-    pub(crate) fn release(&self, bound: &Bound, notify: Option<pb::UnboundReason>) {
+    pub(crate) fn release(&self, bound: &Bound, notify: Option<UnboundReason>) {
         let Ok(entry) = self.entry(bound.session_id.as_str()) else {
             return;
         };
@@ -352,7 +415,7 @@ impl Registry {
                 continue;
             };
             let events = entry.session.set_profile(profile);
-            entry.deliver(&events, None, &self.stats);
+            entry.deliver(events, None, &self.stats);
         }
     }
 
@@ -371,7 +434,7 @@ impl Registry {
                 self.stats.bindings.dec();
                 binder
                     .sink
-                    .unbound(entry.session.id(), pb::UnboundReason::ShuttingDown);
+                    .unbound(entry.session.id(), UnboundReason::ShuttingDown);
             }
         }
     }

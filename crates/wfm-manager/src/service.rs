@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 use wfm_proto::v1 as pb;
-use wfm_proto::v1::attach_response::Kind;
+use wfm_proto::{ATTACH_WIRE_HEADER, ATTACH_WIRE_VERSION};
 use wfm_reference::Claims;
 use wfm_telemetry::KeyValue;
 use wfm_telemetry::metrics::GaugeGuard;
@@ -19,7 +19,8 @@ use wfm_telemetry::metrics::GaugeGuard;
 use crate::config::ManagerConfig;
 use crate::convert;
 use crate::error::ManagerError;
-use crate::registry::{Bound, NewSession, Registry, Sink};
+use crate::outbox::{self, Bound, Outgoing, UnboundReason};
+use crate::registry::{NewSession, Registry, Sink};
 use crate::streams::{AttachStream, BindingStream};
 
 /// Responses a `PushUpdates` stream may queue before it stops reading updates.
@@ -58,9 +59,15 @@ impl WorkflowManagerService {
         Ok(self.config.signing_key.verify(reference, unix_now())?)
     }
 
-    fn bind(&self, reference: &str, takeover: bool, sink: Sink) -> Result<Bound, ManagerError> {
+    fn bind(
+        &self,
+        reference: &str,
+        takeover: bool,
+        sink: Sink,
+        announce: bool,
+    ) -> Result<Bound, ManagerError> {
         let claims = self.verify(reference)?;
-        let bound = self.registry.bind(&claims, takeover, sink)?;
+        let bound = self.registry.bind(&claims, takeover, sink, announce)?;
         tracing::info!(session_id = %claims.session_id, takeover, "session bound");
         Ok(bound)
     }
@@ -72,6 +79,7 @@ impl WorkflowManagerService {
         metadata: &MetadataMap,
     ) -> Result<pb::UpdateAck, ManagerError> {
         let received = Instant::now();
+        let (session_id, sequence) = (request.session_id, request.sequence);
         let stats = &self.config.stats;
         // Disabled (no OTLP endpoint), this is one branch and the events carry no context.
         let span = self
@@ -79,17 +87,23 @@ impl WorkflowManagerService {
             .tracer
             .server_span("wfm.manager.apply_update", metadata, || {
                 vec![
-                    KeyValue::new("wfm.session_id", request.session_id.clone()),
-                    KeyValue::new("wfm.sequence", request.sequence as i64),
+                    KeyValue::new("wfm.session_id", session_id.clone()),
+                    KeyValue::new("wfm.sequence", sequence as i64),
                 ]
             });
-        let trace = span.as_ref().map(wfm_telemetry::Span::trace_context);
-        let result = self.registry.apply(
-            &request.session_id,
-            request.sequence,
-            convert::update(request.update),
-            trace.as_ref(),
-        );
+        let trace = span.as_ref().map(|s| Arc::new(s.trace_context()));
+        let result = convert::update(request.update)
+            .and_then(|update| {
+                self.registry
+                    .apply(&session_id, sequence, update, trace.as_ref())
+            })
+            .map(|ack| pb::UpdateAck {
+                session_id: session_id.clone(),
+                sequence,
+                duplicate: ack.duplicate,
+                view_version: ack.view_version,
+                events: u32::try_from(ack.events).unwrap_or(u32::MAX),
+            });
         match &result {
             Ok(ack) if ack.duplicate => stats.updates_duplicate.inc(),
             Ok(ack) => {
@@ -106,7 +120,7 @@ impl WorkflowManagerService {
                 if let Some(span) = &span {
                     span.set_error(error.to_string());
                 }
-                tracing::info!(session_id = %request.session_id, sequence = request.sequence, %error, "update refused");
+                tracing::info!(%session_id, sequence, %error, "update refused");
             }
         }
         result
@@ -117,12 +131,18 @@ impl WorkflowManagerService {
 async fn serve_attach(
     service: WorkflowManagerService,
     mut inbound: Streaming<pb::AttachRequest>,
-    tx: mpsc::UnboundedSender<pb::AttachResponse>,
+    tx: outbox::Sender,
     stop: CancellationToken,
 ) {
     use pb::attach_request::Kind as Command;
     let mut bindings: HashMap<u64, Bound> = HashMap::new();
     loop {
+        // Backpressure: no command is read while the stream's queue is full, so a gateway
+        // that stops reading cannot make the manager queue bind results without bound.
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = tx.wait_for_room() => {}
+        }
         let message = tokio::select! {
             () = stop.cancelled() => break,
             message = inbound.message() => message,
@@ -147,26 +167,21 @@ async fn serve_attach(
                     service.registry.release(&previous, None);
                 }
                 let sink = Sink::new(tx.clone(), bind.binding_id);
-                match service.bind(&bind.resource_reference, bind.takeover, sink) {
+                match service.bind(&bind.resource_reference, bind.takeover, sink, true) {
                     Ok(bound) => {
                         bindings.insert(bind.binding_id, bound);
                     }
-                    Err(error) => {
-                        Sink::new(tx.clone(), bind.binding_id).send(Kind::BindResult(
-                            pb::BindResult {
-                                code: error.code() as i32,
-                                message: error.to_string(),
-                                session_id: String::new(),
-                            },
-                        ));
-                    }
+                    Err(error) => tx.control(Outgoing::BindFailed {
+                        binding_id: bind.binding_id,
+                        error,
+                    }),
                 }
             }
             Command::Unbind(unbind) => {
                 if let Some(bound) = bindings.remove(&unbind.binding_id) {
                     service
                         .registry
-                        .release(&bound, Some(pb::UnboundReason::Unbound));
+                        .release(&bound, Some(UnboundReason::Unbound));
                 }
             }
         }
@@ -192,6 +207,7 @@ impl pb::workflow_manager_server::WorkflowManager for WorkflowManagerService {
         let created = self.registry.create(&who, || {
             convert::state(request.channels, request.interactions)
         })?;
+        let view_state = convert::view_state(&created.session_id, created.view_state);
         let expires_at = unix_now().saturating_add(self.config.reference_ttl.as_secs());
         let reference = self.config.signing_key.issue(
             created.session_id.as_str(),
@@ -203,7 +219,7 @@ impl pb::workflow_manager_server::WorkflowManager for WorkflowManagerService {
             session_id: created.session_id.to_string(),
             resource_reference: reference,
             reference_expires_at: i64::try_from(expires_at).unwrap_or(i64::MAX),
-            view_state: created.view_state,
+            view_state,
             next_sequence: created.next_sequence,
         }))
     }
@@ -275,9 +291,8 @@ impl pb::workflow_manager_server::WorkflowManager for WorkflowManagerService {
         &self,
         request: Request<pb::GetSessionRequest>,
     ) -> Result<Response<pb::GetSessionResponse>, Status> {
-        Ok(Response::new(
-            self.registry.get(&request.into_inner().session_id)?,
-        ))
+        let view = self.registry.get(&request.into_inner().session_id)?;
+        Ok(Response::new(convert::session_view(view)))
     }
 
     type BindSessionStream = BindingStream;
@@ -287,11 +302,12 @@ impl pb::workflow_manager_server::WorkflowManager for WorkflowManagerService {
         request: Request<pb::BindSessionRequest>,
     ) -> Result<Response<Self::BindSessionStream>, Status> {
         let request = request.into_inner();
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = outbox::channel(self.config.stream_queue, Arc::clone(&self.config.stats));
         let bound = self.bind(
             &request.resource_reference,
             request.takeover,
             Sink::new(tx, 0),
+            false,
         )?;
         Ok(Response::new(BindingStream::new(
             rx,
@@ -307,7 +323,15 @@ impl pb::workflow_manager_server::WorkflowManager for WorkflowManagerService {
         &self,
         request: Request<Streaming<pb::AttachRequest>>,
     ) -> Result<Response<Self::AttachStream>, Status> {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let wire = request
+            .metadata()
+            .get(ATTACH_WIRE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        if wire.as_deref() != Some(&ATTACH_WIRE_VERSION.to_string()) {
+            return Err(ManagerError::AttachWireVersion(wire).into());
+        }
+        let (tx, rx) = outbox::channel(self.config.stream_queue, Arc::clone(&self.config.stats));
         let stop = self.streams_stop.child_token();
         tokio::spawn(serve_attach(
             self.clone(),
@@ -318,6 +342,7 @@ impl pb::workflow_manager_server::WorkflowManager for WorkflowManagerService {
         let open: GaugeGuard = self.config.stats.attach_streams.track();
         Ok(Response::new(AttachStream::new(
             rx,
+            Arc::clone(&self.registry),
             stop.drop_guard(),
             open,
         )))

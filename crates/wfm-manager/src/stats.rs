@@ -18,6 +18,9 @@ pub struct ManagerStats {
     pub(crate) updates_duplicate: Counter,
     rejected: Vec<(&'static str, Counter)>,
     pub(crate) events_emitted: Counter,
+    pub(crate) stream_queued: Gauge,
+    pub(crate) stream_overflows: Counter,
+    pub(crate) resyncs: Counter,
     pub(crate) update_to_event: Histogram,
     profile_reloads: Counter,
     profile_reload_failures: Counter,
@@ -76,6 +79,21 @@ impl ManagerStats {
             events_emitted: r.counter(
                 "wfm_manager_events_emitted_total",
                 "state.updated events queued to bound clients.",
+                &[],
+            ),
+            stream_queued: r.gauge(
+                "wfm_manager_stream_queued_events",
+                "state.updated events waiting in binding streams' queues, all streams.",
+                &[],
+            ),
+            stream_overflows: r.counter(
+                "wfm_manager_stream_overflows_total",
+                "State events dropped because a binding stream's queue was full; the binding is resynchronised.",
+                &[],
+            ),
+            resyncs: r.counter(
+                "wfm_manager_resyncs_total",
+                "Bindings resent their entire view state after their stream's queue overflowed.",
                 &[],
             ),
             update_to_event: r.histogram(

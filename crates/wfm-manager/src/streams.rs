@@ -1,11 +1,12 @@
-//! The response streams of `BindSession` and `Attach`, which release their bindings when
-//! tonic drops them (the client went away, or the stream ended).
+//! The writers of the `BindSession` and `Attach` response streams. They take engine-typed
+//! messages from their [`outbox`](crate::outbox), build the protobuf outside any session
+//! lock, resynchronise stale bindings once their queue has room, and release their bindings
+//! when tonic drops them (the client went away, or the stream ended).
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_util::sync::DropGuard;
 use tonic::Status;
@@ -13,11 +14,25 @@ use wfm_proto::v1 as pb;
 use wfm_proto::v1::attach_response::Kind;
 use wfm_telemetry::metrics::GaugeGuard;
 
-use crate::registry::{Bound, Registry};
+use crate::convert;
+use crate::outbox::{Bound, Outgoing, Receiver};
+use crate::registry::Registry;
 
-/// A `BindSession` stream: the binding's messages, without the `Attach`-only bind result.
+/// Takes the next message, first resending a stale binding its state if the queue has room.
+fn poll_outgoing(
+    rx: &Receiver,
+    registry: &Registry,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Outgoing>> {
+    while let Some(stale) = rx.next_stale() {
+        registry.resync(&stale);
+    }
+    rx.poll_recv(cx)
+}
+
+/// A `BindSession` stream: one binding, with capabilities by name for third-party clients.
 pub(crate) struct BindingStream {
-    rx: mpsc::UnboundedReceiver<pb::AttachResponse>,
+    rx: Receiver,
     registry: Arc<Registry>,
     bound: Bound,
     _open: GaugeGuard,
@@ -25,12 +40,7 @@ pub(crate) struct BindingStream {
 
 impl BindingStream {
     /// Streams what the registry queues for `bound` into `rx`; `open` counts the stream.
-    pub(crate) fn new(
-        rx: mpsc::UnboundedReceiver<pb::AttachResponse>,
-        registry: Arc<Registry>,
-        bound: Bound,
-        open: GaugeGuard,
-    ) -> Self {
+    pub(crate) fn new(rx: Receiver, registry: Arc<Registry>, bound: Bound, open: GaugeGuard) -> Self {
         Self {
             rx,
             registry,
@@ -43,16 +53,30 @@ impl BindingStream {
 impl Stream for BindingStream {
     type Item = Result<pb::BindSessionResponse, Status>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         use pb::bind_session_response::Kind as Out;
+        let this = self.get_mut();
         loop {
-            let Some(message) = std::task::ready!(self.rx.poll_recv(cx)) else {
+            let Some(message) = std::task::ready!(poll_outgoing(&this.rx, &this.registry, cx))
+            else {
                 return Poll::Ready(None);
             };
-            let kind = match message.kind {
-                Some(Kind::StateUpdated(event)) => Out::StateUpdated(event),
-                Some(Kind::Unbound(unbound)) => Out::Unbound(unbound),
-                Some(Kind::BindResult(_)) | None => continue,
+            let kind = match message {
+                Outgoing::State { event, trace, .. } => {
+                    let mut event = convert::state_updated(&this.bound.session_id, event);
+                    if let Some(trace) = trace {
+                        event.trace_context = (*trace).clone();
+                    }
+                    Out::StateUpdated(event)
+                }
+                Outgoing::Unbound {
+                    session_id, reason, ..
+                } => Out::Unbound(pb::Unbound {
+                    session_id: session_id.to_string(),
+                    reason: convert::unbound_reason(reason).into(),
+                }),
+                // A BindSession is answered by the call itself.
+                Outgoing::Bound { .. } | Outgoing::BindFailed { .. } => continue,
             };
             return Poll::Ready(Some(Ok(pb::BindSessionResponse { kind: Some(kind) })));
         }
@@ -65,9 +89,12 @@ impl Drop for BindingStream {
     }
 }
 
-/// An `Attach` stream; dropping it stops the task that serves its commands.
+/// An `Attach` stream: the catalogue first, then every binding's messages with capabilities
+/// as bits against it. Dropping it stops the task that serves its commands.
 pub(crate) struct AttachStream {
-    rx: mpsc::UnboundedReceiver<pb::AttachResponse>,
+    rx: Receiver,
+    registry: Arc<Registry>,
+    catalogue_sent: bool,
     _stop: DropGuard,
     _open: GaugeGuard,
 }
@@ -75,12 +102,15 @@ pub(crate) struct AttachStream {
 impl AttachStream {
     /// Streams `rx`; `stop` is cancelled when the stream is dropped; `open` counts it.
     pub(crate) fn new(
-        rx: mpsc::UnboundedReceiver<pb::AttachResponse>,
+        rx: Receiver,
+        registry: Arc<Registry>,
         stop: DropGuard,
         open: GaugeGuard,
     ) -> Self {
         Self {
             rx,
+            registry,
+            catalogue_sent: false,
             _stop: stop,
             _open: open,
         }
@@ -90,7 +120,60 @@ impl AttachStream {
 impl Stream for AttachStream {
     type Item = Result<pb::AttachResponse, Status>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.rx.poll_recv(cx).map(|message| message.map(Ok))
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if !std::mem::replace(&mut this.catalogue_sent, true) {
+            return Poll::Ready(Some(Ok(pb::AttachResponse {
+                binding_id: 0,
+                kind: Some(Kind::Catalogue(convert::catalogue())),
+            })));
+        }
+        let Some(message) = std::task::ready!(poll_outgoing(&this.rx, &this.registry, cx)) else {
+            return Poll::Ready(None);
+        };
+        let (binding_id, kind) = match message {
+            Outgoing::Bound {
+                binding_id,
+                session_id,
+            } => (
+                binding_id,
+                Kind::BindResult(pb::BindResult {
+                    code: 0,
+                    message: String::new(),
+                    session_id: session_id.to_string(),
+                }),
+            ),
+            Outgoing::BindFailed { binding_id, error } => (
+                binding_id,
+                Kind::BindResult(pb::BindResult {
+                    code: error.code() as i32,
+                    message: error.to_string(),
+                    session_id: String::new(),
+                }),
+            ),
+            Outgoing::State {
+                binding_id,
+                event,
+                trace,
+            } => (
+                binding_id,
+                Kind::State(convert::compact_state(event, trace.as_ref())),
+            ),
+            Outgoing::Unbound {
+                binding_id,
+                session_id,
+                reason,
+            } => (
+                binding_id,
+                Kind::Unbound(pb::Unbound {
+                    session_id: session_id.to_string(),
+                    reason: convert::unbound_reason(reason).into(),
+                }),
+            ),
+        };
+        Poll::Ready(Some(Ok(pb::AttachResponse {
+            binding_id,
+            kind: Some(kind),
+        })))
     }
 }

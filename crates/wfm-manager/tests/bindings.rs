@@ -250,12 +250,11 @@ async fn attach_multiplexes_bindings_and_shares_the_single_binder_rule() {
     let ref_a = create(&mut client, "a").await.resource_reference;
     let ref_b = create(&mut client, "b").await.resource_reference;
 
-    let (commands, rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut stream = client
-        .attach(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
+    let Attach {
+        commands,
+        mut stream,
+        names,
+    } = attach(&mut client).await;
 
     commands.send(attach_bind(1, &ref_a, false)).unwrap();
     let (id, kind) = attach_next(&mut stream).await;
@@ -266,7 +265,7 @@ async fn attach_multiplexes_bindings_and_shares_the_single_binder_rule() {
     );
     for want in ["a: session.login", "a.voice: "] {
         match attach_next(&mut stream).await {
-            (1, Kind::StateUpdated(event)) => assert_eq!(render(&event), want),
+            (1, Kind::State(state)) => assert_eq!(render_compact(&names, &state), want),
             other => panic!("{other:?}"),
         }
     }
@@ -295,8 +294,8 @@ async fn attach_multiplexes_bindings_and_shares_the_single_binder_rule() {
         .unwrap();
     let mut tagged = Vec::new();
     while tagged.len() < 2 {
-        if let (id, Kind::StateUpdated(event)) = attach_next(&mut stream).await {
-            tagged.push((id, render(&event)));
+        if let (id, Kind::State(state)) = attach_next(&mut stream).await {
+            tagged.push((id, render_compact(&names, &state)));
         }
     }
     assert_eq!(
@@ -359,12 +358,11 @@ async fn shutdown_unbinds_clients_ends_streams_and_returns() {
         .await
         .unwrap()
         .into_inner();
-    let (_commands, rx) = tokio::sync::mpsc::unbounded_channel::<pb::AttachRequest>();
-    let mut attach = client
-        .attach(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
+    let Attach {
+        commands: _commands,
+        stream: mut attach,
+        ..
+    } = attach(&mut client).await;
 
     manager.shutdown.cancel();
     assert_eq!(
@@ -439,4 +437,31 @@ async fn service_info_health_and_reflection_answer() {
         names.contains(&"grpc.health.v1.Health".to_string()),
         "{names:?}"
     );
+}
+
+#[tokio::test]
+async fn an_attach_stream_of_another_wire_version_is_refused_with_the_versions_named() {
+    let manager = Manager::start().await;
+    let mut client = manager.client().await;
+    let (_commands, rx) = tokio::sync::mpsc::unbounded_channel::<pb::AttachRequest>();
+    let status = client
+        .attach(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert_eq!(
+        status.message(),
+        "this workflow manager speaks Attach wire version 2, the gateway sent no version \
+         (wire 1, capabilities by name): upgrade the older of the two"
+    );
+
+    let (_commands, rx) = tokio::sync::mpsc::unbounded_channel::<pb::AttachRequest>();
+    let mut request =
+        tonic::Request::new(tokio_stream::wrappers::UnboundedReceiverStream::new(rx));
+    request
+        .metadata_mut()
+        .insert(wfm_proto::ATTACH_WIRE_HEADER, "3".parse().unwrap());
+    let status = client.attach(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(status.message().contains(r#"sent version "3""#), "{}", status.message());
 }

@@ -11,3 +11,10 @@ pub mod v1 {
 
 /// Encoded `FileDescriptorSet` of the contract, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("wfm_descriptor");
+
+/// The request metadata in which a gateway names the Attach wire version it speaks.
+pub const ATTACH_WIRE_HEADER: &str = "wfm-attach-wire";
+
+/// The Attach wire version of this contract: a `Catalogue` first, then `CompactState`s
+/// with capabilities as bits against it (see `AttachResponse` in the proto).
+pub const ATTACH_WIRE_VERSION: u32 = 2;

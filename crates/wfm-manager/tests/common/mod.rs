@@ -153,3 +153,42 @@ pub async fn assert_quiet<T: std::fmt::Debug>(stream: &mut tonic::Streaming<T>) 
         panic!("expected silence, got {message:?}");
     }
 }
+
+/// An open `Attach` stream (wire version 2): its command sender, its responses, and the
+/// capability names of its catalogue (read off the first message).
+pub struct Attach {
+    pub commands: tokio::sync::mpsc::UnboundedSender<pb::AttachRequest>,
+    pub stream: tonic::Streaming<pb::AttachResponse>,
+    pub names: Vec<String>,
+}
+
+/// Opens an `Attach` stream as a gateway does, and reads its catalogue.
+pub async fn attach(client: &mut Client) -> Attach {
+    let (commands, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut request =
+        tonic::Request::new(tokio_stream::wrappers::UnboundedReceiverStream::new(rx));
+    request.metadata_mut().insert(
+        wfm_proto::ATTACH_WIRE_HEADER,
+        wfm_proto::ATTACH_WIRE_VERSION.into(),
+    );
+    let mut stream = client.attach(request).await.unwrap().into_inner();
+    let first = next(&mut stream).await.expect("attach stream ended");
+    let Some(pb::attach_response::Kind::Catalogue(catalogue)) = first.kind else {
+        panic!("the first attach message is not the catalogue: {first:?}");
+    };
+    assert_eq!(catalogue.wire_version, wfm_proto::ATTACH_WIRE_VERSION);
+    Attach {
+        commands,
+        stream,
+        names: catalogue.names,
+    }
+}
+
+/// A compact state as `target: enabled names`, like [`render`].
+pub fn render_compact(names: &[String], state: &pb::CompactState) -> String {
+    let enabled: Vec<&str> = (0..names.len())
+        .filter(|bit| state.enabled & (1 << bit) != 0)
+        .map(|bit| names[bit].as_str())
+        .collect();
+    format!("{}: {}", state.target, enabled.join(" "))
+}
