@@ -157,58 +157,74 @@ pub fn wfm_bench_apply_all(session: &mut Session, updates: Vec<CtiUpdate>) -> us
     events
 }
 
+/// A `state.updated` event as the gateway receives it on an `Attach` stream, with the
+/// encoder of the stream's catalogue.
+pub struct StateEvent30 {
+    /// The event: 30 capabilities defined, a third of them enabled.
+    pub state: pb::CompactState,
+    encoder: wfm_gateway::StateEventEncoder,
+}
+
 /// A `state.updated` event of an interaction target with 30 capabilities (the 28 of the
-/// catalogue and two custom ones), as the gateway receives it from the manager.
-pub fn state_event_30() -> pb::StateUpdated {
-    let mut capabilities: Vec<pb::Capability> = Capability::ALL
+/// catalogue and two more, as a newer manager's catalogue could have).
+pub fn state_event_30() -> StateEvent30 {
+    let mut names: Vec<String> = Capability::ALL
         .iter()
-        .enumerate()
-        .map(|(i, c)| pb::Capability {
-            name: c.name().to_string(),
-            enabled: i % 3 == 0,
-        })
+        .map(|c| c.name().to_string())
         .collect();
-    for custom in ["interaction.custom.survey", "interaction.custom.escalate"] {
-        capabilities.push(pb::Capability {
-            name: custom.to_string(),
-            enabled: true,
-        });
-    }
-    pb::StateUpdated {
-        session_id: "load-4242-1234".into(),
-        target: "load-4242-1234.voice.c1".into(),
-        context: [
-            ("media".to_string(), "voice".to_string()),
-            ("state".to_string(), "connected".to_string()),
-            ("direction".to_string(), "inbound".to_string()),
-        ]
-        .into(),
-        capabilities,
-        ..Default::default()
+    names.extend(["interaction.custom.survey", "interaction.custom.escalate"].map(String::from));
+    let defined = (1u64 << names.len()) - 1;
+    let enabled = (0..names.len())
+        .filter(|i| i % 3 == 0)
+        .fold(0u64, |bits, i| bits | 1 << i);
+    let catalogue = pb::Catalogue {
+        wire_version: wfm_proto::ATTACH_WIRE_VERSION,
+        names,
+    };
+    let context = [
+        ("media", "voice"),
+        ("state", "connected"),
+        ("direction", "inbound"),
+    ]
+    .map(|(key, value)| pb::ContextEntry {
+        key: key.to_string(),
+        value: value.to_string(),
+    });
+    StateEvent30 {
+        state: pb::CompactState {
+            target: "load-4242-1234.voice.c1".into(),
+            context: context.into(),
+            defined,
+            enabled,
+            ..Default::default()
+        },
+        // A catalogue of 30 distinct, short names is always accepted.
+        encoder: wfm_gateway::StateEventEncoder::new("load-4242-1234", catalogue)
+            .unwrap_or_else(|| unreachable!("the benchmark catalogue is valid")),
     }
 }
 
 /// The event encoded the way the manager sends it to the gateway: an `AttachResponse`.
-pub fn encode_protobuf(event: &pb::StateUpdated) -> Vec<u8> {
+pub fn encode_protobuf(event: &StateEvent30) -> Vec<u8> {
     pb::AttachResponse {
         binding_id: 7,
-        kind: Some(pb::attach_response::Kind::StateUpdated(event.clone())),
+        kind: Some(pb::attach_response::Kind::State(event.state.clone())),
     }
     .encode_to_vec()
 }
 
 /// Encodes the event into `buffer` (cleared first) as the manager does, without the clone
 /// [`encode_protobuf`] needs to build the envelope: the message is borrowed, encoded as
-/// field 2 of `AttachResponse` after the binding id.
-pub fn encode_protobuf_into(event: &pb::StateUpdated, buffer: &mut Vec<u8>) {
+/// field 6 of `AttachResponse` after the binding id.
+pub fn encode_protobuf_into(event: &StateEvent30, buffer: &mut Vec<u8>) {
     buffer.clear();
     prost::encoding::uint64::encode(1, &7, buffer);
-    prost::encoding::message::encode(2, event, buffer);
+    prost::encoding::message::encode(6, &event.state, buffer);
 }
 
 /// The MediaBar JSON of the event, by the gateway's own serializer.
-pub fn encode_json(event: &pb::StateUpdated) -> String {
-    wfm_gateway::encode_state_event(event)
+pub fn encode_json(event: &StateEvent30) -> String {
+    event.encoder.encode(&event.state)
 }
 
 /// Nanoseconds per operation: `run(count)` does `count` operations and returns how long

@@ -111,7 +111,7 @@ pub async fn wait_ready(address: SocketAddr) -> anyhow::Result<()> {
 /// Encodes `event` to JSON `count` times. Not inlined, so that callgrind can count exactly
 /// this function.
 #[inline(never)]
-pub fn wfm_bench_encode_json_n(event: &wfm_proto::v1::StateUpdated, count: u64) -> usize {
+pub fn wfm_bench_encode_json_n(event: &micro::StateEvent30, count: u64) -> usize {
     let mut bytes = 0;
     for _ in 0..count {
         bytes += std::hint::black_box(micro::encode_json(std::hint::black_box(event))).len();
@@ -122,7 +122,7 @@ pub fn wfm_bench_encode_json_n(event: &wfm_proto::v1::StateUpdated, count: u64) 
 /// Encodes `event` to protobuf `count` times, into one reused buffer, as a server
 /// encoder does.
 #[inline(never)]
-pub fn wfm_bench_encode_protobuf_n(event: &wfm_proto::v1::StateUpdated, count: u64) -> usize {
+pub fn wfm_bench_encode_protobuf_n(event: &micro::StateEvent30, count: u64) -> usize {
     let mut bytes = 0;
     let mut buffer = Vec::with_capacity(2048);
     for _ in 0..count {

@@ -3,7 +3,9 @@
 //!
 //! One task serves both directions through one `select!`: reads and writes are polled
 //! together by [`Session::poll_io`], so a client that stops reading never blocks the pings
-//! or the timers, and no second task or channel per connection costs memory.
+//! or the timers, and no second task or channel per connection costs memory. Where the
+//! connection is in its life (open, closing with a deadline) is one [`Lifecycle`]; it is
+//! closed when [`Session::serve`] returns.
 //!
 //! Requests are answered in order. While a bind waits for the manager, or while the client
 //! leaves too many replies unread, the session stops reading, which pushes back on the
@@ -11,142 +13,24 @@
 
 use std::future::poll_fn;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
 use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{Sink, Stream};
-use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use wfm_proto::v1 as pb;
-
 use wfm_telemetry::{KeyValue, SpanKind};
 
+use crate::client::{Binding, ClientShared};
 use crate::config::GatewayConfig;
 use crate::errors::{CloseReason, GatewayError, UnboundReason};
 use crate::limits::TokenBucket;
-use crate::outbound::{Item, Outbound};
+use crate::outbound::Item;
 use crate::protocol::{self, Request, ResourceData};
-use crate::stats::GatewayStats;
 use crate::upstream::{Upstream, unix_now};
-
-/// Where a connection stands with its (single) binding.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Binding {
-    /// No binding.
-    Unbound,
-    /// `bindResource` sent to the manager; `request_id` gets the answer.
-    Pending {
-        /// The binding's id on the upstream.
-        binding_id: u64,
-        /// The request to answer.
-        request_id: String,
-    },
-    /// Bound to `session_id`.
-    Bound {
-        /// The binding's id on the upstream.
-        binding_id: u64,
-        /// The bound session, the `resourceId` of its events.
-        session_id: String,
-    },
-}
-
-impl Binding {
-    /// The upstream binding id, while binding or bound.
-    pub(crate) fn id(&self) -> Option<u64> {
-        match self {
-            Binding::Unbound => None,
-            Binding::Pending { binding_id, .. } | Binding::Bound { binding_id, .. } => {
-                Some(*binding_id)
-            }
-        }
-    }
-}
-
-/// What the connection task and the upstream share about one connection.
-pub(crate) struct ConnShared {
-    /// Gateway-wide connection id.
-    pub(crate) id: u64,
-    state: Mutex<ConnState>,
-    wake: Notify,
-}
-
-/// The mutable part of [`ConnShared`].
-pub(crate) struct ConnState {
-    out: Outbound,
-    /// The connection's binding.
-    pub(crate) binding: Binding,
-    /// What the client was last told (or, before any event, could assume) about the
-    /// manager's availability.
-    pub(crate) service_available: bool,
-    changed: bool,
-    stats: Arc<GatewayStats>,
-}
-
-impl ConnState {
-    /// Queues a control message.
-    pub(crate) fn push_control(&mut self, message: String) {
-        self.out.push_control(message);
-        self.changed = true;
-    }
-
-    /// Queues a state event, conflated with any waiting state of its target.
-    pub(crate) fn push_state(&mut self, event: pb::StateUpdated) {
-        self.stats.events_received.inc();
-        if self.out.push_state(event, std::time::Instant::now()) {
-            self.stats.events_conflated.inc();
-        }
-        self.changed = true;
-    }
-
-    /// Changes the binding.
-    pub(crate) fn set_binding(&mut self, binding: Binding) {
-        let was_bound = matches!(self.binding, Binding::Bound { .. });
-        let is_bound = matches!(binding, Binding::Bound { .. });
-        match (was_bound, is_bound) {
-            (false, true) => self.stats.bindings.inc(),
-            (true, false) => self.stats.bindings.dec(),
-            _ => {}
-        }
-        self.binding = binding;
-        self.changed = true;
-    }
-}
-
-impl ConnShared {
-    fn new(id: u64, stats: Arc<GatewayStats>) -> Self {
-        Self {
-            id,
-            state: Mutex::new(ConnState {
-                out: Outbound::default(),
-                binding: Binding::Unbound,
-                service_available: true,
-                changed: false,
-                stats,
-            }),
-            wake: Notify::new(),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, ConnState> {
-        // Every critical section leaves the state consistent before it can panic.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Runs `f` on the state and wakes the connection task if anything was queued or the
-    /// binding changed.
-    pub(crate) fn update<R>(&self, f: impl FnOnce(&mut ConnState) -> R) -> R {
-        let mut state = self.lock();
-        let result = f(&mut state);
-        if std::mem::take(&mut state.changed) {
-            self.wake.notify_one();
-        }
-        result
-    }
-}
 
 /// What the gateway's connections share.
 pub(crate) struct Hub {
@@ -184,7 +68,7 @@ pub(crate) async fn run(mut socket: WebSocket, hub: Arc<Hub>) {
     let stats = &hub.config.stats;
     stats.connections_total.inc();
     let _open = stats.connections.track();
-    let conn = Arc::new(ConnShared::new(
+    let conn = Arc::new(ClientShared::new(
         hub.next_id.fetch_add(1, Ordering::Relaxed),
         Arc::clone(stats),
     ));
@@ -228,9 +112,50 @@ enum Tick {
     Stop(&'static str),
 }
 
+/// Where a connection is in its life; it is closed once [`Session::serve`] returns.
+#[derive(Debug)]
+enum Lifecycle {
+    /// Reading requests and writing replies and events.
+    Open,
+    /// Closing: `frame` (until sent) goes out once the queue ahead of it has drained, then
+    /// the client's close is awaited (`read`, unless the read side broke); the connection
+    /// ends at `deadline` at the latest.
+    Closing {
+        frame: Option<CloseFrame>,
+        deadline: Instant,
+        read: bool,
+    },
+    /// The client closed: tungstenite answers, and reading on lets the handshake finish.
+    PeerClosed { deadline: Instant },
+}
+
+impl Lifecycle {
+    fn deadline(&self) -> Option<Instant> {
+        match self {
+            Lifecycle::Open => None,
+            Lifecycle::Closing { deadline, .. } | Lifecycle::PeerClosed { deadline } => {
+                Some(*deadline)
+            }
+        }
+    }
+
+    /// Our close frame is out: nothing more is written.
+    fn close_sent(&self) -> bool {
+        matches!(self, Lifecycle::Closing { frame: None, .. })
+    }
+
+    /// Whether queued messages may still be written.
+    fn writing(&self) -> bool {
+        matches!(
+            self,
+            Lifecycle::Open | Lifecycle::Closing { frame: Some(_), .. }
+        )
+    }
+}
+
 struct Session<'a> {
     hub: &'a Hub,
-    conn: Arc<ConnShared>,
+    conn: Arc<ClientShared>,
     bucket: TokenBucket,
     next_ping: Instant,
     /// When the unanswered ping became due.
@@ -238,18 +163,12 @@ struct Session<'a> {
     ping_due: bool,
     last_request: Instant,
     bind_started: Option<Instant>,
-    /// A close frame waiting for the queue to drain.
-    close: Option<CloseFrame>,
-    close_sent: bool,
-    closing_until: Option<Instant>,
-    peer_closed: bool,
-    /// The read side hit an error that leaves it unusable.
-    read_broken: bool,
+    lifecycle: Lifecycle,
     unflushed: bool,
 }
 
 impl<'a> Session<'a> {
-    fn new(hub: &'a Hub, conn: Arc<ConnShared>) -> Self {
+    fn new(hub: &'a Hub, conn: Arc<ClientShared>) -> Self {
         let now = Instant::now();
         let config = &hub.config;
         Self {
@@ -261,11 +180,7 @@ impl<'a> Session<'a> {
             ping_due: false,
             last_request: now,
             bind_started: None,
-            close: None,
-            close_sent: false,
-            closing_until: None,
-            peer_closed: false,
-            read_broken: false,
+            lifecycle: Lifecycle::Open,
             unflushed: false,
         }
     }
@@ -288,15 +203,14 @@ impl<'a> Session<'a> {
                 let binding = matches!(state.binding, Binding::Pending { .. });
                 let idle = matches!(state.binding, Binding::Unbound);
                 let reading = !binding
-                    && self.close.is_none()
-                    && !self.close_sent
+                    && matches!(self.lifecycle, Lifecycle::Open)
                     && state.out.controls() < self.config().max_pending_replies;
                 (reading, self.deadline(binding, idle))
             };
             timer.as_mut().reset(deadline);
             tokio::select! {
                 biased;
-                () = shutdown.cancelled(), if self.close.is_none() && !self.close_sent => {
+                () = shutdown.cancelled(), if matches!(self.lifecycle, Lifecycle::Open) => {
                     self.shut_down();
                 }
                 () = &mut timer => {
@@ -325,13 +239,13 @@ impl<'a> Session<'a> {
         if let Some(since) = self.awaiting_pong {
             deadline = deadline.min(since + config.pong_timeout);
         }
-        if idle && self.close.is_none() && !self.close_sent {
+        if idle && matches!(self.lifecycle, Lifecycle::Open) {
             deadline = deadline.min(self.last_request + config.idle_timeout);
         }
         if let (true, Some(started)) = (binding, self.bind_started) {
             deadline = deadline.min(started + config.request_timeout);
         }
-        if let Some(until) = self.closing_until {
+        if let Some(until) = self.lifecycle.deadline() {
             deadline = deadline.min(until);
         }
         deadline
@@ -348,7 +262,7 @@ impl<'a> Session<'a> {
                 c.request_timeout,
             )
         };
-        if self.closing_until.is_some_and(|until| now >= until) {
+        if self.lifecycle.deadline().is_some_and(|until| now >= until) {
             return Tick::Stop("close handshake timed out");
         }
         if self
@@ -382,7 +296,7 @@ impl<'a> Session<'a> {
     }
 
     fn begin_close(&mut self, reason: CloseReason) {
-        if self.close.is_some() || self.close_sent {
+        if !matches!(self.lifecycle, Lifecycle::Open) {
             return;
         }
         tracing::debug!(
@@ -391,11 +305,14 @@ impl<'a> Session<'a> {
             reason = reason.text(),
             "closing"
         );
-        self.close = Some(CloseFrame {
-            code: reason.code(),
-            reason: Utf8Bytes::from_static(reason.text()),
-        });
-        self.closing_until = Some(Instant::now() + self.config().shutdown_grace);
+        self.lifecycle = Lifecycle::Closing {
+            frame: Some(CloseFrame {
+                code: reason.code(),
+                reason: Utf8Bytes::from_static(reason.text()),
+            }),
+            deadline: Instant::now() + self.config().shutdown_grace,
+            read: true,
+        };
     }
 
     /// Gateway shutdown: release the binding, tell the client, and say goodbye.
@@ -406,9 +323,9 @@ impl<'a> Session<'a> {
         }
         self.conn.update(|s| {
             match &s.binding {
-                Binding::Bound { session_id, .. } => {
+                Binding::Bound { session, .. } => {
                     let event =
-                        protocol::resource_unbound(session_id, UnboundReason::ServerShutdown);
+                        protocol::resource_unbound(&session.id, UnboundReason::ServerShutdown);
                     s.push_control(event);
                 }
                 Binding::Pending { request_id, .. } => {
@@ -428,7 +345,7 @@ impl<'a> Session<'a> {
 
     /// Writes what is queued (pings first, the close frame last), then reads one message.
     fn poll_io(&mut self, cx: &mut Context<'_>, socket: &mut WebSocket, reading: bool) -> Poll<Io> {
-        if !self.peer_closed && !self.close_sent {
+        if self.lifecycle.writing() {
             loop {
                 match Pin::new(&mut *socket).poll_ready(cx) {
                     Poll::Ready(Ok(())) => {}
@@ -447,24 +364,22 @@ impl<'a> Session<'a> {
                             let span = self.hub.config.tracer.child_span(
                                 "wfm.gateway.websocket_send",
                                 SpanKind::Producer,
-                                &queued.event.trace_context,
+                                &queued.state.trace,
                                 || {
                                     vec![
-                                        KeyValue::new(
-                                            "wfm.session_id",
-                                            queued.event.session_id.clone(),
-                                        ),
-                                        KeyValue::new("wfm.target", queued.event.target.clone()),
+                                        KeyValue::new("wfm.session_id", queued.session.id.clone()),
+                                        KeyValue::new("wfm.target", queued.state.target.clone()),
                                         KeyValue::new("wfm.connection", self.conn.id as i64),
                                     ]
                                 },
                             );
-                            sent_state = Some((queued.received, span));
-                            protocol::state_event(&queued.event).into()
+                            sent_state = Some((queued.state.received, span));
+                            protocol::state_event(&queued.session, &queued.state).into()
                         }
                     })
-                } else if let Some(frame) = self.close.take() {
-                    self.close_sent = true;
+                } else if let Lifecycle::Closing { frame, .. } = &mut self.lifecycle
+                    && let Some(frame) = frame.take()
+                {
                     Message::Close(Some(frame))
                 } else {
                     break;
@@ -479,7 +394,7 @@ impl<'a> Session<'a> {
                     drop(span);
                 }
                 self.unflushed = true;
-                if self.close_sent {
+                if self.lifecycle.close_sent() {
                     break;
                 }
             }
@@ -487,7 +402,7 @@ impl<'a> Session<'a> {
         if self.unflushed {
             match Pin::new(&mut *socket).poll_flush(cx) {
                 Poll::Ready(Ok(())) => self.unflushed = false,
-                Poll::Ready(Err(_)) if self.close_sent || self.peer_closed => {
+                Poll::Ready(Err(_)) if !self.lifecycle.writing() => {
                     return Poll::Ready(Io::Ended);
                 }
                 Poll::Ready(Err(error)) => return Poll::Ready(Io::Failed(error)),
@@ -495,7 +410,15 @@ impl<'a> Session<'a> {
             }
         }
         // After our close frame, keep reading for the client's.
-        if !self.read_broken && (reading || self.close_sent || self.peer_closed) {
+        let read = match self.lifecycle {
+            Lifecycle::Open => reading,
+            Lifecycle::Closing {
+                frame: None, read, ..
+            } => read,
+            Lifecycle::Closing { frame: Some(_), .. } => false,
+            Lifecycle::PeerClosed { .. } => true,
+        };
+        if read {
             match Pin::new(&mut *socket).poll_next(cx) {
                 Poll::Ready(Some(Ok(message))) => return Poll::Ready(Io::Message(message)),
                 Poll::Ready(Some(Err(error))) => return Poll::Ready(Io::Failed(error)),
@@ -519,7 +442,7 @@ impl<'a> Session<'a> {
                 return Some("connection lost");
             }
         };
-        if self.read_broken || self.close_sent {
+        if !matches!(self.lifecycle, Lifecycle::Open) {
             return Some("failed while closing");
         }
         if reason == CloseReason::MessageTooLarge {
@@ -532,9 +455,11 @@ impl<'a> Session<'a> {
         // After the others the reader is lost mid-frame: the client's unread bytes would turn
         // our close into a TCP reset that can destroy the close frame before the client reads
         // it, so the socket lingers a moment, unread, instead.
-        if reason != CloseReason::InvalidUtf8 {
-            self.read_broken = true;
-            self.closing_until = Some(Instant::now() + LINGER.min(self.config().shutdown_grace));
+        if reason != CloseReason::InvalidUtf8
+            && let Lifecycle::Closing { deadline, read, .. } = &mut self.lifecycle
+        {
+            *read = false;
+            *deadline = Instant::now() + LINGER.min(self.hub.config.shutdown_grace);
         }
         None
     }
@@ -566,10 +491,11 @@ impl<'a> Session<'a> {
             }
             Message::Ping(_) | Message::Pong(_) => {}
             Message::Close(_) => {
-                // tungstenite answers the close; reading on lets it finish the handshake.
-                self.peer_closed = true;
-                self.closing_until
-                    .get_or_insert(now + self.hub.config.shutdown_grace);
+                let deadline = self
+                    .lifecycle
+                    .deadline()
+                    .unwrap_or(now + self.hub.config.shutdown_grace);
+                self.lifecycle = Lifecycle::PeerClosed { deadline };
             }
         }
     }
@@ -639,28 +565,39 @@ impl<'a> Session<'a> {
                     tracing::debug!(connection = self.conn.id, %error, "reference refused");
                     return fail(GatewayError::Unauthorized);
                 }
+                // Pending before the command leaves, so that the answer finds it waiting.
+                let binding_id = self.hub.upstream.next_binding_id();
+                self.conn.update(|s| {
+                    s.set_binding(Binding::Pending {
+                        binding_id,
+                        request_id: request_id.to_string(),
+                    });
+                });
                 match self
                     .hub
                     .upstream
-                    .bind(&self.conn, request_id, reference, takeover)
+                    .bind(&self.conn, binding_id, reference, takeover)
                 {
-                    Ok(_) => {
+                    Ok(()) => {
                         self.bind_started = Some(now);
                         None
                     }
-                    Err(error) => fail(error),
+                    Err(error) => {
+                        self.conn.update(|s| s.set_binding(Binding::Unbound));
+                        fail(error)
+                    }
                 }
             }
             Request::Unbind { resource } => {
                 let Binding::Bound {
                     binding_id,
-                    session_id,
+                    session,
                 } = self.conn.lock().binding.clone()
                 else {
                     return fail(GatewayError::NotBound);
                 };
                 if let Some(resource) = resource
-                    && resource != session_id
+                    && resource != session.id
                     && !self.hub.upstream.is_reference(binding_id, &resource)
                 {
                     return fail(GatewayError::NotBound);
@@ -669,7 +606,7 @@ impl<'a> Session<'a> {
                 self.conn.update(|s| {
                     let reply = if s.binding.id() == Some(binding_id) {
                         s.set_binding(Binding::Unbound);
-                        protocol::success(request_id, name, &ResourceData::session(&session_id))
+                        protocol::success(request_id, name, &ResourceData::session(&session.id))
                     } else {
                         // The binding ended on its own meanwhile; its event is already queued.
                         protocol::failure(request_id, name, &GatewayError::NotBound)
@@ -679,28 +616,5 @@ impl<'a> Session<'a> {
                 None
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn received_and_conflated_events_are_counted() {
-        let stats = Arc::new(GatewayStats::default());
-        let conn = ConnShared::new(1, Arc::clone(&stats));
-        let event = |version: &str| pb::StateUpdated {
-            session_id: "s".into(),
-            target: "s.voice".into(),
-            context: [("v".to_string(), version.to_string())].into(),
-            ..Default::default()
-        };
-        conn.update(|s| {
-            s.push_state(event("1"));
-            s.push_state(event("2"));
-        });
-        assert_eq!(stats.events_received.get(), 2);
-        assert_eq!(stats.events_conflated.get(), 1);
     }
 }

@@ -14,18 +14,27 @@
 //! - `protocol`: parsing client messages and the serde DTOs of everything sent.
 //! - `http`: the routes, `/mediabar/v1`, `/healthz`, `/readyz`, and the demo page at `/`.
 //! - [`DemoDirectory`]: the demo sessions the page lists, in demo mode only (`demo`).
-//! - `connection`: one WebSocket session, one task for both directions.
+//! - `connection`: one WebSocket session, one task for both directions, its lifecycle and
+//!   its requests.
+//! - `client`: what a connection's client has been told (binding, service availability,
+//!   outbound queue); applies upstream deliveries and renders them as MediaBar JSON.
+//! - `delivery`: the typed messages the upstream hands a connection.
+//! - `catalogue`: an `Attach` stream's capability catalogue, with each capability's JSON
+//!   rendered once.
 //! - `outbound`: a connection's queue, with state events conflated per target.
 //! - `upstream`: the `Attach` stream pool, the routing table, the Service Monitor, reconnect
-//!   and rebind.
+//!   and rebind; it renders no JSON.
 //! - `limits`: the per-connection request budget.
 //! - [`GatewayStats`]: the metrics (connections, bindings, upstream streams, events
 //!   received, sent and conflated, event-to-write latency), served on `/metrics`.
 //! - [`settings`]: the binary's settings (flags, `WFM_*` environment, TOML file) and their
 //!   validation.
 
+mod catalogue;
+mod client;
 mod config;
 mod connection;
+mod delivery;
 mod demo;
 pub mod errors;
 mod http;
@@ -45,9 +54,42 @@ pub use server::{ServeError, serve};
 pub use stats::GatewayStats;
 pub use wfm_telemetry::http::METRICS_PATH;
 
-/// The MediaBar JSON text of one `state.updated` event: the `resourceEvent` frame the
-/// gateway sends for it. Exposed for the encoding benchmarks (`wfm-bench`), not an API.
+/// Renders `state.updated` frames the way the gateway does, for the encoding benchmarks
+/// (`wfm-bench`); not an API.
 #[doc(hidden)]
-pub fn encode_state_event(event: &wfm_proto::v1::StateUpdated) -> String {
-    protocol::state_event(event)
+pub struct StateEventEncoder {
+    session: client::BoundSession,
+    catalogue: std::sync::Arc<catalogue::Catalogue>,
+}
+
+#[doc(hidden)]
+impl StateEventEncoder {
+    /// An encoder for the events of `session_id` on a stream that opened with `catalogue`.
+    pub fn new(session_id: &str, catalogue: wfm_proto::v1::Catalogue) -> Option<Self> {
+        Some(Self {
+            session: client::BoundSession {
+                id: session_id.to_string(),
+                event_prefix: protocol::state_event_prefix(session_id),
+            },
+            catalogue: std::sync::Arc::new(catalogue::Catalogue::from_wire(catalogue).ok()?),
+        })
+    }
+
+    /// The `resourceEvent` frame of one compact state, as the gateway writes it.
+    pub fn encode(&self, state: &wfm_proto::v1::CompactState) -> String {
+        let state = delivery::StateDelivery {
+            target: state.target.clone(),
+            context: state
+                .context
+                .iter()
+                .map(|e| (e.key.clone(), e.value.clone()))
+                .collect(),
+            defined: state.defined,
+            enabled: state.enabled,
+            catalogue: std::sync::Arc::clone(&self.catalogue),
+            trace: std::collections::HashMap::new(),
+            received: std::time::Instant::now(),
+        };
+        protocol::state_event(&self.session, &state)
+    }
 }

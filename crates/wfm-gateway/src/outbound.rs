@@ -12,12 +12,13 @@
 //! full state even if older states of the same targets still wait ahead of it.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Instant;
+use std::sync::Arc;
 
-use wfm_proto::v1 as pb;
+use crate::client::BoundSession;
+use crate::delivery::StateDelivery;
 
 /// One queued message.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub(crate) enum Item {
     /// A serialized control message.
     Control(String),
@@ -26,13 +27,13 @@ pub(crate) enum Item {
     State(Box<Queued>),
 }
 
-/// A waiting state event and when the gateway received it, for the write-latency metric.
-#[derive(Debug, Clone, PartialEq)]
+/// A waiting state event and the session it belongs to.
+#[derive(Debug)]
 pub(crate) struct Queued {
     /// The event.
-    pub(crate) event: pb::StateUpdated,
-    /// When it arrived from the manager.
-    pub(crate) received: Instant,
+    pub(crate) state: StateDelivery,
+    /// Its session, as the binding it arrived for had it.
+    pub(crate) session: Arc<BoundSession>,
 }
 
 /// The queue of one connection.
@@ -62,19 +63,19 @@ impl Outbound {
     /// Queues a state event, replacing the waiting state of its target if there is one
     /// after the last control message.
     /// Returns true when it replaced a waiting state (conflation).
-    pub(crate) fn push_state(&mut self, event: pb::StateUpdated, received: Instant) -> bool {
-        if let Some(&sequence) = self.latest.get(&event.target) {
+    pub(crate) fn push_state(&mut self, state: StateDelivery, session: Arc<BoundSession>) -> bool {
+        if let Some(&sequence) = self.latest.get(&state.target) {
             let index = usize::try_from(sequence - self.head).unwrap_or(usize::MAX);
-            if let Some(slot) = self.items.get_mut(index) {
-                *slot = Item::State(Box::new(Queued { event, received }));
+            if let Some(Item::State(slot)) = self.items.get_mut(index) {
+                **slot = Queued { state, session };
                 self.conflated += 1;
                 return true;
             }
         }
         let sequence = self.head + self.items.len() as u64;
-        self.latest.insert(event.target.clone(), sequence);
+        self.latest.insert(state.target.clone(), sequence);
         self.items
-            .push_back(Item::State(Box::new(Queued { event, received })));
+            .push_back(Item::State(Box::new(Queued { state, session })));
         false
     }
 
@@ -86,8 +87,8 @@ impl Outbound {
         match &item {
             Item::Control(_) => self.controls -= 1,
             Item::State(queued) => {
-                if self.latest.get(&queued.event.target) == Some(&sequence) {
-                    self.latest.remove(&queued.event.target);
+                if self.latest.get(&queued.state.target) == Some(&sequence) {
+                    self.latest.remove(&queued.state.target);
                 }
             }
         }
@@ -123,23 +124,48 @@ impl Outbound {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
-    use super::*;
+    use std::collections::HashMap;
+    use std::time::Instant;
 
-    fn state(target: &str, version: u32) -> pb::StateUpdated {
-        pb::StateUpdated {
-            session_id: "s".into(),
+    use wfm_proto::v1 as pb;
+
+    use super::*;
+    use crate::catalogue::Catalogue;
+
+    fn session() -> Arc<BoundSession> {
+        Arc::new(BoundSession {
+            id: "s".into(),
+            event_prefix: "".into(),
+        })
+    }
+
+    /// A state of `target`; `version` is carried in its enabled bits.
+    fn state(target: &str, version: u64) -> StateDelivery {
+        let catalogue = Catalogue::from_wire(pb::Catalogue {
+            wire_version: wfm_proto::ATTACH_WIRE_VERSION,
+            names: Vec::new(),
+        })
+        .unwrap();
+        StateDelivery {
             target: target.into(),
-            context: [("v".to_string(), version.to_string())].into(),
-            capabilities: Vec::new(),
-            trace_context: Default::default(),
+            context: Vec::new(),
+            defined: 0,
+            enabled: version,
+            catalogue: Arc::new(catalogue),
+            trace: HashMap::new(),
+            received: Instant::now(),
         }
+    }
+
+    fn push(queue: &mut Outbound, target: &str, version: u64) -> bool {
+        queue.push_state(state(target, version), session())
     }
 
     fn drain(queue: &mut Outbound) -> Vec<String> {
         std::iter::from_fn(|| queue.pop())
             .map(|item| match item {
                 Item::Control(text) => text,
-                Item::State(q) => format!("{}@{}", q.event.target, q.event.context["v"]),
+                Item::State(q) => format!("{}@{}", q.state.target, q.state.enabled),
             })
             .collect()
     }
@@ -147,11 +173,11 @@ mod tests {
     #[test]
     fn newer_states_replace_older_ones_in_first_arrival_order() {
         let mut queue = Outbound::default();
-        queue.push_state(state("a", 1), Instant::now());
-        queue.push_state(state("b", 1), Instant::now());
-        queue.push_state(state("a", 2), Instant::now());
-        queue.push_state(state("c", 1), Instant::now());
-        queue.push_state(state("b", 2), Instant::now());
+        push(&mut queue, "a", 1);
+        push(&mut queue, "b", 1);
+        assert!(push(&mut queue, "a", 2));
+        push(&mut queue, "c", 1);
+        push(&mut queue, "b", 2);
         assert_eq!(queue.len(), 3);
         assert_eq!(queue.conflated(), 2);
         assert_eq!(drain(&mut queue), ["a@2", "b@2", "c@1"]);
@@ -160,10 +186,10 @@ mod tests {
     #[test]
     fn control_messages_are_barriers_and_keep_their_order() {
         let mut queue = Outbound::default();
-        queue.push_state(state("a", 1), Instant::now());
+        push(&mut queue, "a", 1);
         queue.push_control("response".into());
-        queue.push_state(state("a", 2), Instant::now());
-        queue.push_state(state("a", 3), Instant::now());
+        push(&mut queue, "a", 2);
+        push(&mut queue, "a", 3);
         queue.push_control("event".into());
         assert_eq!(queue.controls(), 2);
         assert_eq!(drain(&mut queue), ["a@1", "response", "a@3", "event"]);
@@ -173,13 +199,10 @@ mod tests {
     #[test]
     fn a_sent_state_is_not_replaced_and_memory_is_bounded_by_targets() {
         let mut queue = Outbound::default();
-        queue.push_state(state("a", 1), Instant::now());
+        push(&mut queue, "a", 1);
         assert_eq!(drain(&mut queue), ["a@1"]);
         for version in 0..10_000 {
-            queue.push_state(
-                state(&format!("t{}", version % 20), version),
-                Instant::now(),
-            );
+            push(&mut queue, &format!("t{}", version % 20), version);
         }
         assert_eq!(queue.len(), 20);
         let drained = drain(&mut queue);

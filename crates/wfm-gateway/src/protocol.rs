@@ -5,8 +5,9 @@
 
 use serde::Serialize;
 use serde_json::{Map, Value};
-use wfm_proto::v1 as pb;
 
+use crate::client::BoundSession;
+use crate::delivery::{ServiceInfo, StateDelivery};
 use crate::errors::{GatewayError, MAX_REQUEST_ID_LEN, UnboundReason};
 
 /// The only service this gateway fronts, as named in `serviceId` and `serviceType`.
@@ -287,15 +288,6 @@ impl<'a> ResourceData<'a> {
     }
 }
 
-/// The spec's service-specific information of the workflow manager.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub(crate) struct ServiceInfo {
-    /// Vendor name.
-    pub(crate) vendor: String,
-    /// Current version.
-    pub(crate) version: String,
-}
-
 /// One entry of `getServices`.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -401,7 +393,7 @@ pub(crate) fn service_event(available: bool, info: Option<&ServiceInfo>) -> Stri
 /// Appends `value` as a JSON string. Strings with nothing to escape (every capability name,
 /// target and session id in practice) are copied as they are; the rest go through
 /// `serde_json`, so the output is byte for byte what `serde_json` would write.
-fn push_json_str(out: &mut String, value: &str) {
+pub(crate) fn push_json_str(out: &mut String, value: &str) {
     // No early exit, so that the scan vectorizes.
     let plain = value.bytes().fold(true, |plain, b| {
         plain & (b >= 0x20 && b != b'"' && b != b'\\')
@@ -415,42 +407,41 @@ fn push_json_str(out: &mut String, value: &str) {
     }
 }
 
-/// A `resourceEvent` wrapping the spec's `stateEvent`; `context` keys are sorted so that the
-/// same state always reads the same, and `data` keeps the manager's catalogue order.
+/// The start of every `resourceEvent` of one session, up to its target: rendered once
+/// per binding rather than once per event.
+pub(crate) fn state_event_prefix(session_id: &str) -> Box<str> {
+    let mut out = String::from(r#"{"messageType":"resourceEvent","serviceId":"#);
+    push_json_str(&mut out, WORKFLOW_MANAGER);
+    out.push_str(r#","resourceId":"#);
+    push_json_str(&mut out, session_id);
+    out.push_str(r#","event":{"messageType":"stateEvent","target":"#);
+    out.into_boxed_str()
+}
+
+/// A `resourceEvent` wrapping the spec's `stateEvent`; `context` keeps the manager's order,
+/// and `data` the catalogue's.
 ///
-/// Written directly rather than through serde DTOs: this runs once per event per client, and
-/// the direct writer costs a third of the instructions (one allocation of the right size, a
-/// vectorized escape check, no intermediate map or vector of DTOs). A test checks it against
-/// the serde rendering, escapes included.
-pub(crate) fn state_event(event: &pb::StateUpdated) -> String {
-    let mut context: Vec<(&str, &str)> = event
-        .context
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    // Map keys are unique, so this is the order of a `BTreeMap`.
-    context.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    let size = 160
-        + event.session_id.len()
-        + event.target.len()
-        + context
+/// Written directly rather than through serde DTOs: this runs once per event per client.
+/// It makes one allocation of the right size: the session's prefix and each capability's
+/// JSON were rendered before (per binding, and per stream's catalogue), and the escape
+/// check of the rest vectorizes. A test checks it against the serde rendering, escapes
+/// included.
+pub(crate) fn state_event(session: &BoundSession, state: &StateDelivery) -> String {
+    let catalogue = &state.catalogue;
+    let size = 48
+        + session.event_prefix.len()
+        + state.target.len()
+        + state
+            .context
             .iter()
             .map(|(k, v)| k.len() + v.len() + 6)
             .sum::<usize>()
-        + event
-            .capabilities
-            .iter()
-            .map(|c| c.name.len() + 30)
-            .sum::<usize>();
+        + catalogue.entries_len(state.defined);
     let mut out = String::with_capacity(size);
-    out.push_str(r#"{"messageType":"resourceEvent","serviceId":"#);
-    push_json_str(&mut out, WORKFLOW_MANAGER);
-    out.push_str(r#","resourceId":"#);
-    push_json_str(&mut out, &event.session_id);
-    out.push_str(r#","event":{"messageType":"stateEvent","target":"#);
-    push_json_str(&mut out, &event.target);
+    out.push_str(&session.event_prefix);
+    push_json_str(&mut out, &state.target);
     out.push_str(r#","name":"state.updated","context":{"#);
-    for (index, (key, value)) in context.iter().enumerate() {
+    for (index, (key, value)) in state.context.iter().enumerate() {
         if index > 0 {
             out.push(',');
         }
@@ -459,17 +450,11 @@ pub(crate) fn state_event(event: &pb::StateUpdated) -> String {
         push_json_str(&mut out, value);
     }
     out.push_str(r#"},"data":["#);
-    for (index, capability) in event.capabilities.iter().enumerate() {
+    for (index, entry) in catalogue.entries(state.defined, state.enabled).enumerate() {
         if index > 0 {
             out.push(',');
         }
-        out.push_str(r#"{"name":"#);
-        push_json_str(&mut out, &capability.name);
-        out.push_str(if capability.enabled {
-            r#","type":"enabled"}"#
-        } else {
-            r#","type":"disabled"}"#
-        });
+        out.push_str(entry);
     }
     out.push_str("]}}");
     out
@@ -478,7 +463,7 @@ pub(crate) fn state_event(event: &pb::StateUpdated) -> String {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
-    use std::collections::BTreeMap;
+    use crate::catalogue::Catalogue;
 
     use super::*;
 
@@ -569,7 +554,14 @@ mod tests {
     }
 
     /// The serde rendering `state_event` must match byte for byte.
-    fn state_event_by_serde(event: &pb::StateUpdated) -> String {
+    fn state_event_by_serde(session_id: &str, names: &[String], state: &StateDelivery) -> String {
+        /// The context in its own order, as a JSON object.
+        struct Ordered<'a>(&'a [(String, String)]);
+        impl Serialize for Ordered<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+            }
+        }
         #[derive(Serialize)]
         struct Capability<'a> {
             name: &'a str,
@@ -582,7 +574,7 @@ mod tests {
             message_type: &'static str,
             target: &'a str,
             name: &'static str,
-            context: BTreeMap<&'a str, &'a str>,
+            context: Ordered<'a>,
             data: Vec<Capability<'a>>,
         }
         #[derive(Serialize)]
@@ -596,26 +588,55 @@ mod tests {
         to_json(&ResourceEvent {
             message_type: "resourceEvent",
             service_id: WORKFLOW_MANAGER,
-            resource_id: &event.session_id,
+            resource_id: session_id,
             event: StateEvent {
                 message_type: "stateEvent",
-                target: &event.target,
+                target: &state.target,
                 name: "state.updated",
-                context: event
-                    .context
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str()))
-                    .collect(),
-                data: event
-                    .capabilities
-                    .iter()
-                    .map(|c| Capability {
-                        name: &c.name,
-                        kind: if c.enabled { "enabled" } else { "disabled" },
+                context: Ordered(&state.context),
+                data: (0..names.len())
+                    .filter(|bit| state.defined & (1 << bit) != 0)
+                    .map(|bit| Capability {
+                        name: &names[bit],
+                        kind: if state.enabled & (1 << bit) != 0 {
+                            "enabled"
+                        } else {
+                            "disabled"
+                        },
                     })
                     .collect(),
             },
         })
+    }
+
+    fn delivery(
+        names: &[String],
+        target: String,
+        context: Vec<(String, String)>,
+        defined: u64,
+        enabled: u64,
+    ) -> StateDelivery {
+        let catalogue = Catalogue::from_wire(wfm_proto::v1::Catalogue {
+            wire_version: wfm_proto::ATTACH_WIRE_VERSION,
+            names: names.to_vec(),
+        })
+        .unwrap();
+        StateDelivery {
+            target,
+            context,
+            defined,
+            enabled,
+            catalogue: std::sync::Arc::new(catalogue),
+            trace: Default::default(),
+            received: std::time::Instant::now(),
+        }
+    }
+
+    fn session(id: &str) -> BoundSession {
+        BoundSession {
+            id: id.to_string(),
+            event_prefix: state_event_prefix(id),
+        }
     }
 
     #[test]
@@ -631,52 +652,51 @@ mod tests {
             "</script>",
         ];
         for (i, text) in awkward.iter().enumerate() {
-            let event = pb::StateUpdated {
-                session_id: format!("s{text}"),
-                target: format!("{text}.voice"),
-                context: [
+            let names: Vec<String> = (0..=i).map(|n| format!("interaction.{text}{n}")).collect();
+            let state = delivery(
+                &names,
+                format!("{text}.voice"),
+                vec![
                     ("media".to_string(), text.to_string()),
                     (format!("k{text}"), "v".to_string()),
                     ("a".to_string(), String::new()),
-                ]
-                .into(),
-                capabilities: (0..=i)
-                    .map(|n| pb::Capability {
-                        name: format!("interaction.{text}{n}"),
-                        enabled: n % 2 == 0,
-                    })
-                    .collect(),
-                ..Default::default()
-            };
-            let direct = state_event(&event);
-            assert_eq!(direct, state_event_by_serde(&event), "for {text:?}");
+                ],
+                // Every other capability defined, every third of those enabled.
+                0x5555_5555_5555_5555,
+                0x1111_1111_1111_1111,
+            );
+            let session_id = format!("s{text}");
+            let direct = state_event(&session(&session_id), &state);
+            assert_eq!(
+                direct,
+                state_event_by_serde(&session_id, &names, &state),
+                "for {text:?}"
+            );
             serde_json::from_str::<Value>(&direct).expect("valid JSON");
         }
-        let empty = pb::StateUpdated::default();
-        assert_eq!(state_event(&empty), state_event_by_serde(&empty));
+        let empty = delivery(&[], String::new(), Vec::new(), 0, 0);
+        assert_eq!(
+            state_event(&session(""), &empty),
+            state_event_by_serde("", &[], &empty)
+        );
     }
 
     #[test]
-    fn a_state_event_wraps_the_spec_event_exactly() {
-        let event = pb::StateUpdated {
-            session_id: "s1".into(),
-            target: "s1.voice".into(),
-            context: [("media".to_string(), "voice".to_string())].into(),
-            capabilities: vec![
-                pb::Capability {
-                    name: "channel.ready".into(),
-                    enabled: true,
-                },
-                pb::Capability {
-                    name: "channel.dial".into(),
-                    enabled: false,
-                },
+    fn a_state_event_wraps_the_spec_event_exactly_with_the_context_in_order() {
+        let names = vec!["channel.ready".to_string(), "channel.dial".to_string()];
+        let state = delivery(
+            &names,
+            "s1.voice".into(),
+            vec![
+                ("media".to_string(), "voice".to_string()),
+                ("state".to_string(), "ready".to_string()),
             ],
-            trace_context: Default::default(),
-        };
+            0b11,
+            0b01,
+        );
         assert_eq!(
-            state_event(&event),
-            r#"{"messageType":"resourceEvent","serviceId":"WorkflowManager","resourceId":"s1","event":{"messageType":"stateEvent","target":"s1.voice","name":"state.updated","context":{"media":"voice"},"data":[{"name":"channel.ready","type":"enabled"},{"name":"channel.dial","type":"disabled"}]}}"#
+            state_event(&session("s1"), &state),
+            r#"{"messageType":"resourceEvent","serviceId":"WorkflowManager","resourceId":"s1","event":{"messageType":"stateEvent","target":"s1.voice","name":"state.updated","context":{"media":"voice","state":"ready"},"data":[{"name":"channel.ready","type":"enabled"},{"name":"channel.dial","type":"disabled"}]}}"#
         );
     }
 }

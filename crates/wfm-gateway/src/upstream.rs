@@ -2,24 +2,37 @@
 //! over one gRPC channel, the routing table from binding ids to client connections, the
 //! Service Monitor, and the rebinding of every session after a reconnect.
 //!
+//! Each stream opens with the manager's capability catalogue, against which its state
+//! events carry their capabilities as bits; a stream whose catalogue is missing or of
+//! another wire version is refused with the reason logged.
+//!
+//! This side decides what happened to a binding or to the manager, and tells the
+//! connection through a typed [`Delivery`]; only the connection side renders MediaBar JSON
+//! and changes what its client was told.
+//!
 //! Every binding has a gateway-wide id, so a binding keeps its id when it moves to another
 //! stream after a loss. A stream that ends (manager restart, network loss) turns its
 //! bindings into *lost* bindings and tells their clients `service.unavailable`; once any
 //! stream is connected again the rebinder binds each lost session anew (`takeover=false`),
 //! and its client gets `service.available` followed by the full state the manager sends.
 //!
-//! Locks: the routing table is taken before a connection's lock, never after, and no lock is
-//! held across an `.await`.
+//! Queues: each stream's commands to the manager wait in a channel of
+//! [`COMMAND_QUEUE`]; a bind that finds it full fails with `serviceUnavailable`, an unbind
+//! is kept and retried by the rebinder. Events from the manager are handed to the
+//! connections as they arrive, where they are conflated per target.
+//!
+//! Locks: the routing table is taken before a connection's lock, which is a leaf lock; no
+//! lock is held across an `.await`.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
-use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::transport::{Channel, Endpoint};
@@ -31,10 +44,14 @@ use wfm_proto::v1 as pb;
 use wfm_proto::v1::attach_response::Kind;
 use wfm_proto::v1::workflow_manager_client::WorkflowManagerClient;
 
+use crate::catalogue::{Catalogue, CatalogueError};
+use crate::client::ClientShared;
 use crate::config::GatewayConfig;
-use crate::connection::{Binding, ConnShared};
+use crate::delivery::{Availability, Delivery, ServiceInfo, StateDelivery};
 use crate::errors::{GatewayError, UnboundReason};
-use crate::protocol::{self, ResourceData, ServiceInfo};
+
+/// Commands that may wait for one `Attach` stream to the manager.
+pub(crate) const COMMAND_QUEUE: usize = 1024;
 
 /// The gRPC service name the manager reports in `grpc.health.v1`.
 const HEALTH_SERVICE: &str = "wfm.v1.WorkflowManager";
@@ -68,19 +85,27 @@ enum Phase {
 }
 
 struct Route {
-    conn: Arc<ConnShared>,
+    conn: Arc<ClientShared>,
     reference: String,
     /// The stream the binding lives (or lived) on.
     stream: usize,
     phase: Phase,
 }
 
+/// One connected `Attach` stream.
+struct Stream {
+    commands: mpsc::Sender<pb::AttachRequest>,
+    catalogue: Arc<Catalogue>,
+}
+
 #[derive(Default)]
 struct Table {
     routes: HashMap<u64, Route>,
     lost: HashSet<u64>,
-    /// The command sender of each connected stream.
-    streams: Vec<Option<mpsc::UnboundedSender<pb::AttachRequest>>>,
+    /// Each connected stream.
+    streams: Vec<Option<Stream>>,
+    /// Unbinds that found their stream's command queue full: (stream, binding id).
+    unsent_unbinds: Vec<(usize, u64)>,
 }
 
 /// Shared by every connection of a gateway.
@@ -89,7 +114,7 @@ pub(crate) struct Upstream {
     channel: Channel,
     table: Mutex<Table>,
     /// Every open connection, for Service Monitor broadcasts.
-    connections: Mutex<HashMap<u64, Arc<ConnShared>>>,
+    connections: Mutex<HashMap<u64, Arc<ClientShared>>>,
     info: RwLock<Option<ServiceInfo>>,
     connected: AtomicUsize,
     rebind_wake: Notify,
@@ -125,7 +150,7 @@ impl Upstream {
             .keep_alive_while_idle(true)
             .connect_lazy();
         let table = Table {
-            streams: vec![None; config.upstream_streams],
+            streams: (0..config.upstream_streams).map(|_| None).collect(),
             ..Table::default()
         };
         Ok(Arc::new(Self {
@@ -167,12 +192,19 @@ impl Upstream {
         lock(&self.table)
     }
 
+    fn availability(&self) -> Availability {
+        let (info, available) = self.service();
+        Availability { available, info }
+    }
+
     /// Adds a connection to the Service Monitor's audience.
-    pub(crate) fn register(&self, conn: &Arc<ConnShared>) {
+    pub(crate) fn register(&self, conn: &Arc<ClientShared>) {
         let mut connections = lock(&self.connections);
         // Under the broadcast lock, so that the connection starts from the state that the
         // next broadcast compares against.
-        conn.update(|s| s.service_available = self.is_ready());
+        conn.deliver(Delivery::Assume {
+            available: self.is_ready(),
+        });
         connections.insert(conn.id, Arc::clone(conn));
     }
 
@@ -181,27 +213,34 @@ impl Upstream {
         lock(&self.connections).remove(&id);
     }
 
-    /// Sends a client's bind to the manager. The answer arrives on the connection's queue,
-    /// and its binding state is `Binding` until then.
+    /// A new gateway-wide binding id, which the connection records before it binds, so
+    /// that the manager's answer always finds it waiting.
+    pub(crate) fn next_binding_id(&self) -> u64 {
+        self.next_binding.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Sends a client's bind to the manager; the answer arrives as a
+    /// [`Delivery::BindResult`].
     pub(crate) fn bind(
         &self,
-        conn: &Arc<ConnShared>,
-        request_id: &str,
+        conn: &Arc<ClientShared>,
+        binding_id: u64,
         reference: String,
         takeover: bool,
-    ) -> Result<u64, GatewayError> {
+    ) -> Result<(), GatewayError> {
         let mut table = self.table();
         let Table {
             routes, streams, ..
         } = &mut *table;
-        let binding_id = self.next_binding.fetch_add(1, Ordering::Relaxed);
         let count = streams.len();
         let start = usize::try_from(binding_id).unwrap_or(0);
-        let (stream, tx) = (0..count)
+        let (stream, connected) = (0..count)
             .map(|k| (start + k) % count)
-            .find_map(|i| streams[i].as_ref().map(|tx| (i, tx)))
+            .find_map(|i| streams[i].as_ref().map(|s| (i, s)))
             .ok_or(GatewayError::ServiceUnavailable)?;
-        tx.send(bind_command(binding_id, &reference, takeover))
+        connected
+            .commands
+            .try_send(bind_command(binding_id, &reference, takeover))
             .map_err(|_| GatewayError::ServiceUnavailable)?;
         routes.insert(
             binding_id,
@@ -212,13 +251,7 @@ impl Upstream {
                 phase: Phase::Binding,
             },
         );
-        conn.update(|s| {
-            s.set_binding(Binding::Pending {
-                binding_id,
-                request_id: request_id.to_string(),
-            });
-        });
-        Ok(binding_id)
+        Ok(())
     }
 
     /// Whether `candidate` is the reference binding `binding_id` was made with.
@@ -236,10 +269,8 @@ impl Upstream {
             return false;
         };
         table.lost.remove(&binding_id);
-        if !matches!(route.phase, Phase::Lost { .. })
-            && let Some(tx) = &table.streams[route.stream]
-        {
-            let _ = tx.send(unbind_command(binding_id));
+        if !matches!(route.phase, Phase::Lost { .. }) {
+            send_unbind(&mut table, route.stream, binding_id);
         }
         true
     }
@@ -254,17 +285,19 @@ impl Upstream {
             return;
         }
         if let Some(route) = table.routes.remove(&binding_id) {
-            if let Some(tx) = &table.streams[route.stream] {
-                let _ = tx.send(unbind_command(binding_id));
-            }
-            fail_bind(&route.conn, binding_id, &GatewayError::UpstreamTimeout);
+            send_unbind(&mut table, route.stream, binding_id);
+            fail_bind(&route.conn, binding_id, GatewayError::UpstreamTimeout);
         }
     }
 
     async fn run_stream(self: Arc<Self>, index: usize, stop: CancellationToken) {
-        let mut delay = self.config.reconnect_initial;
-        let jitter = RandomState::new();
-        let mut attempt: u64 = 0;
+        // Exponential with jitter, so that gateways do not reconnect in lockstep.
+        let policy = ExponentialBuilder::default()
+            .with_min_delay(self.config.reconnect_initial)
+            .with_max_delay(self.config.reconnect_max)
+            .with_jitter()
+            .without_max_times();
+        let mut backoff = policy.build();
         loop {
             let opened = tokio::select! {
                 () = stop.cancelled() => return,
@@ -273,7 +306,7 @@ impl Upstream {
             match opened {
                 Ok(Ok(mut inbound)) => {
                     tracing::info!(stream = index, "attach stream connected");
-                    delay = self.config.reconnect_initial;
+                    backoff = policy.build();
                     loop {
                         let message = tokio::select! {
                             () = stop.cancelled() => return,
@@ -296,29 +329,25 @@ impl Upstream {
                     }
                     self.stream_down(index);
                 }
-                Ok(Err(status)) => {
+                Ok(Err(OpenError::Status(status))) => {
                     tracing::debug!(stream = index, %status, "cannot open attach stream");
+                }
+                Ok(Err(OpenError::Catalogue(error))) => {
+                    tracing::error!(stream = index, %error, "attach stream refused");
                 }
                 Err(_) => tracing::debug!(stream = index, "opening attach stream timed out"),
             }
-            // Full jitter in [delay/2, delay], so that gateways do not reconnect in lockstep.
-            attempt += 1;
-            let spread = delay.as_millis().max(1) as u64 / 2;
-            let pause = delay
-                .saturating_sub(Duration::from_millis(spread))
-                .saturating_add(Duration::from_millis(
-                    jitter.hash_one((index, attempt)) % (spread + 1),
-                ));
+            let pause = backoff.next().unwrap_or(self.config.reconnect_max);
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(pause) => {}
             }
-            delay = (delay * 2).min(self.config.reconnect_max);
         }
     }
 
-    /// Checks health, refreshes the service information and opens one `Attach` stream.
-    async fn open(&self, index: usize) -> Result<Streaming<pb::AttachResponse>, Status> {
+    /// Checks health, refreshes the service information, opens one `Attach` stream and
+    /// reads its catalogue.
+    async fn open(&self, index: usize) -> Result<Streaming<pb::AttachResponse>, OpenError> {
         let health = HealthClient::new(self.channel.clone())
             .check(HealthCheckRequest {
                 service: HEALTH_SERVICE.to_string(),
@@ -326,7 +355,7 @@ impl Upstream {
             .await?
             .into_inner();
         if health.status() != ServingStatus::Serving {
-            return Err(Status::unavailable("workflow manager is not serving"));
+            return Err(Status::unavailable("workflow manager is not serving").into());
         }
         let mut client = WorkflowManagerClient::new(self.channel.clone());
         let info = client
@@ -337,19 +366,34 @@ impl Upstream {
             vendor: info.vendor,
             version: info.version,
         });
-        let (tx, rx) = mpsc::unbounded_channel();
-        let inbound = client
-            .attach(UnboundedReceiverStream::new(rx))
-            .await?
-            .into_inner();
-        self.stream_up(index, tx);
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let mut request = tonic::Request::new(ReceiverStream::new(rx));
+        request.metadata_mut().insert(
+            wfm_proto::ATTACH_WIRE_HEADER,
+            wfm_proto::ATTACH_WIRE_VERSION.into(),
+        );
+        let mut inbound = client.attach(request).await?.into_inner();
+        let catalogue = match inbound.message().await? {
+            Some(pb::AttachResponse {
+                kind: Some(Kind::Catalogue(catalogue)),
+                ..
+            }) => Catalogue::from_wire(catalogue)?,
+            _ => return Err(CatalogueError::Missing.into()),
+        };
+        self.stream_up(
+            index,
+            Stream {
+                commands: tx,
+                catalogue: Arc::new(catalogue),
+            },
+        );
         Ok(inbound)
     }
 
-    fn stream_up(&self, index: usize, tx: mpsc::UnboundedSender<pb::AttachRequest>) {
+    fn stream_up(&self, index: usize, stream: Stream) {
         let first = {
             let mut table = self.table();
-            table.streams[index] = Some(tx);
+            table.streams[index] = Some(stream);
             let before = self.connected.fetch_add(1, Ordering::SeqCst);
             self.config.stats.upstream_streams.set(before as i64 + 1);
             before == 0
@@ -369,6 +413,8 @@ impl Upstream {
                 && self.connected.fetch_sub(1, Ordering::SeqCst) == 1;
             let connected = self.connected.load(Ordering::SeqCst);
             self.config.stats.upstream_streams.set(connected as i64);
+            // The manager releases a lost stream's bindings itself.
+            table.unsent_unbinds.retain(|(stream, _)| *stream != index);
             let ids: Vec<u64> = table
                 .routes
                 .iter()
@@ -388,7 +434,7 @@ impl Upstream {
     }
 
     /// A binding's stream is gone: a pending client bind fails, anything bound waits for
-    /// the rebinder, and the client hears `service.unavailable`.
+    /// the rebinder, and the client hears the manager is unavailable.
     fn lose(
         &self,
         table: &mut Table,
@@ -403,7 +449,7 @@ impl Upstream {
         let grace_until = match route.phase {
             Phase::Binding => {
                 if let Some(route) = table.routes.remove(&id) {
-                    fail_bind(&route.conn, id, &error);
+                    fail_bind(&route.conn, id, error);
                 }
                 return;
             }
@@ -415,27 +461,25 @@ impl Upstream {
             retry_at: retry_at.max(now),
             grace_until,
         };
-        route.conn.update(|s| {
-            if s.service_available {
-                s.service_available = false;
-                s.push_control(protocol::service_event(false, None));
-            }
+        route.conn.deliver(Delivery::Service {
+            binding_id: Some(id),
+            now: Availability {
+                available: false,
+                info: None,
+            },
         });
         table.lost.insert(id);
     }
 
-    /// Tells every connection that is not bound whether the manager is reachable; bound
-    /// ones hear it with their binding's loss and rebind.
+    /// Tells every connection whether the manager is reachable; bound ones ignore it, as
+    /// they hear it with their binding's loss and rebind.
     fn broadcast(&self) {
         let connections = lock(&self.connections);
-        let available = self.is_ready();
-        let (info, _) = self.service();
+        let now = self.availability();
         for conn in connections.values() {
-            conn.update(|s| {
-                if !matches!(s.binding, Binding::Bound { .. }) && s.service_available != available {
-                    s.service_available = available;
-                    s.push_control(protocol::service_event(available, info.as_ref()));
-                }
+            conn.deliver(Delivery::Service {
+                binding_id: None,
+                now: now.clone(),
             });
         }
     }
@@ -446,7 +490,8 @@ impl Upstream {
         };
         let id = message.binding_id;
         let now = Instant::now();
-        let mut table = self.table();
+        let mut guard = self.table();
+        let table = &mut *guard;
         let Some(route) = table.routes.get_mut(&id) else {
             // A binding the client has already released; the manager's answer is moot.
             return;
@@ -455,32 +500,39 @@ impl Upstream {
             return;
         }
         match (kind, route.phase) {
+            (Kind::State(state), Phase::Bound) => {
+                let Some(stream) = &table.streams[index] else {
+                    return;
+                };
+                let state = StateDelivery {
+                    target: state.target,
+                    context: state
+                        .context
+                        .into_iter()
+                        .map(|e| (e.key, e.value))
+                        .collect(),
+                    defined: state.defined,
+                    enabled: state.enabled,
+                    catalogue: Arc::clone(&stream.catalogue),
+                    trace: state.trace_context,
+                    received: std::time::Instant::now(),
+                };
+                route.conn.deliver(Delivery::State {
+                    binding_id: id,
+                    state,
+                });
+            }
             (Kind::BindResult(result), Phase::Binding) => {
                 if result.code == Code::Ok as i32 {
                     route.phase = Phase::Bound;
-                    route.conn.update(|s| {
-                        if let Binding::Pending {
-                            binding_id,
-                            request_id,
-                        } = &s.binding
-                            && *binding_id == id
-                        {
-                            let response = protocol::success(
-                                request_id,
-                                "bindResource",
-                                &ResourceData::session(&result.session_id),
-                            );
-                            s.push_control(response);
-                            s.set_binding(Binding::Bound {
-                                binding_id: id,
-                                session_id: result.session_id,
-                            });
-                        }
+                    route.conn.deliver(Delivery::BindResult {
+                        binding_id: id,
+                        result: Ok(result.session_id),
                     });
                 } else if let Some(route) = table.routes.remove(&id) {
                     tracing::debug!(binding_id = id, code = result.code, message = %result.message, "bind refused");
                     let error = GatewayError::from_bind_code(Code::from_i32(result.code));
-                    fail_bind(&route.conn, id, &error);
+                    fail_bind(&route.conn, id, error);
                 }
             }
             (Kind::BindResult(result), Phase::Rebinding { grace_until }) => {
@@ -489,12 +541,9 @@ impl Upstream {
                     Code::Ok => {
                         tracing::info!(binding_id = id, session_id = %result.session_id, "session rebound");
                         route.phase = Phase::Bound;
-                        let (info, _) = self.service();
-                        route.conn.update(|s| {
-                            if !s.service_available {
-                                s.service_available = true;
-                                s.push_control(protocol::service_event(true, info.as_ref()));
-                            }
+                        route.conn.deliver(Delivery::Service {
+                            binding_id: Some(id),
+                            now: self.availability(),
                         });
                     }
                     Code::NotFound => {
@@ -509,7 +558,7 @@ impl Upstream {
                             table.lost.insert(id);
                             self.rebind_wake.notify_one();
                         } else {
-                            self.end(&mut table, id, UnboundReason::SessionEnded);
+                            self.end(table, id, UnboundReason::SessionEnded);
                         }
                     }
                     Code::Unavailable => {
@@ -522,16 +571,9 @@ impl Upstream {
                     }
                     _ => {
                         tracing::info!(binding_id = id, ?code, message = %result.message, "rebind refused");
-                        self.end(&mut table, id, UnboundReason::from_rebind_code(code));
+                        self.end(table, id, UnboundReason::from_rebind_code(code));
                     }
                 }
-            }
-            (Kind::StateUpdated(event), Phase::Bound) => {
-                route.conn.update(|s| {
-                    if s.binding.id() == Some(id) {
-                        s.push_state(event);
-                    }
-                });
             }
             (Kind::Unbound(unbound), Phase::Bound | Phase::Binding) => {
                 match (
@@ -542,16 +584,10 @@ impl Upstream {
                         // The manager is restarting: keep the client bound and rebind once a
                         // new manager answers; retry no sooner, since this one refuses binds.
                         let retry_at = now + self.config.rebind_retry;
-                        self.lose(
-                            &mut table,
-                            id,
-                            now,
-                            retry_at,
-                            GatewayError::ServiceUnavailable,
-                        );
+                        self.lose(table, id, now, retry_at, GatewayError::ServiceUnavailable);
                         self.rebind_wake.notify_one();
                     }
-                    (_, Some(reason)) => self.end(&mut table, id, reason),
+                    (_, Some(reason)) => self.end(table, id, reason),
                     (_, None) => {}
                 }
             }
@@ -565,26 +601,10 @@ impl Upstream {
         let Some(route) = table.routes.remove(&id) else {
             return;
         };
-        let available = self.is_ready();
-        let (info, _) = self.service();
-        route.conn.update(|s| {
-            let Binding::Bound {
-                binding_id,
-                session_id,
-            } = &s.binding
-            else {
-                return;
-            };
-            if *binding_id != id {
-                return;
-            }
-            s.push_control(protocol::resource_unbound(session_id, reason));
-            s.set_binding(Binding::Unbound);
-            // Unbound now, the client follows the Service Monitor like any other.
-            if s.service_available != available {
-                s.service_available = available;
-                s.push_control(protocol::service_event(available, info.as_ref()));
-            }
+        route.conn.deliver(Delivery::Unbound {
+            binding_id: id,
+            reason,
+            now: self.availability(),
         });
     }
 
@@ -605,22 +625,27 @@ impl Upstream {
         }
     }
 
-    /// Rebinds the lost bindings that are due; returns when the next one will be.
+    /// Retries unsent unbinds and rebinds the lost bindings that are due; returns when
+    /// the next one will be.
     fn sweep(&self) -> Option<Instant> {
         let now = Instant::now();
         let mut table = self.table();
+        for (stream, id) in std::mem::take(&mut table.unsent_unbinds) {
+            send_unbind(&mut table, stream, id);
+        }
         let Table {
             routes,
             lost,
             streams,
+            unsent_unbinds,
         } = &mut *table;
+        let mut next = (!unsent_unbinds.is_empty()).then(|| now + self.config.rebind_retry);
         let connected: Vec<usize> = (0..streams.len())
             .filter(|&i| streams[i].is_some())
             .collect();
         if connected.is_empty() || lost.is_empty() {
-            return None;
+            return next;
         }
-        let mut next: Option<Instant> = None;
         let mut expired = Vec::new();
         let ids: Vec<u64> = lost.iter().copied().collect();
         for id in ids {
@@ -650,9 +675,11 @@ impl Upstream {
                 continue;
             }
             let stream = connected[usize::try_from(id).unwrap_or(0) % connected.len()];
-            let sent = streams[stream]
-                .as_ref()
-                .is_some_and(|tx| tx.send(bind_command(id, &route.reference, false)).is_ok());
+            let sent = streams[stream].as_ref().is_some_and(|s| {
+                s.commands
+                    .try_send(bind_command(id, &route.reference, false))
+                    .is_ok()
+            });
             if sent {
                 route.stream = stream;
                 route.phase = Phase::Rebinding { grace_until };
@@ -673,18 +700,34 @@ impl Upstream {
     }
 }
 
-/// Answers a client's pending bind with `error` and leaves the connection unbound.
-fn fail_bind(conn: &ConnShared, id: u64, error: &GatewayError) {
-    conn.update(|s| {
-        if let Binding::Pending {
-            binding_id,
-            request_id,
-        } = &s.binding
-            && *binding_id == id
-        {
-            let response = protocol::failure(request_id, "bindResource", error);
-            s.push_control(response);
-            s.set_binding(Binding::Unbound);
-        }
+/// Why an `Attach` stream could not be opened.
+#[derive(Debug, thiserror::Error)]
+enum OpenError {
+    /// A call failed.
+    #[error(transparent)]
+    Status(#[from] Status),
+    /// The manager's catalogue is missing or unusable.
+    #[error(transparent)]
+    Catalogue(#[from] CatalogueError),
+}
+
+/// Releases a binding on the manager, or keeps the unbind for the rebinder to retry when
+/// the stream's command queue is full.
+fn send_unbind(table: &mut Table, stream: usize, binding_id: u64) {
+    let Some(connected) = &table.streams[stream] else {
+        return;
+    };
+    if let Err(mpsc::error::TrySendError::Full(_)) =
+        connected.commands.try_send(unbind_command(binding_id))
+    {
+        table.unsent_unbinds.push((stream, binding_id));
+    }
+}
+
+/// Answers a client's pending bind with `error`.
+fn fail_bind(conn: &ClientShared, binding_id: u64, error: GatewayError) {
+    conn.deliver(Delivery::BindResult {
+        binding_id,
+        result: Err(error),
     });
 }

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use wfm_engine::{
-    AgentState, Capability, ChannelUpdate, CtiUpdate, Direction, Id, InteractionChange, InteractionState,
-    Media, Pending, Recording, SessionState, StateEvent,
+    AgentState, Capability, ChannelUpdate, CtiUpdate, Direction, Id, InteractionChange,
+    InteractionState, Media, Pending, Recording, SessionState, StateEvent,
 };
 use wfm_proto::v1 as pb;
 

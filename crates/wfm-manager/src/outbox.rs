@@ -283,7 +283,6 @@ impl Receiver {
             None
         }
     }
-
 }
 
 impl Drop for Receiver {

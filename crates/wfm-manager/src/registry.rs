@@ -69,12 +69,19 @@ impl Entry {
         let count = events.len() as u64;
         let mut events = events.into_iter();
         while let Some(event) = events.next() {
-            if let Err(dropped) = binder.sink.tx.state(binder.sink.binding_id, event, trace.cloned())
+            if let Err(dropped) =
+                binder
+                    .sink
+                    .tx
+                    .state(binder.sink.binding_id, event, trace.cloned())
             {
                 // Every target the binder may know of: those in view now, and those this
                 // update just took away.
-                let mut seen: Vec<StateEvent> =
-                    session.full_view().iter().map(StateEvent::final_event).collect();
+                let mut seen: Vec<StateEvent> = session
+                    .full_view()
+                    .iter()
+                    .map(StateEvent::final_event)
+                    .collect();
                 let taken: Vec<StateEvent> = std::iter::once(dropped)
                     .chain(events)
                     .filter(|e| e.gone && !seen.iter().any(|s| s.target == e.target))

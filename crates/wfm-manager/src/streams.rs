@@ -40,7 +40,12 @@ pub(crate) struct BindingStream {
 
 impl BindingStream {
     /// Streams what the registry queues for `bound` into `rx`; `open` counts the stream.
-    pub(crate) fn new(rx: Receiver, registry: Arc<Registry>, bound: Bound, open: GaugeGuard) -> Self {
+    pub(crate) fn new(
+        rx: Receiver,
+        registry: Arc<Registry>,
+        bound: Bound,
+        open: GaugeGuard,
+    ) -> Self {
         Self {
             rx,
             registry,

@@ -39,7 +39,7 @@ fn nth_update(k: u64) -> pb::cti_update::Kind {
         2 => changed(&call(k - 1), I::Connected),
         3 => changed(&call(k - 2), I::Held),
         4 => changed(&call(k - 3), I::Ended),
-        _ if (k / 5) % 2 == 0 => agent(A::Ready),
+        _ if (k / 5).is_multiple_of(2) => agent(A::Ready),
         _ => agent(A::NotReady),
     }
 }
@@ -144,7 +144,10 @@ async fn a_stalled_gateway_leaves_memory_bounded_and_then_gets_every_final_state
         async move {
             for k in 1..=UPDATES_PER_SESSION {
                 for session in &sessions {
-                    updates.send(update(session, k, nth_update(k))).await.unwrap();
+                    updates
+                        .send(update(session, k, nth_update(k)))
+                        .await
+                        .unwrap();
                 }
             }
         }
@@ -153,7 +156,10 @@ async fn a_stalled_gateway_leaves_memory_bounded_and_then_gets_every_final_state
     for _ in 0..total {
         let response = next(&mut acks).await.expect("push stream ended");
         assert!(
-            matches!(response.result, Some(pb::push_updates_response::Result::Ack(_))),
+            matches!(
+                response.result,
+                Some(pb::push_updates_response::Result::Ack(_))
+            ),
             "{response:?}"
         );
     }
@@ -177,7 +183,10 @@ async fn a_stalled_gateway_leaves_memory_bounded_and_then_gets_every_final_state
             }
             Err(_) => break,
         }
-        assert!(tokio::time::Instant::now() < deadline, "the stream never went quiet");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stream never went quiet"
+        );
     }
     let mut differing = HashMap::new();
     for (index, session) in sessions.iter().enumerate() {

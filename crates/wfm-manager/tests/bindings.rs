@@ -456,12 +456,15 @@ async fn an_attach_stream_of_another_wire_version_is_refused_with_the_versions_n
     );
 
     let (_commands, rx) = tokio::sync::mpsc::unbounded_channel::<pb::AttachRequest>();
-    let mut request =
-        tonic::Request::new(tokio_stream::wrappers::UnboundedReceiverStream::new(rx));
+    let mut request = tonic::Request::new(tokio_stream::wrappers::UnboundedReceiverStream::new(rx));
     request
         .metadata_mut()
         .insert(wfm_proto::ATTACH_WIRE_HEADER, "3".parse().unwrap());
     let status = client.attach(request).await.unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition);
-    assert!(status.message().contains(r#"sent version "3""#), "{}", status.message());
+    assert!(
+        status.message().contains(r#"sent version "3""#),
+        "{}",
+        status.message()
+    );
 }

@@ -165,8 +165,7 @@ pub struct Attach {
 /// Opens an `Attach` stream as a gateway does, and reads its catalogue.
 pub async fn attach(client: &mut Client) -> Attach {
     let (commands, rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut request =
-        tonic::Request::new(tokio_stream::wrappers::UnboundedReceiverStream::new(rx));
+    let mut request = tonic::Request::new(tokio_stream::wrappers::UnboundedReceiverStream::new(rx));
     request.metadata_mut().insert(
         wfm_proto::ATTACH_WIRE_HEADER,
         wfm_proto::ATTACH_WIRE_VERSION.into(),
