@@ -25,11 +25,11 @@ use wfm_proto::v1 as pb;
 
 use wfm_telemetry::{KeyValue, SpanKind};
 
-use crate::config::GatewayConfig;
 use crate::errors::{CloseReason, GatewayError, UnboundReason};
 use crate::limits::RequestLimiter;
 use crate::outbound::{Item, Outbound};
 use crate::protocol::{self, Request, ResourceData};
+use crate::settings::GatewayConfig;
 use crate::stats::GatewayStats;
 use crate::upstream::{Upstream, unix_now};
 

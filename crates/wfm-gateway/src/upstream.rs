@@ -31,10 +31,10 @@ use wfm_proto::v1 as pb;
 use wfm_proto::v1::attach_response::Kind;
 use wfm_proto::v1::workflow_manager_client::WorkflowManagerClient;
 
-use crate::config::GatewayConfig;
 use crate::connection::{Binding, ConnShared};
 use crate::errors::{GatewayError, UnboundReason};
 use crate::protocol::{self, ResourceData, ServiceInfo};
+use crate::settings::GatewayConfig;
 
 /// The gRPC service name the manager reports in `grpc.health.v1`.
 const HEALTH_SERVICE: &str = "wfm.v1.WorkflowManager";
