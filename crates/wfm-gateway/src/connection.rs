@@ -25,11 +25,11 @@ use tokio_util::sync::CancellationToken;
 use wfm_telemetry::{KeyValue, SpanKind};
 
 use crate::client::{Binding, ClientShared};
-use crate::config::GatewayConfig;
 use crate::errors::{CloseReason, GatewayError, UnboundReason};
-use crate::limits::TokenBucket;
+use crate::limits::RequestLimiter;
 use crate::outbound::Item;
 use crate::protocol::{self, Request, ResourceData};
+use crate::settings::GatewayConfig;
 use crate::upstream::{Upstream, unix_now};
 
 /// What the gateway's connections share.
@@ -156,7 +156,7 @@ impl Lifecycle {
 struct Session<'a> {
     hub: &'a Hub,
     conn: Arc<ClientShared>,
-    bucket: TokenBucket,
+    bucket: RequestLimiter,
     next_ping: Instant,
     /// When the unanswered ping became due.
     awaiting_pong: Option<Instant>,
@@ -174,7 +174,7 @@ impl<'a> Session<'a> {
         Self {
             hub,
             conn,
-            bucket: TokenBucket::new(config.request_burst, config.request_rate, now),
+            bucket: RequestLimiter::new(config.request_burst, config.request_rate),
             next_ping: now + config.ping_interval,
             awaiting_pong: None,
             ping_due: false,
@@ -472,14 +472,14 @@ impl<'a> Session<'a> {
             Message::Text(text) => {
                 self.last_request = now;
                 if text.len() > self.config().max_message_size {
-                    self.refuse_large(now);
+                    self.refuse_large();
                 } else {
                     self.on_text(text.as_str(), now);
                 }
             }
             Message::Binary(data) => {
                 self.last_request = now;
-                let error = if !self.bucket.try_take(now) {
+                let error = if !self.bucket.try_take() {
                     self.rate_limited()
                 } else if data.len() > self.config().max_message_size {
                     GatewayError::MessageTooLarge(self.config().max_message_size)
@@ -501,8 +501,8 @@ impl<'a> Session<'a> {
     }
 
     /// A message over the soft limit is not even parsed.
-    fn refuse_large(&mut self, now: Instant) {
-        let error = if self.bucket.try_take(now) {
+    fn refuse_large(&mut self) {
+        let error = if self.bucket.try_take() {
             GatewayError::MessageTooLarge(self.config().max_message_size)
         } else {
             self.rate_limited()
@@ -520,7 +520,7 @@ impl<'a> Session<'a> {
 
     fn on_text(&mut self, text: &str, now: Instant) {
         let parsed = protocol::parse(text);
-        if !self.bucket.try_take(now) {
+        if !self.bucket.try_take() {
             let error = self.rate_limited();
             let reply = match &parsed {
                 Ok(envelope) => protocol::failure(&envelope.request_id, &envelope.name, &error),

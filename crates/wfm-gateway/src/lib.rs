@@ -8,7 +8,7 @@
 //!
 //! # Layout
 //! - [`serve`]: the server and its graceful shutdown (`server`).
-//! - [`GatewayConfig`]: its settings and their defaults (`config`).
+//! - [`GatewayConfig`]: what `serve` runs with, its defaults and its checks ([`settings`]).
 //! - [`errors`]: every error and its MediaBar code, close codes and unbound reasons, in one
 //!   table each.
 //! - `protocol`: parsing client messages and the serde DTOs of everything sent.
@@ -27,12 +27,11 @@
 //! - `limits`: the per-connection request budget.
 //! - [`GatewayStats`]: the metrics (connections, bindings, upstream streams, events
 //!   received, sent and conflated, event-to-write latency), served on `/metrics`.
-//! - [`settings`]: the binary's settings (flags, `WFM_*` environment, TOML file) and their
-//!   validation.
+//! - [`settings`]: every setting defined once: flag, `WFM_*` environment variable and TOML
+//!   key, default, and check.
 
 mod catalogue;
 mod client;
-mod config;
 mod connection;
 mod delivery;
 mod demo;
@@ -46,13 +45,14 @@ pub mod settings;
 mod stats;
 mod upstream;
 
-pub use config::{ConfigError, GatewayConfig};
 pub use demo::{DemoDirectory, DemoSession};
 pub use http::{HEALTHZ_PATH, MEDIABAR_PATH, READYZ_PATH};
 pub use protocol::WORKFLOW_MANAGER;
 pub use server::{ServeError, serve};
+pub use settings::GatewayConfig;
 pub use stats::GatewayStats;
 pub use wfm_telemetry::http::METRICS_PATH;
+pub use wfm_telemetry::settings::SettingsError;
 
 /// Renders `state.updated` frames the way the gateway does, for the encoding benchmarks
 /// (`wfm-bench`); not an API.

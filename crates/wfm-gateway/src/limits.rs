@@ -1,38 +1,36 @@
-//! The per-connection request budget: a token bucket.
+//! The per-connection request budget: a `governor` rate limiter, one per connection.
 
-use tokio::time::Instant;
+use std::num::NonZeroU32;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 
 /// Allows `burst` requests at once and `rate` per second sustained.
-#[derive(Debug, Clone)]
-pub(crate) struct TokenBucket {
-    tokens: f32,
-    burst: f32,
-    rate: f32,
-    last: Instant,
+#[derive(Debug)]
+pub(crate) struct RequestLimiter<C: Clock = DefaultClock>(
+    RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<C::Instant>>,
+);
+
+impl RequestLimiter {
+    /// A limiter with its whole burst available.
+    pub(crate) fn new(burst: u32, rate: u32) -> Self {
+        Self::with_clock(burst, rate, DefaultClock::default())
+    }
 }
 
-impl TokenBucket {
-    /// A full bucket.
-    pub(crate) fn new(burst: u32, rate: u32, now: Instant) -> Self {
-        Self {
-            tokens: burst as f32,
-            burst: burst as f32,
-            rate: rate as f32,
-            last: now,
-        }
+impl<C: Clock> RequestLimiter<C> {
+    fn with_clock(burst: u32, rate: u32, clock: C) -> Self {
+        // The settings are validated to be at least 1; zero would mean one, not none.
+        let at_least_one = |n| NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::per_second(at_least_one(rate)).allow_burst(at_least_one(burst));
+        Self(RateLimiter::direct_with_clock(quota, clock))
     }
 
-    /// Spends one token if there is one.
-    pub(crate) fn try_take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f32();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+    /// Spends one request of the budget if there is one.
+    pub(crate) fn try_take(&self) -> bool {
+        self.0.check().is_ok()
     }
 }
 
@@ -40,18 +38,27 @@ impl TokenBucket {
 mod tests {
     use std::time::Duration;
 
+    use governor::clock::FakeRelativeClock;
+
     use super::*;
 
     #[test]
     fn a_burst_then_the_sustained_rate() {
-        let start = Instant::now();
-        let mut bucket = TokenBucket::new(3, 2, start);
-        assert!((0..3).all(|_| bucket.try_take(start)));
-        assert!(!bucket.try_take(start));
-        let later = start + Duration::from_millis(500);
-        assert!(bucket.try_take(later));
-        assert!(!bucket.try_take(later));
-        let much_later = later + Duration::from_secs(60);
-        assert_eq!((0..10).filter(|_| bucket.try_take(much_later)).count(), 3);
+        let clock = FakeRelativeClock::default();
+        let limiter = RequestLimiter::with_clock(3, 2, clock.clone());
+        assert!((0..3).all(|_| limiter.try_take()));
+        assert!(!limiter.try_take());
+        clock.advance(Duration::from_millis(500));
+        assert!(limiter.try_take());
+        assert!(!limiter.try_take());
+        clock.advance(Duration::from_secs(60));
+        assert_eq!((0..10).filter(|_| limiter.try_take()).count(), 3);
+    }
+
+    #[test]
+    fn a_limiter_costs_an_idle_connection_a_few_bytes() {
+        // The gateway's goal is at most 16 KiB per idle connection, and the limiter lives
+        // inline in each connection's state.
+        assert!(std::mem::size_of::<RequestLimiter>() <= 64);
     }
 }

@@ -6,10 +6,11 @@ use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use wfm_telemetry::settings::SettingsError;
 
-use crate::config::{ConfigError, GatewayConfig};
 use crate::connection::Hub;
 use crate::http;
+use crate::settings::GatewayConfig;
 use crate::upstream::Upstream;
 
 /// Why the gateway could not start or stopped with an error.
@@ -17,7 +18,7 @@ use crate::upstream::Upstream;
 pub enum ServeError {
     /// A setting cannot work.
     #[error(transparent)]
-    Config(#[from] ConfigError),
+    Config(#[from] SettingsError),
     /// The manager URL is not a valid endpoint.
     #[error("invalid manager url: {0}")]
     ManagerUrl(#[from] tonic::transport::Error),

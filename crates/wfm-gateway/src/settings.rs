@@ -1,6 +1,8 @@
-//! The binary's settings: every one is a flag, a `WFM_*` environment variable and a key of
-//! the optional TOML file given by `--config`, in that order of precedence over the
-//! built-in default. `docs/configuration.md` lists them, and a test keeps it in step.
+//! The gateway's settings, each defined once: the binary's flag, `WFM_*` environment
+//! variable and key of the optional TOML file given by `--config` (in that order of
+//! precedence over the built-in default) in [`Settings`], its default in [`default`], and
+//! its check in [`GatewayConfig::validate`], which every caller of `serve` goes through.
+//! `docs/configuration.md` lists them, and a test keeps it in step.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,10 +11,11 @@ use std::time::Duration;
 
 use clap::{CommandFactory as _, Parser};
 use wfm_reference::{MIN_KEY_LEN, SigningKey};
-use wfm_telemetry::settings::{InvalidSetting, at_least, describe, secret};
+use wfm_telemetry::settings::{SettingsError, at_least, secret};
 use wfm_telemetry::{TelemetryArgs, Tracer};
 
-use crate::{GatewayConfig, GatewayStats};
+use crate::demo::DemoDirectory;
+use crate::stats::GatewayStats;
 
 /// The binary's name, as the Dockerfile, compose file and manifests run it.
 pub const BINARY: &str = "wfm-gateway";
@@ -20,6 +23,38 @@ pub const BINARY: &str = "wfm-gateway";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// The default workflow manager endpoint.
 pub const DEFAULT_MANAGER_URL: &str = "http://127.0.0.1:50051";
+
+/// The default of each setting, shared by the flags and [`GatewayConfig::new`].
+pub mod default {
+    /// `upstream_streams`.
+    pub const UPSTREAM_STREAMS: u64 = 2;
+    /// `reconnect_max_ms`.
+    pub const RECONNECT_MAX_MS: u64 = 5_000;
+    /// `rebind_grace_secs`.
+    pub const REBIND_GRACE_SECS: u64 = 30;
+    /// `ping_interval_secs`.
+    pub const PING_INTERVAL_SECS: u64 = 20;
+    /// `pong_timeout_secs`.
+    pub const PONG_TIMEOUT_SECS: u64 = 20;
+    /// `idle_timeout_secs`.
+    pub const IDLE_TIMEOUT_SECS: u64 = 300;
+    /// `max_message_bytes`.
+    pub const MAX_MESSAGE_BYTES: u64 = 16 * 1024;
+    /// `max_frame_bytes`.
+    pub const MAX_FRAME_BYTES: u64 = 64 * 1024;
+    /// `read_buffer_bytes`.
+    pub const READ_BUFFER_BYTES: u64 = 2 * 1024;
+    /// `request_rate`.
+    pub const REQUEST_RATE: u64 = 10;
+    /// `request_burst`.
+    pub const REQUEST_BURST: u64 = 20;
+    /// `max_connections`.
+    pub const MAX_CONNECTIONS: u64 = 100_000;
+    /// `drain_delay_ms`.
+    pub const DRAIN_DELAY_MS: u64 = 0;
+    /// `shutdown_grace_secs`.
+    pub const SHUTDOWN_GRACE_SECS: u64 = 10;
+}
 
 /// The edge gateway: MediaBar WebSocket clients in, the workflow manager's Attach stream out.
 #[derive(Debug, Clone, Parser)]
@@ -49,68 +84,229 @@ pub struct Settings {
     #[arg(long, env = "WFM_SIGNING_KEY_FILE")]
     pub signing_key_file: Option<PathBuf>,
     /// Multiplexed Attach streams to the manager.
-    #[arg(long, env = "WFM_GATEWAY_UPSTREAM_STREAMS", default_value_t = 2, value_parser = at_least::<1>)]
+    #[arg(long, env = "WFM_GATEWAY_UPSTREAM_STREAMS", default_value_t = default::UPSTREAM_STREAMS)]
     pub upstream_streams: u64,
     /// Longest delay between reconnect attempts, in milliseconds.
-    #[arg(long, env = "WFM_GATEWAY_RECONNECT_MAX_MS", default_value_t = 5_000, value_parser = at_least::<100>)]
+    #[arg(long, env = "WFM_GATEWAY_RECONNECT_MAX_MS", default_value_t = default::RECONNECT_MAX_MS)]
     pub reconnect_max_ms: u64,
     /// How long a rebind refused with "session not found" is retried after a reconnect, in seconds.
-    #[arg(long, env = "WFM_GATEWAY_REBIND_GRACE_SECS", default_value_t = 30)]
+    #[arg(long, env = "WFM_GATEWAY_REBIND_GRACE_SECS", default_value_t = default::REBIND_GRACE_SECS)]
     pub rebind_grace_secs: u64,
     /// Interval of WebSocket pings, in seconds.
-    #[arg(long, env = "WFM_GATEWAY_PING_INTERVAL_SECS", default_value_t = 20, value_parser = at_least::<1>)]
+    #[arg(long, env = "WFM_GATEWAY_PING_INTERVAL_SECS", default_value_t = default::PING_INTERVAL_SECS)]
     pub ping_interval_secs: u64,
     /// How long a ping may go unanswered before the client is dropped, in seconds.
-    #[arg(long, env = "WFM_GATEWAY_PONG_TIMEOUT_SECS", default_value_t = 20, value_parser = at_least::<1>)]
+    #[arg(long, env = "WFM_GATEWAY_PONG_TIMEOUT_SECS", default_value_t = default::PONG_TIMEOUT_SECS)]
     pub pong_timeout_secs: u64,
     /// How long an unbound connection may stay silent, in seconds.
-    #[arg(long, env = "WFM_GATEWAY_IDLE_TIMEOUT_SECS", default_value_t = 300, value_parser = at_least::<1>)]
+    #[arg(long, env = "WFM_GATEWAY_IDLE_TIMEOUT_SECS", default_value_t = default::IDLE_TIMEOUT_SECS)]
     pub idle_timeout_secs: u64,
     /// Largest accepted client message, in bytes.
-    #[arg(long, env = "WFM_GATEWAY_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024, value_parser = at_least::<1024>)]
+    #[arg(long, env = "WFM_GATEWAY_MAX_MESSAGE_BYTES", default_value_t = default::MAX_MESSAGE_BYTES)]
     pub max_message_bytes: u64,
     /// Hard limit of a client frame, in bytes; larger frames close the connection (1009).
     /// At least `max_message_bytes`.
-    #[arg(long, env = "WFM_GATEWAY_MAX_FRAME_BYTES", default_value_t = 64 * 1024, value_parser = at_least::<1024>)]
+    #[arg(long, env = "WFM_GATEWAY_MAX_FRAME_BYTES", default_value_t = default::MAX_FRAME_BYTES)]
     pub max_frame_bytes: u64,
     /// Per-connection WebSocket read buffer, in bytes.
-    #[arg(long, env = "WFM_GATEWAY_READ_BUFFER_BYTES", default_value_t = 2 * 1024, value_parser = at_least::<256>)]
+    #[arg(long, env = "WFM_GATEWAY_READ_BUFFER_BYTES", default_value_t = default::READ_BUFFER_BYTES)]
     pub read_buffer_bytes: u64,
     /// Sustained requests per second per connection.
-    #[arg(long, env = "WFM_GATEWAY_REQUEST_RATE", default_value_t = 10, value_parser = at_least::<1>)]
+    #[arg(long, env = "WFM_GATEWAY_REQUEST_RATE", default_value_t = default::REQUEST_RATE)]
     pub request_rate: u64,
     /// Requests per connection in a burst.
-    #[arg(long, env = "WFM_GATEWAY_REQUEST_BURST", default_value_t = 20, value_parser = at_least::<1>)]
+    #[arg(long, env = "WFM_GATEWAY_REQUEST_BURST", default_value_t = default::REQUEST_BURST)]
     pub request_burst: u64,
     /// Most concurrent WebSocket connections.
-    #[arg(long, env = "WFM_GATEWAY_MAX_CONNECTIONS", default_value_t = 100_000, value_parser = at_least::<1>)]
+    #[arg(long, env = "WFM_GATEWAY_MAX_CONNECTIONS", default_value_t = default::MAX_CONNECTIONS)]
     pub max_connections: u64,
     /// Allowed Origin headers, comma-separated; empty allows any.
     #[arg(long, env = "WFM_GATEWAY_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
     /// On SIGTERM, how long `/readyz` answers 503 before clients are told and closed, in
     /// milliseconds, so that load balancers stop sending new clients first.
-    #[arg(long, env = "WFM_GATEWAY_DRAIN_DELAY_MS", default_value_t = 0)]
+    #[arg(long, env = "WFM_GATEWAY_DRAIN_DELAY_MS", default_value_t = default::DRAIN_DELAY_MS)]
     pub drain_delay_ms: u64,
     /// On SIGTERM, the most the whole shutdown may take, in seconds; the process exits
     /// then whatever is left.
-    #[arg(long, env = "WFM_GATEWAY_SHUTDOWN_GRACE_SECS", default_value_t = 10, value_parser = at_least::<1>)]
+    #[arg(long, env = "WFM_GATEWAY_SHUTDOWN_GRACE_SECS", default_value_t = default::SHUTDOWN_GRACE_SECS, value_parser = at_least::<1>)]
     pub shutdown_grace_secs: u64,
     /// Logs and OpenTelemetry.
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
 }
 
-fn invalid(id: &str, value: String, allowed: impl Into<String>) -> InvalidSetting {
-    InvalidSetting {
-        setting: describe(&Settings::command(), id),
-        value,
-        allowed: allowed.into(),
-    }
+/// Everything `serve` needs besides its listener.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// The workflow manager's gRPC endpoint, e.g. `http://127.0.0.1:50051`.
+    pub manager_url: String,
+    /// Verifies session resource references before any bind reaches the manager.
+    pub signing_key: SigningKey,
+    /// Number of multiplexed `Attach` streams shared by all WebSocket connections.
+    pub upstream_streams: usize,
+    /// First delay before reconnecting to the manager; doubles on each failure.
+    pub reconnect_initial: Duration,
+    /// Cap of the reconnect delay.
+    pub reconnect_max: Duration,
+    /// HTTP/2 keep-alive ping interval towards the manager, so a silent network loss is
+    /// noticed within this plus [`Self::upstream_keepalive_timeout`].
+    pub upstream_keepalive: Duration,
+    /// How long an HTTP/2 keep-alive ping may go unanswered.
+    pub upstream_keepalive_timeout: Duration,
+    /// After a reconnect, how long a rebind refused with "session not found" is retried:
+    /// the Interaction Processor needs a moment to recreate its sessions on a restarted
+    /// manager.
+    pub rebind_grace: Duration,
+    /// Delay between rebind attempts within [`Self::rebind_grace`].
+    pub rebind_retry: Duration,
+    /// How long a bind may wait for the manager's answer.
+    pub request_timeout: Duration,
+    /// Interval of WebSocket pings to each client.
+    pub ping_interval: Duration,
+    /// How long a client may leave a ping unanswered before it is dropped and its binding
+    /// released.
+    pub pong_timeout: Duration,
+    /// An unbound connection that sends no request for this long is closed (1008).
+    pub idle_timeout: Duration,
+    /// Largest accepted client message, in bytes; a larger one (up to
+    /// [`Self::max_frame_size`]) is refused with `messageTooLarge` and the connection stays
+    /// open.
+    pub max_message_size: usize,
+    /// Hard limit of a client frame or message, in bytes: the most a connection ever
+    /// buffers. A larger frame is refused and the connection closed with 1009.
+    pub max_frame_size: usize,
+    /// Per-connection WebSocket read buffer, allocated up front: the main term of the
+    /// memory an idle connection costs.
+    pub read_buffer_size: usize,
+    /// Bytes buffered before a write reaches the socket; 0 writes every frame through, so
+    /// that no write buffer grows on idle connections.
+    pub write_buffer_size: usize,
+    /// Sustained client requests per second per connection.
+    pub request_rate: u32,
+    /// Requests a connection may send in a burst.
+    pub request_burst: u32,
+    /// Replies and notices a client may leave unread before the gateway stops reading its
+    /// requests; past four times this the connection is closed as too slow (1008).
+    pub max_pending_replies: usize,
+    /// Most concurrent WebSocket connections; more are refused with HTTP 503.
+    pub max_connections: usize,
+    /// Allowed `Origin` headers; empty allows any origin.
+    pub allowed_origins: Vec<String>,
+    /// How long shutdown waits for clients to acknowledge the close frame.
+    pub shutdown_grace: Duration,
+    /// On shutdown, how long `/readyz` answers 503 before clients are told and closed, so
+    /// that load balancers stop sending new clients first.
+    pub drain_delay: Duration,
+    /// Metrics, served on `/metrics`.
+    pub stats: Arc<GatewayStats>,
+    /// Traces each state event's socket write as part of its CTI update's trace.
+    pub tracer: Tracer,
+    /// Demo mode: the sessions the demo page offers. `None` in every real deployment.
+    pub demo: Option<DemoDirectory>,
 }
 
 fn saturate<T: TryFrom<u64> + Copy>(value: u64, max: T) -> T {
     T::try_from(value).unwrap_or(max)
+}
+
+/// Fails with `setting` = `value` and what is allowed unless `ok`.
+fn check(
+    ok: bool,
+    setting: &str,
+    value: impl ToString,
+    allowed: impl Into<String>,
+) -> Result<(), SettingsError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(SettingsError::invalid(setting, value, allowed))
+    }
+}
+
+impl GatewayConfig {
+    /// Defaults around the manager's address and the references' signing key.
+    pub fn new(manager_url: impl Into<String>, signing_key: SigningKey) -> Self {
+        Self {
+            manager_url: manager_url.into(),
+            signing_key,
+            upstream_streams: saturate(default::UPSTREAM_STREAMS, usize::MAX),
+            reconnect_initial: Duration::from_millis(100),
+            reconnect_max: Duration::from_millis(default::RECONNECT_MAX_MS),
+            upstream_keepalive: Duration::from_secs(10),
+            upstream_keepalive_timeout: Duration::from_secs(5),
+            rebind_grace: Duration::from_secs(default::REBIND_GRACE_SECS),
+            rebind_retry: Duration::from_millis(500),
+            request_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(default::PING_INTERVAL_SECS),
+            pong_timeout: Duration::from_secs(default::PONG_TIMEOUT_SECS),
+            idle_timeout: Duration::from_secs(default::IDLE_TIMEOUT_SECS),
+            max_message_size: saturate(default::MAX_MESSAGE_BYTES, usize::MAX),
+            max_frame_size: saturate(default::MAX_FRAME_BYTES, usize::MAX),
+            read_buffer_size: saturate(default::READ_BUFFER_BYTES, usize::MAX),
+            write_buffer_size: 0,
+            request_rate: saturate(default::REQUEST_RATE, u32::MAX),
+            request_burst: saturate(default::REQUEST_BURST, u32::MAX),
+            max_pending_replies: 32,
+            max_connections: saturate(default::MAX_CONNECTIONS, usize::MAX),
+            allowed_origins: Vec::new(),
+            shutdown_grace: Duration::from_secs(5),
+            drain_delay: Duration::from_millis(default::DRAIN_DELAY_MS),
+            stats: Arc::default(),
+            tracer: Tracer::disabled(),
+            demo: None,
+        }
+    }
+
+    /// Refuses settings that cannot work, naming each by its setting's id and in its units.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let url = &self.manager_url;
+        check(
+            url.starts_with("http://") || url.starts_with("https://"),
+            "manager_url",
+            url,
+            "an http:// or https:// URL, e.g. http://wfm-manager:50051",
+        )?;
+        let at_least = |value: u64, min: u64, setting: &str| {
+            check(
+                value >= min,
+                setting,
+                value,
+                format!("must be at least {min}"),
+            )
+        };
+        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        at_least(count(self.upstream_streams), 1, "upstream_streams")?;
+        check(
+            !self.reconnect_initial.is_zero() && self.reconnect_initial <= self.reconnect_max,
+            "reconnect_max_ms",
+            millis(self.reconnect_max),
+            format!(
+                "at least the first reconnect delay ({} ms)",
+                millis(self.reconnect_initial)
+            ),
+        )?;
+        // Tests and embedders use fractions of a second; the flags give whole seconds.
+        let positive = |d: Duration, setting: &str| {
+            check(!d.is_zero(), setting, d.as_secs(), "must be at least 1")
+        };
+        positive(self.ping_interval, "ping_interval_secs")?;
+        positive(self.pong_timeout, "pong_timeout_secs")?;
+        positive(self.idle_timeout, "idle_timeout_secs")?;
+        at_least(count(self.max_message_size), 1024, "max_message_bytes")?;
+        check(
+            self.max_frame_size >= self.max_message_size,
+            "max_frame_bytes",
+            self.max_frame_size,
+            format!("at least max_message_bytes ({})", self.max_message_size),
+        )?;
+        at_least(count(self.read_buffer_size), 256, "read_buffer_bytes")?;
+        at_least(u64::from(self.request_rate), 1, "request_rate")?;
+        at_least(u64::from(self.request_burst), 1, "request_burst")?;
+        at_least(count(self.max_pending_replies), 1, "max_pending_replies")?;
+        at_least(count(self.max_connections), 1, "max_connections")
+    }
 }
 
 impl Settings {
@@ -120,56 +316,51 @@ impl Settings {
     }
 
     /// The signing key from the flag or the key file; the gateway cannot run without it.
-    fn signing_key(&self) -> Result<SigningKey, InvalidSetting> {
+    fn signing_key(&self) -> Result<SigningKey, SettingsError> {
         let given = secret(
             &Settings::command(),
             ("signing_key", self.signing_key.as_deref()),
             ("signing_key_file", self.signing_key_file.as_deref()),
         )?;
         let Some((id, bytes)) = given else {
-            return Err(invalid(
+            return Err(SettingsError::invalid(
                 "signing_key",
-                String::new(),
+                "",
                 "required: the manager's signing key, or --signing-key-file",
             ));
         };
         SigningKey::from_bytes(&bytes).map_err(|_| {
             let value = format!("<{} bytes, redacted>", bytes.len());
-            invalid(id, value, format!("at least {MIN_KEY_LEN} bytes"))
+            SettingsError::invalid(id, value, format!("at least {MIN_KEY_LEN} bytes"))
         })
     }
 
-    /// Validates the settings and builds the gateway's config around `stats` and `tracer`.
+    /// Validates the settings and builds the gateway's config around `stats` and `tracer`;
+    /// an error names the setting in all its forms.
     pub fn into_config(
         self,
         stats: Arc<GatewayStats>,
         tracer: Tracer,
-    ) -> Result<GatewayConfig, InvalidSetting> {
+    ) -> Result<GatewayConfig, SettingsError> {
+        self.config(stats, tracer)
+            .map_err(|error| error.described(&Settings::command()))
+    }
+
+    fn config(
+        self,
+        stats: Arc<GatewayStats>,
+        tracer: Tracer,
+    ) -> Result<GatewayConfig, SettingsError> {
         let signing_key = self.signing_key()?;
-        if !(self.manager_url.starts_with("http://") || self.manager_url.starts_with("https://")) {
-            return Err(invalid(
-                "manager_url",
-                self.manager_url,
-                "an http:// or https:// URL, e.g. http://wfm-manager:50051",
-            ));
-        }
-        if self.max_frame_bytes < self.max_message_bytes {
-            return Err(invalid(
-                "max_frame_bytes",
-                self.max_frame_bytes.to_string(),
-                format!("at least max_message_bytes ({})", self.max_message_bytes),
-            ));
-        }
-        if self.drain_delay_ms >= self.shutdown_grace_secs.saturating_mul(1000) {
-            return Err(invalid(
-                "drain_delay_ms",
-                self.drain_delay_ms.to_string(),
-                format!(
-                    "less than the shutdown grace ({} s)",
-                    self.shutdown_grace_secs
-                ),
-            ));
-        }
+        check(
+            self.drain_delay_ms < self.shutdown_grace_secs.saturating_mul(1000),
+            "drain_delay_ms",
+            self.drain_delay_ms,
+            format!(
+                "less than the shutdown grace ({} s)",
+                self.shutdown_grace_secs
+            ),
+        )?;
         let mut config = GatewayConfig::new(self.manager_url, signing_key);
         config.upstream_streams = saturate(self.upstream_streams, usize::MAX);
         config.reconnect_max = Duration::from_millis(self.reconnect_max_ms);
@@ -196,10 +387,79 @@ impl Settings {
         config.shutdown_grace = config.shutdown_grace.min(left / 2);
         config.stats = stats;
         config.tracer = tracer;
-        // The library's own check, for anything the flags above could still combine badly.
-        config
-            .validate()
-            .map_err(|error| invalid(error.setting, String::new(), error.problem.to_string()))?;
+        config.validate()?;
         Ok(config)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn key() -> SigningKey {
+        SigningKey::from_bytes(&[1; 32]).unwrap()
+    }
+
+    #[test]
+    fn the_flags_defaults_are_the_configs_defaults_and_valid() {
+        let settings =
+            Settings::try_parse_from([BINARY, "--signing-key", "k".repeat(32).as_str()]).unwrap();
+        let from_flags = settings
+            .into_config(Arc::default(), Tracer::disabled())
+            .unwrap();
+        let built = GatewayConfig::new(DEFAULT_MANAGER_URL, key());
+        assert_eq!(built.validate().map_err(|e| e.to_string()), Ok(()));
+        assert_eq!(
+            (
+                from_flags.upstream_streams,
+                from_flags.ping_interval,
+                from_flags.max_message_size
+            ),
+            (
+                built.upstream_streams,
+                built.ping_interval,
+                built.max_message_size
+            )
+        );
+        assert_eq!(
+            (
+                from_flags.request_rate,
+                from_flags.request_burst,
+                from_flags.max_connections
+            ),
+            (
+                built.request_rate,
+                built.request_burst,
+                built.max_connections
+            )
+        );
+    }
+
+    #[test]
+    fn a_bad_value_names_its_setting_value_and_what_is_allowed() {
+        let mut config = GatewayConfig::new(DEFAULT_MANAGER_URL, key());
+        config.upstream_streams = 0;
+        assert_eq!(
+            config.validate().map_err(|e| e.to_string()),
+            Err("invalid setting upstream_streams = \"0\": must be at least 1".to_string())
+        );
+        let settings = Settings::try_parse_from([
+            BINARY,
+            "--signing-key",
+            "k".repeat(32).as_str(),
+            "--request-burst",
+            "0",
+        ])
+        .unwrap();
+        let error = settings
+            .into_config(Arc::default(), Tracer::disabled())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "invalid setting --request-burst (WFM_GATEWAY_REQUEST_BURST, `request_burst` in the \
+             config file) = \"0\": must be at least 1"
+        );
     }
 }

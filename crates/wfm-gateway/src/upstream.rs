@@ -46,9 +46,9 @@ use wfm_proto::v1::workflow_manager_client::WorkflowManagerClient;
 
 use crate::catalogue::{Catalogue, CatalogueError};
 use crate::client::ClientShared;
-use crate::config::GatewayConfig;
 use crate::delivery::{Availability, Delivery, ServiceInfo, StateDelivery};
 use crate::errors::{GatewayError, UnboundReason};
+use crate::settings::GatewayConfig;
 
 /// Commands that may wait for one `Attach` stream to the manager.
 pub(crate) const COMMAND_QUEUE: usize = 1024;

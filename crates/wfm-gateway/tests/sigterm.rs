@@ -131,3 +131,42 @@ fn a_bad_setting_stops_the_process_with_one_line_naming_it() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_flag_beats_the_environment_which_beats_the_config_file() {
+    let config = std::env::temp_dir().join(format!("wfm-gw-layers-{}.toml", std::process::id()));
+    std::fs::write(&config, "max_message_bytes = 100\n").unwrap();
+    // Each layer gives a value too small, so the error says which layer won.
+    let run = |env: Option<&str>, flag: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wfm-gateway"));
+        command
+            .arg("--config")
+            .arg(&config)
+            .env("WFM_SIGNING_KEY", std::str::from_utf8(KEY).unwrap())
+            .env_remove("WFM_GATEWAY_MAX_MESSAGE_BYTES");
+        if let Some(value) = env {
+            command.env("WFM_GATEWAY_MAX_MESSAGE_BYTES", value);
+        }
+        if let Some(value) = flag {
+            command.args(["--max-message-bytes", value]);
+        }
+        let output = command.output().unwrap();
+        assert_eq!(output.status.code(), Some(2));
+        String::from_utf8_lossy(&output.stderr)
+            .trim_end()
+            .to_string()
+    };
+    let expected = |value: &str| {
+        format!(
+            "error: invalid setting --max-message-bytes (WFM_GATEWAY_MAX_MESSAGE_BYTES, \
+             `max_message_bytes` in the config file) = \"{value}\": must be at least 1024"
+        )
+    };
+    let from_file = run(None, None);
+    let from_env = run(Some("200"), None);
+    let from_flag = run(Some("200"), Some("300"));
+    let _ = std::fs::remove_file(&config);
+    assert_eq!(from_file, expected("100"));
+    assert_eq!(from_env, expected("200"));
+    assert_eq!(from_flag, expected("300"));
+}

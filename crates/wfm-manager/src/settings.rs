@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{CommandFactory as _, Parser};
 use wfm_profiles::ProfileSet;
 use wfm_reference::{MIN_KEY_LEN, SigningKey};
-use wfm_telemetry::settings::{InvalidSetting, at_least, describe, secret};
+use wfm_telemetry::settings::{SettingsError, at_least, secret};
 use wfm_telemetry::{TelemetryArgs, Tracer};
 
 use crate::{ManagerConfig, ManagerStats};
@@ -73,28 +73,6 @@ pub struct Settings {
     pub telemetry: TelemetryArgs,
 }
 
-/// Why the settings cannot make a config.
-#[derive(Debug, thiserror::Error)]
-pub enum SettingsError {
-    /// A value that parsed but cannot work.
-    #[error(transparent)]
-    Invalid(#[from] InvalidSetting),
-    /// The profile file is invalid; every problem on its own line.
-    #[error("invalid profile file:\n{0}")]
-    Profiles(#[from] wfm_profiles::LoadError),
-    /// No ephemeral key could be generated.
-    #[error(transparent)]
-    Key(#[from] wfm_reference::ReferenceError),
-}
-
-fn invalid(id: &str, value: String, allowed: impl Into<String>) -> InvalidSetting {
-    InvalidSetting {
-        setting: describe(&Settings::command(), id),
-        value,
-        allowed: allowed.into(),
-    }
-}
-
 impl Settings {
     /// How long shutdown may take before the process gives up on it.
     pub fn shutdown_grace(&self) -> Duration {
@@ -102,7 +80,7 @@ impl Settings {
     }
 
     /// The signing key from the flag, the key file, or `None` for an ephemeral one.
-    fn signing_key(&self) -> Result<Option<SigningKey>, InvalidSetting> {
+    fn signing_key(&self) -> Result<Option<SigningKey>, SettingsError> {
         let given = secret(
             &Settings::command(),
             ("signing_key", self.signing_key.as_deref()),
@@ -113,12 +91,22 @@ impl Settings {
         };
         SigningKey::from_bytes(&bytes).map(Some).map_err(|_| {
             let value = format!("<{} bytes, redacted>", bytes.len());
-            invalid(id, value, format!("at least {MIN_KEY_LEN} bytes"))
+            SettingsError::invalid(id, value, format!("at least {MIN_KEY_LEN} bytes"))
         })
     }
 
-    /// Validates the settings and builds the service's config around `stats` and `tracer`.
+    /// Validates the settings and builds the service's config around `stats` and `tracer`;
+    /// an error names the setting in all its forms.
     pub fn into_config(
+        self,
+        stats: Arc<ManagerStats>,
+        tracer: Tracer,
+    ) -> Result<ManagerConfig, SettingsError> {
+        self.config(stats, tracer)
+            .map_err(|error| error.described(&Settings::command()))
+    }
+
+    fn config(
         self,
         stats: Arc<ManagerStats>,
         tracer: Tracer,
@@ -129,7 +117,10 @@ impl Settings {
                 tracing::warn!(
                     "no signing key configured: using an ephemeral key; references will not survive a restart"
                 );
-                SigningKey::generate()?
+                SigningKey::generate().map_err(|error| {
+                    let allowed = format!("a key, as no ephemeral one can be generated ({error})");
+                    SettingsError::invalid("signing_key", "", allowed)
+                })?
             }
         };
         let mut config = ManagerConfig::new(signing_key);
@@ -137,18 +128,21 @@ impl Settings {
         config.profiles_poll = Duration::from_millis(self.profiles_poll_ms);
         config.drain_delay = Duration::from_millis(self.drain_delay_ms);
         if self.drain_delay_ms >= self.shutdown_grace_secs.saturating_mul(1000) {
-            return Err(invalid(
+            return Err(SettingsError::invalid(
                 "drain_delay_ms",
-                self.drain_delay_ms.to_string(),
+                self.drain_delay_ms,
                 format!(
                     "less than the shutdown grace ({} s)",
                     self.shutdown_grace_secs
                 ),
-            )
-            .into());
+            ));
         }
         if let Some(path) = self.profiles {
-            config.profiles = ProfileSet::load(&path)?;
+            config.profiles = ProfileSet::load(&path).map_err(|error| SettingsError::File {
+                what: "profile file",
+                path: path.clone(),
+                problem: format!("\n{error}"),
+            })?;
             config.profiles_path = Some(path);
         }
         config.stats = stats;

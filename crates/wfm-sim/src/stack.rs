@@ -34,7 +34,7 @@ pub enum StackError {
     Key(#[from] wfm_reference::ReferenceError),
     /// The gateway configuration is invalid.
     #[error(transparent)]
-    Gateway(#[from] wfm_gateway::ConfigError),
+    Gateway(#[from] wfm_gateway::SettingsError),
     /// The gateway never reached the manager.
     #[error("the gateway at {0} did not become ready within {READY_TIMEOUT:?}")]
     NotReady(SocketAddr),

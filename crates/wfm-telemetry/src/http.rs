@@ -38,3 +38,58 @@ pub async fn serve_metrics(
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+    use crate::metrics::{BUILD_INFO, sample};
+
+    #[tokio::test]
+    async fn metrics_serves_openmetrics_with_process_series_and_build_info() {
+        let registry = Registry::new();
+        registry.register_process("wfm-test");
+        registry.counter("t_requests_total", "Requests.", &[]).inc();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(serve_metrics(listener, registry, stop.clone()));
+
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        let request =
+            format!("GET {METRICS_PATH} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains(&format!("content-type: {PROMETHEUS_CONTENT_TYPE}")),
+            "{head}"
+        );
+        assert_eq!(sample(body, "t_requests_total"), Some(1.0));
+        let build = format!(
+            "{BUILD_INFO}{{binary=\"wfm-test\",version=\"{}\"}}",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert_eq!(sample(body, &build), Some(1.0), "{body}");
+        if cfg!(target_os = "linux") {
+            for series in [
+                "process_cpu_seconds_total",
+                "process_resident_memory_bytes",
+                "process_virtual_memory_bytes",
+                "process_open_fds",
+                "process_max_fds",
+                "process_start_time_seconds",
+            ] {
+                assert!(sample(body, series).is_some(), "no {series} in {body}");
+            }
+            assert!(sample(body, "process_resident_memory_bytes").unwrap() > 0.0);
+        }
+        stop.cancel();
+        server.await.unwrap().unwrap();
+    }
+}

@@ -183,6 +183,7 @@ fn observe(provider: &SdkMeterProvider, registry: &Registry) {
         help,
         kind,
         series,
+        ..
     } in registry.families()
     {
         let attributes = |labels: &[(&'static str, &'static str)]| -> Vec<KeyValue> {
@@ -261,9 +262,15 @@ pub struct Telemetry {
 }
 
 impl TelemetryArgs {
-    /// Installs logs, and the OTLP exporters of `service` when an endpoint is set.
-    pub fn start(&self, service: &str, registry: &Registry) -> Result<Telemetry, TelemetryError> {
+    /// Installs logs, adds the `process_*` series and the build info of `service` to
+    /// `registry`, and starts the OTLP exporters of `service` when an endpoint is set.
+    pub fn start(
+        &self,
+        service: &'static str,
+        registry: &Registry,
+    ) -> Result<Telemetry, TelemetryError> {
         init_logs(self.log_format)?;
+        registry.register_process(service);
         let otlp = match self.otlp_endpoint.as_deref().filter(|e| !e.is_empty()) {
             Some(endpoint) => {
                 let otlp = Otlp::start(service, endpoint, registry)?;

@@ -2,8 +2,8 @@
 //! metrics over OTLP, Prometheus metrics, layered settings, and the shutdown signal.
 //!
 //! # Layout
-//! - [`metrics`]: a registry of atomic counters, gauges and latency histograms, rendered
-//!   as Prometheus text.
+//! - [`metrics`]: counters, gauges and latency histograms on `prometheus-client`, rendered
+//!   as OpenMetrics text, with the `process_*` series (`process`) and a build-info gauge.
 //! - [`trace`]: the [`Tracer`] handle, W3C trace context in and out, spans that end on drop.
 //! - [`init`]: logs (text or JSON, `RUST_LOG`), the OTLP exporters, and their shutdown.
 //! - [`http`]: the `/metrics` route and a listener for it.
@@ -14,6 +14,7 @@
 pub mod http;
 pub mod init;
 pub mod metrics;
+mod process;
 pub mod settings;
 pub mod signal;
 pub mod trace;

@@ -1,17 +1,25 @@
-//! A small metrics registry: counters, gauges and histograms that are plain atomics on the
-//! hot path, rendered in the Prometheus text format on scrape and observed by the OTLP
-//! exporter when one is configured.
+//! The metrics of a service on `prometheus-client`: counters, gauges and latency
+//! histograms, rendered in the OpenMetrics text format on scrape and observed by the OTLP
+//! exporter when one is configured, with the usual `process_*` series and a build-info
+//! gauge.
 //!
-//! Registration takes a lock and happens at start-up; recording never locks. Rendering
-//! takes the registration lock and reads the atomics, so a scrape never blocks a writer.
+//! Registration takes a lock and happens at start-up; recording a counter or gauge is one
+//! relaxed atomic operation.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-/// The Prometheus text exposition format's content type.
-pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter as PromCounter;
+use prometheus_client::metrics::family::Family as PromFamily;
+use prometheus_client::metrics::gauge::Gauge as PromGauge;
+use prometheus_client::metrics::histogram::Histogram as PromHistogram;
+
+use crate::process::ProcessCollector;
+
+/// The OpenMetrics text format's content type, which Prometheus scrapes natively.
+pub const PROMETHEUS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Latency buckets, in seconds: 50 µs to 5 s, dense where a healthy stack sits.
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -19,76 +27,69 @@ pub const LATENCY_BUCKETS: &[f64] = &[
     1.0, 2.5, 5.0,
 ];
 
+/// The name of the gauge that is 1 with the binary's name and version as labels.
+pub const BUILD_INFO: &str = "wfm_build_info";
+
+/// A series' labels, as `(name, value)` pairs.
+type Labels = Vec<(&'static str, &'static str)>;
+
 /// What a family measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// Only goes up.
+pub(crate) enum Kind {
     Counter,
-    /// Goes up and down.
     Gauge,
-    /// A distribution in buckets.
     Histogram,
-}
-
-impl Kind {
-    fn as_str(self) -> &'static str {
-        match self {
-            Kind::Counter => "counter",
-            Kind::Gauge => "gauge",
-            Kind::Histogram => "histogram",
-        }
-    }
 }
 
 /// A monotonic counter.
 #[derive(Debug, Clone, Default)]
-pub struct Counter(Arc<AtomicU64>);
+pub struct Counter(PromCounter);
 
 impl Counter {
     /// Adds one.
     #[inline]
     pub fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.0.inc();
     }
 
     /// Adds `n`.
     #[inline]
     pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
+        self.0.inc_by(n);
     }
 
     /// The current value.
     pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.0.get()
     }
 }
 
 /// A value that goes up and down.
 #[derive(Debug, Clone, Default)]
-pub struct Gauge(Arc<AtomicI64>);
+pub struct Gauge(PromGauge);
 
 impl Gauge {
     /// Adds one.
     #[inline]
     pub fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.0.inc();
     }
 
     /// Subtracts one.
     #[inline]
     pub fn dec(&self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.dec();
     }
 
     /// Sets the value.
     #[inline]
     pub fn set(&self, value: i64) {
-        self.0.store(value, Ordering::Relaxed);
+        self.0.set(value);
     }
 
     /// The current value.
     pub fn get(&self) -> i64 {
-        self.0.load(Ordering::Relaxed)
+        self.0.get()
     }
 
     /// A guard that adds one now and subtracts it again when dropped.
@@ -108,66 +109,50 @@ impl Drop for GaugeGuard {
     }
 }
 
-/// The shared part of a histogram.
+/// The OTLP side of a histogram, set once an exporter is attached.
 #[derive(Debug)]
-struct HistogramCore {
-    bounds: &'static [f64],
-    /// Per-bucket counts (not cumulative); the last one is `+Inf`.
-    buckets: Box<[AtomicU64]>,
-    sum_nanos: AtomicU64,
-    count: AtomicU64,
-    /// Also records into the OTLP exporter's histogram once one is attached.
-    otel: OnceLock<opentelemetry::metrics::Histogram<f64>>,
-    otel_attributes: Vec<opentelemetry::KeyValue>,
+struct OtelHistogram {
+    histogram: OnceLock<opentelemetry::metrics::Histogram<f64>>,
+    attributes: Vec<opentelemetry::KeyValue>,
 }
 
-/// A latency distribution in seconds, with fixed buckets.
+/// A latency distribution in seconds, in [`LATENCY_BUCKETS`].
 #[derive(Debug, Clone)]
-pub struct Histogram(Arc<HistogramCore>);
+pub struct Histogram {
+    prometheus: PromHistogram,
+    otel: Arc<OtelHistogram>,
+}
+
+fn latency_histogram() -> PromHistogram {
+    PromHistogram::new(LATENCY_BUCKETS.iter().copied())
+}
 
 impl Histogram {
-    fn new(bounds: &'static [f64], labels: &[(&'static str, &'static str)]) -> Self {
-        Self(Arc::new(HistogramCore {
-            bounds,
-            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            sum_nanos: AtomicU64::new(0),
-            count: AtomicU64::new(0),
-            otel: OnceLock::new(),
-            otel_attributes: labels
-                .iter()
-                .map(|(k, v)| opentelemetry::KeyValue::new(*k, *v))
-                .collect(),
-        }))
+    fn new(prometheus: PromHistogram, labels: &[(&'static str, &'static str)]) -> Self {
+        Self {
+            prometheus,
+            otel: Arc::new(OtelHistogram {
+                histogram: OnceLock::new(),
+                attributes: labels
+                    .iter()
+                    .map(|(k, v)| opentelemetry::KeyValue::new(*k, *v))
+                    .collect(),
+            }),
+        }
     }
 
     /// Records one duration.
     #[inline]
     pub fn observe(&self, elapsed: Duration) {
-        let core = &*self.0;
         let seconds = elapsed.as_secs_f64();
-        let index = core
-            .bounds
-            .iter()
-            .position(|&bound| seconds <= bound)
-            .unwrap_or(core.bounds.len());
-        if let Some(bucket) = core.buckets.get(index) {
-            bucket.fetch_add(1, Ordering::Relaxed);
+        self.prometheus.observe(seconds);
+        if let Some(otel) = self.otel.histogram.get() {
+            otel.record(seconds, &self.otel.attributes);
         }
-        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        core.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
-        core.count.fetch_add(1, Ordering::Relaxed);
-        if let Some(otel) = core.otel.get() {
-            otel.record(seconds, &core.otel_attributes);
-        }
-    }
-
-    /// Observations so far.
-    pub fn count(&self) -> u64 {
-        self.0.count.load(Ordering::Relaxed)
     }
 
     pub(crate) fn attach(&self, histogram: opentelemetry::metrics::Histogram<f64>) {
-        let _ = self.0.otel.set(histogram);
+        let _ = self.otel.histogram.set(histogram);
     }
 }
 
@@ -181,8 +166,16 @@ pub(crate) enum Value {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Series {
-    pub(crate) labels: Vec<(&'static str, &'static str)>,
+    pub(crate) labels: Labels,
     pub(crate) value: Value,
+}
+
+/// The labelled series of a name, as `prometheus-client` renders them.
+#[derive(Debug, Clone)]
+enum Labelled {
+    Counter(PromFamily<Labels, PromCounter>),
+    Gauge(PromFamily<Labels, PromGauge>),
+    Histogram(PromFamily<Labels, PromHistogram, fn() -> PromHistogram>),
 }
 
 #[derive(Debug, Clone)]
@@ -191,12 +184,20 @@ pub(crate) struct Family {
     pub(crate) help: &'static str,
     pub(crate) kind: Kind,
     pub(crate) series: Vec<Series>,
+    /// `None` for a name registered without labels, which has one series.
+    labelled: Option<Labelled>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    prometheus: prometheus_client::registry::Registry,
+    families: Vec<Family>,
 }
 
 /// The metrics of one service; cheap to clone, clones share everything.
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
-    families: Arc<Mutex<Vec<Family>>>,
+    inner: Arc<Mutex<Inner>>,
 }
 
 impl Registry {
@@ -205,24 +206,39 @@ impl Registry {
         Self::default()
     }
 
+    /// Adds the `process_*` series of this process and [`BUILD_INFO`] for `binary`.
+    pub fn register_process(&self, binary: &'static str) {
+        self.gauge(
+            BUILD_INFO,
+            "Always 1: the running binary and its version.",
+            &[("binary", binary), ("version", env!("CARGO_PKG_VERSION"))],
+        )
+        .set(1);
+        self.lock()
+            .prometheus
+            .register_collector(Box::new(ProcessCollector));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn register(
         &self,
         name: &'static str,
         help: &'static str,
         kind: Kind,
         labels: &[(&'static str, &'static str)],
-        make: impl FnOnce() -> Value,
     ) -> Value {
-        let mut families = self.families.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut inner = self.lock();
+        let Inner {
+            prometheus,
+            families,
+        } = &mut *inner;
         let index = match families.iter().position(|f| f.name == name) {
             Some(index) => index,
             None => {
-                families.push(Family {
-                    name,
-                    help,
-                    kind,
-                    series: Vec::new(),
-                });
+                families.push(Family::register(prometheus, name, help, kind, labels));
                 families.len() - 1
             }
         };
@@ -231,27 +247,40 @@ impl Registry {
         if let Some(series) = family.series.iter().find(|s| s.labels == labels) {
             return series.value.clone();
         }
-        let value = make();
+        let labels = labels.to_vec();
+        let value = match (&family.labelled, kind) {
+            (Some(Labelled::Counter(f)), Kind::Counter) => {
+                Value::Counter(Counter(f.get_or_create_owned(&labels)))
+            }
+            (Some(Labelled::Gauge(f)), Kind::Gauge) => {
+                Value::Gauge(Gauge(f.get_or_create_owned(&labels)))
+            }
+            (Some(Labelled::Histogram(f)), Kind::Histogram) => {
+                Value::Histogram(Histogram::new(f.get_or_create_owned(&labels), &labels))
+            }
+            // A name registered with two kinds, or with and without labels: a detached
+            // metric keeps the caller working, and the debug assertion points at the bug.
+            _ => {
+                debug_assert!(false, "metric {name} registered with and without labels");
+                return Value::new(kind, &labels);
+            }
+        };
         family.series.push(Series {
-            labels: labels.to_vec(),
+            labels,
             value: value.clone(),
         });
         value
     }
 
-    /// The counter `name{labels}`, registered on first use.
+    /// The counter `name{labels}` (`name` ends in `_total`), registered on first use.
     pub fn counter(
         &self,
         name: &'static str,
         help: &'static str,
         labels: &[(&'static str, &'static str)],
     ) -> Counter {
-        match self.register(name, help, Kind::Counter, labels, || {
-            Value::Counter(Counter::default())
-        }) {
+        match self.register(name, help, Kind::Counter, labels) {
             Value::Counter(counter) => counter,
-            // A name registered with another kind: a detached counter keeps the caller
-            // working, and the debug assertion above points at the bug.
             _ => Counter::default(),
         }
     }
@@ -263,9 +292,7 @@ impl Registry {
         help: &'static str,
         labels: &[(&'static str, &'static str)],
     ) -> Gauge {
-        match self.register(name, help, Kind::Gauge, labels, || {
-            Value::Gauge(Gauge::default())
-        }) {
+        match self.register(name, help, Kind::Gauge, labels) {
             Value::Gauge(gauge) => gauge,
             _ => Gauge::default(),
         }
@@ -278,105 +305,91 @@ impl Registry {
         help: &'static str,
         labels: &[(&'static str, &'static str)],
     ) -> Histogram {
-        match self.register(name, help, Kind::Histogram, labels, || {
-            Value::Histogram(Histogram::new(LATENCY_BUCKETS, labels))
-        }) {
+        match self.register(name, help, Kind::Histogram, labels) {
             Value::Histogram(histogram) => histogram,
-            _ => Histogram::new(LATENCY_BUCKETS, labels),
+            _ => Histogram::new(latency_histogram(), labels),
         }
     }
 
     /// A snapshot of the registered families, for exporters.
     pub(crate) fn families(&self) -> Vec<Family> {
-        self.families
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.lock().families.clone()
     }
 
     /// The names of every registered family, in registration order.
     pub fn names(&self) -> Vec<&'static str> {
-        self.families().iter().map(|f| f.name).collect()
+        self.lock().families.iter().map(|f| f.name).collect()
     }
 
-    /// Every series in the Prometheus text exposition format.
+    /// Every series in the OpenMetrics text format.
     pub fn render(&self) -> String {
-        let mut out = String::with_capacity(4096);
-        for family in self.families() {
-            let _ = writeln!(out, "# HELP {} {}", family.name, family.help);
-            let _ = writeln!(out, "# TYPE {} {}", family.name, family.kind.as_str());
-            for series in &family.series {
-                render_series(&mut out, family.name, series);
-            }
-        }
+        let mut out = String::with_capacity(8192);
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.lock().prometheus);
         out
     }
 }
 
-fn labels_text(labels: &[(&'static str, &'static str)], extra: Option<(&str, &str)>) -> String {
-    let mut parts: Vec<String> = labels
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-        .collect();
-    if let Some((k, v)) = extra {
-        parts.push(format!("{k}=\"{v}\""));
-    }
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("{{{}}}", parts.join(","))
+impl Value {
+    /// A fresh metric of `kind`, in no registry yet.
+    fn new(kind: Kind, labels: &[(&'static str, &'static str)]) -> Value {
+        match kind {
+            Kind::Counter => Value::Counter(Counter::default()),
+            Kind::Gauge => Value::Gauge(Gauge::default()),
+            Kind::Histogram => Value::Histogram(Histogram::new(latency_histogram(), labels)),
+        }
     }
 }
 
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn render_series(out: &mut String, name: &str, series: &Series) {
-    match &series.value {
-        Value::Counter(c) => {
-            let _ = writeln!(
-                out,
-                "{name}{} {}",
-                labels_text(&series.labels, None),
-                c.get()
-            );
-        }
-        Value::Gauge(g) => {
-            let _ = writeln!(
-                out,
-                "{name}{} {}",
-                labels_text(&series.labels, None),
-                g.get()
-            );
-        }
-        Value::Histogram(h) => {
-            let core = &*h.0;
-            let mut cumulative = 0u64;
-            for (index, bucket) in core.buckets.iter().enumerate() {
-                cumulative += bucket.load(Ordering::Relaxed);
-                let le = core
-                    .bounds
-                    .get(index)
-                    .map_or_else(|| "+Inf".to_string(), |b| b.to_string());
-                let _ = writeln!(
-                    out,
-                    "{name}_bucket{} {cumulative}",
-                    labels_text(&series.labels, Some(("le", &le)))
-                );
+impl Family {
+    /// A new family in `prometheus`: labelled series go in a `prometheus-client` family,
+    /// an unlabelled name is its one series.
+    fn register(
+        prometheus: &mut prometheus_client::registry::Registry,
+        name: &'static str,
+        help: &'static str,
+        kind: Kind,
+        labels: &[(&'static str, &'static str)],
+    ) -> Family {
+        // prometheus-client appends `_total` to a counter's name itself.
+        let exposed = match kind {
+            Kind::Counter => name.strip_suffix("_total").unwrap_or(name),
+            Kind::Gauge | Kind::Histogram => name,
+        };
+        let mut family = Family {
+            name,
+            help,
+            kind,
+            series: Vec::new(),
+            labelled: None,
+        };
+        if labels.is_empty() {
+            let value = Value::new(kind, labels);
+            match &value {
+                Value::Counter(c) => prometheus.register(exposed, help, c.0.clone()),
+                Value::Gauge(g) => prometheus.register(exposed, help, g.0.clone()),
+                Value::Histogram(h) => prometheus.register(exposed, help, h.prometheus.clone()),
             }
-            let sum = core.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-            let labels = labels_text(&series.labels, None);
-            let _ = writeln!(out, "{name}_sum{labels} {sum}");
-            let _ = writeln!(
-                out,
-                "{name}_count{labels} {}",
-                core.count.load(Ordering::Relaxed)
-            );
+            family.series.push(Series {
+                labels: Vec::new(),
+                value,
+            });
+            return family;
         }
+        let labelled = match kind {
+            Kind::Counter => Labelled::Counter(PromFamily::default()),
+            Kind::Gauge => Labelled::Gauge(PromFamily::default()),
+            Kind::Histogram => Labelled::Histogram(PromFamily::new_with_constructor(
+                latency_histogram as fn() -> PromHistogram,
+            )),
+        };
+        match &labelled {
+            Labelled::Counter(f) => prometheus.register(exposed, help, f.clone()),
+            Labelled::Gauge(f) => prometheus.register(exposed, help, f.clone()),
+            Labelled::Histogram(f) => prometheus.register(exposed, help, f.clone()),
+        }
+        family.labelled = Some(labelled);
+        family
     }
 }
 
@@ -411,7 +424,10 @@ mod tests {
         latency.observe(Duration::from_micros(700));
         latency.observe(Duration::from_secs(10));
         let text = registry.render();
-        assert!(text.contains("# TYPE x_applied_total counter\nx_applied_total 3\n"));
+        assert!(
+            text.contains("# TYPE x_applied counter\nx_applied_total 3\n"),
+            "{text}"
+        );
         assert_eq!(sample(&text, "x_rejected_total{reason=\"gap\"}"), Some(1.0));
         assert_eq!(sample(&text, "x_sessions"), Some(1.0));
         assert_eq!(
@@ -428,6 +444,7 @@ mod tests {
         );
         assert_eq!(sample(&text, "x_latency_seconds_count"), Some(2.0));
         assert!(sample(&text, "x_latency_seconds_sum").unwrap() > 10.0);
+        assert!(text.ends_with("# EOF\n"));
     }
 
     #[test]
@@ -435,9 +452,14 @@ mod tests {
         let registry = Registry::new();
         let a = registry.counter("c_total", "C.", &[("k", "v")]);
         let b = registry.counter("c_total", "C.", &[("k", "v")]);
+        let other = registry.counter("c_total", "C.", &[("k", "w")]);
         a.inc();
         b.inc();
-        assert_eq!(sample(&registry.render(), "c_total{k=\"v\"}"), Some(2.0));
+        other.inc();
+        let text = registry.render();
+        assert_eq!(sample(&text, "c_total{k=\"v\"}"), Some(2.0));
+        assert_eq!(sample(&text, "c_total{k=\"w\"}"), Some(1.0));
+        assert_eq!(text.matches("# TYPE c counter").count(), 1);
         assert_eq!(registry.names(), ["c_total"]);
     }
 }

@@ -1,12 +1,13 @@
 //! Layered settings for the binaries: built-in defaults, then an optional TOML file, then
 //! `WFM_*` environment variables, then command-line flags.
 //!
-//! The clap definition of a binary is the one list of its settings. A file's keys are the
+//! clap alone does the layering: the clap definition of a binary is the one list of its
+//! settings, with each one's flag, variable, default and parser. A file's keys are the
 //! settings' ids (the flag without `--`, with `_` for `-`); each value found in the file
 //! becomes that argument's default before parsing, so clap's own order (flag, then
-//! environment, then default) gives the layering, and help, parsing and the error messages
-//! stay clap's. Every error is rendered as one line naming the setting, the value and what
-//! is allowed.
+//! environment, then default) puts the file between the defaults and the environment, and
+//! every value, from wherever it came, goes through the same parser. Every error is one
+//! line naming the setting, the value and what is allowed.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -17,52 +18,68 @@ use clap::{ArgMatches, Command, CommandFactory, FromArgMatches};
 /// The id of the argument that names the settings file.
 pub const CONFIG_ARG: &str = "config";
 
-/// Why the settings could not be read. Every variant displays as one line.
+/// Why the settings cannot be used: the one error type of every binary's settings and of
+/// the services' config checks. Every variant but `Display` displays as one line.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     /// `--help` or `--version` was asked for: print it and exit successfully.
     #[error("{0}")]
     Display(clap::Error),
-    /// The settings file cannot be read.
-    #[error("cannot read config file {path}: {source}")]
-    Read {
+    /// A file named by a setting (the config file, a profile file) cannot be used.
+    #[error("invalid {what} {path}: {problem}")]
+    File {
+        /// What the file is, e.g. `config file`.
+        what: &'static str,
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        problem: String,
     },
-    /// The settings file is not valid TOML.
-    #[error("config file {path} is not valid TOML: {message}")]
-    Toml {
-        /// The file.
-        path: PathBuf,
-        /// The parser's message, on one line.
-        message: String,
-    },
-    /// A key of the settings file names no setting.
-    #[error("config file {path}: unknown setting `{key}`; allowed: {allowed}")]
-    UnknownKey {
-        /// The file.
-        path: PathBuf,
-        /// The key.
-        key: String,
-        /// Every setting's id.
+    /// The command line is malformed, e.g. an unknown flag: clap's first line.
+    #[error("{0}")]
+    Usage(String),
+    /// A value, from wherever it came, is not allowed.
+    #[error("invalid setting {setting} = {value:?}: {allowed}")]
+    Invalid {
+        /// The setting: its id, or [`describe`]d with all its names by a binary.
+        setting: String,
+        /// The value given.
+        value: String,
+        /// What is allowed.
         allowed: String,
     },
-    /// A key of the settings file holds a table or date, which no setting takes.
-    #[error("config file {path}: setting `{key}` must be a string, number, boolean or array")]
-    Shape {
-        /// The file.
-        path: PathBuf,
-        /// The key.
-        key: String,
-    },
-    /// A value, from wherever it came, is not allowed.
-    #[error("{0}")]
-    Invalid(String),
 }
 
 impl SettingsError {
+    /// The value `value` of setting `setting` is not allowed: `allowed` is.
+    pub fn invalid(
+        setting: impl Into<String>,
+        value: impl ToString,
+        allowed: impl Into<String>,
+    ) -> Self {
+        SettingsError::Invalid {
+            setting: setting.into(),
+            value: value.to_string(),
+            allowed: allowed.into(),
+        }
+    }
+
+    /// Names an invalid setting's id in all its forms in `command`.
+    pub fn described(self, command: &Command) -> Self {
+        match self {
+            SettingsError::Invalid {
+                setting,
+                value,
+                allowed,
+            } => SettingsError::Invalid {
+                setting: describe(command, &setting),
+                value,
+                allowed,
+            },
+            other => other,
+        }
+    }
+
     /// Prints help or version and exits 0, or prints the one-line error and exits 2.
     pub fn exit(self) -> ! {
         match self {
@@ -73,18 +90,6 @@ impl SettingsError {
             }
         }
     }
-}
-
-/// A setting that parsed but cannot work, as a service's validation reports it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid setting {setting} = {value:?}: {allowed}")]
-pub struct InvalidSetting {
-    /// The setting, named by its flag, environment variable and file key.
-    pub setting: String,
-    /// The value given.
-    pub value: String,
-    /// What is allowed.
-    pub allowed: String,
 }
 
 /// How a setting is named everywhere: `--flag (ENV, `key` in the config file)`.
@@ -104,28 +109,16 @@ pub fn describe(command: &Command, id: &str) -> String {
     }
 }
 
-/// The path given by `--config`/`--config=` in `args`, else by `config_env`.
+/// The settings file, as clap reads `--config` or its variable; any other error is left
+/// to the real parse.
 fn config_path(args: &[OsString], command: &Command) -> Option<PathBuf> {
-    let mut iter = args.iter().skip(1);
-    while let Some(arg) = iter.next() {
-        let Some(text) = arg.to_str() else { continue };
-        if text == "--" {
-            break;
-        }
-        if text == "--config" {
-            return iter.next().map(PathBuf::from);
-        }
-        if let Some(path) = text.strip_prefix("--config=") {
-            return Some(PathBuf::from(path));
-        }
-    }
-    let env = command
-        .get_arguments()
-        .find(|a| a.get_id() == CONFIG_ARG)?
-        .get_env()?;
-    std::env::var_os(env)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
+    command
+        .clone()
+        .ignore_errors(true)
+        .try_get_matches_from(args)
+        .ok()?
+        .get_one::<PathBuf>(CONFIG_ARG)
+        .cloned()
 }
 
 /// A value of the file as the string clap would get on the command line.
@@ -145,13 +138,15 @@ fn render(value: &toml::Value) -> Option<Vec<String>> {
 
 /// Applies the file at `path` to `command` as argument defaults.
 fn apply_file(mut command: Command, path: &Path) -> Result<Command, SettingsError> {
-    let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+    let fail = |problem: String| SettingsError::File {
+        what: "config file",
         path: path.to_path_buf(),
-        source,
-    })?;
-    let table: toml::Table = toml::from_str(&text).map_err(|e| SettingsError::Toml {
-        path: path.to_path_buf(),
-        message: e.to_string().lines().next().unwrap_or_default().to_string(),
+        problem,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| {
+        let first = e.to_string().lines().next().unwrap_or_default().to_string();
+        fail(format!("not valid TOML: {first}"))
     })?;
     let ids: Vec<String> = command
         .get_arguments()
@@ -160,17 +155,13 @@ fn apply_file(mut command: Command, path: &Path) -> Result<Command, SettingsErro
         .collect();
     for (key, value) in table {
         if !ids.contains(&key) {
-            return Err(SettingsError::UnknownKey {
-                path: path.to_path_buf(),
-                key,
-                allowed: ids.join(", "),
-            });
+            let allowed = ids.join(", ");
+            return Err(fail(format!("unknown setting `{key}`; allowed: {allowed}")));
         }
         let Some(values) = render(&value) else {
-            return Err(SettingsError::Shape {
-                path: path.to_path_buf(),
-                key,
-            });
+            return Err(fail(format!(
+                "setting `{key}` must be a string, number, boolean or array"
+            )));
         };
         // clap keeps defaults as `&'static str` (without its `string` feature); a handful
         // of short strings leaked once at start-up is the price of reusing its parsing.
@@ -190,7 +181,7 @@ fn apply_file(mut command: Command, path: &Path) -> Result<Command, SettingsErro
 }
 
 /// One line for a clap error: the setting, the value and what is allowed.
-fn one_line(command: &Command, error: &clap::Error) -> String {
+fn one_line(command: &Command, error: &clap::Error) -> SettingsError {
     let context = |kind| match error.get(kind) {
         Some(ContextValue::String(s)) => Some(s.clone()),
         Some(ContextValue::Strings(s)) => Some(s.join(", ")),
@@ -217,19 +208,16 @@ fn one_line(command: &Command, error: &clap::Error) -> String {
                 None => std::error::Error::source(error)
                     .map_or_else(|| "not allowed".to_string(), |s| s.to_string()),
             };
-            format!("invalid setting {setting} = {value:?}: {allowed}")
+            SettingsError::invalid(setting, value, allowed)
         }
-        ErrorKind::MissingRequiredArgument => {
-            let missing = context(ContextKind::InvalidArg).unwrap_or_default();
-            format!("missing required setting {missing}")
+        _ => {
+            let line = error.to_string();
+            let line = line
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or_default();
+            SettingsError::Usage(line.trim_start_matches("error: ").to_string())
         }
-        _ => error
-            .to_string()
-            .lines()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or_default()
-            .trim_start_matches("error: ")
-            .to_string(),
     }
 }
 
@@ -248,10 +236,9 @@ pub fn parse_from<T: CommandFactory + FromArgMatches>(
             ErrorKind::DisplayHelp
             | ErrorKind::DisplayVersion
             | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => SettingsError::Display(e),
-            _ => SettingsError::Invalid(one_line(&command, &e)),
+            _ => one_line(&command, &e),
         })?;
-    let parsed = T::from_arg_matches(&matches)
-        .map_err(|e| SettingsError::Invalid(one_line(&command, &e)))?;
+    let parsed = T::from_arg_matches(&matches).map_err(|e| one_line(&command, &e))?;
     Ok((parsed, matches))
 }
 
@@ -279,17 +266,20 @@ pub fn secret(
     command: &Command,
     (inline_id, inline): (&'static str, Option<&str>),
     (file_id, file): (&'static str, Option<&Path>),
-) -> Result<Option<(&'static str, Vec<u8>)>, InvalidSetting> {
+) -> Result<Option<(&'static str, Vec<u8>)>, SettingsError> {
     if let Some(value) = inline {
         return Ok(Some((inline_id, value.as_bytes().to_vec())));
     }
     let Some(path) = file else {
         return Ok(None);
     };
-    let bytes = read_secret_file(path).map_err(|error| InvalidSetting {
-        setting: describe(command, file_id),
-        value: path.display().to_string(),
-        allowed: format!("a readable file ({error})"),
+    let bytes = read_secret_file(path).map_err(|error| {
+        let setting = describe(command, file_id);
+        SettingsError::invalid(
+            setting,
+            path.display(),
+            format!("a readable file ({error})"),
+        )
     })?;
     Ok(Some((file_id, bytes)))
 }
@@ -413,12 +403,12 @@ mod tests {
             None
         );
         let missing = std::path::Path::new("/nonexistent/key");
-        let error = secret(&command, ("key", None), ("key_file", Some(missing))).unwrap_err();
-        assert_eq!(error.value, "/nonexistent/key");
+        let error = secret(&command, ("key", None), ("key_file", Some(missing)))
+            .unwrap_err()
+            .to_string();
         assert!(
-            error.allowed.starts_with("a readable file"),
-            "{}",
-            error.allowed
+            error.starts_with("invalid setting key_file = \"/nonexistent/key\": a readable file"),
+            "{error}"
         );
     }
 }
