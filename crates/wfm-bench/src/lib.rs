@@ -8,6 +8,7 @@
 //! runs the criterion micro benches.
 //!
 //! # Layout
+//! - [`cli`]: the `wfm bench` command and its hidden child roles.
 //! - [`suite`]: the plan, the order of the runs, and the figures collected.
 //! - [`raw`]: the raw tonic and raw WebSocket ceilings (servers and their drivers).
 //! - [`roles`]: the child roles the harness re-executes itself as, and callgrind targets.
@@ -17,6 +18,7 @@
 //! - [`report`]: writes `BENCHMARKS.md`.
 //! - [`plot`]: the scale-curve PNG.
 
+pub mod cli;
 pub mod micro;
 pub mod plot;
 pub mod proc;

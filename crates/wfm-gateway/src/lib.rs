@@ -7,6 +7,7 @@
 //! specified in `docs/mediabar-asyncapi.yaml`.
 //!
 //! # Layout
+//! - [`cli`]: the `wfm gateway` command: settings, telemetry, serve until SIGTERM.
 //! - [`serve`]: the server and its graceful shutdown (`server`).
 //! - [`GatewayConfig`]: its settings and their defaults (`config`).
 //! - [`errors`]: every error and its MediaBar code, close codes and unbound reasons, in one
@@ -24,6 +25,7 @@
 //! - [`settings`]: the binary's settings (flags, `WFM_*` environment, TOML file) and their
 //!   validation.
 
+pub mod cli;
 mod config;
 mod connection;
 mod demo;
