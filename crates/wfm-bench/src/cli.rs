@@ -8,6 +8,10 @@ use crate::suite::{self, Plan};
 use crate::{plot, proc, report, roles};
 use clap::{Parser, Subcommand};
 
+/// The subcommand of the `wfm` binary that runs the suite; its child roles are
+/// `wfm bench <role>` too, so that they run the very code that was built.
+pub const COMMAND: &str = "bench";
+
 /// The Workflow Manager benchmark suite.
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -32,7 +36,7 @@ enum Command {
         /// Only this session count (for investigation; the report is then partial).
         #[arg(long, hide = true)]
         only: Option<usize>,
-        /// Where to write every run as JSON (`wfm-bench report` redraws from it).
+        /// Where to write every run as JSON (`wfm bench report` redraws from it).
         #[arg(long, default_value = "docs/bench/results.json")]
         json: PathBuf,
     },
@@ -48,7 +52,7 @@ enum Command {
         #[arg(long, default_value = "docs/bench/scale.png")]
         plot: PathBuf,
         /// The command to name as the one that measured.
-        #[arg(long, default_value = "cargo run --release -p wfm-bench -- all")]
+        #[arg(long, default_value = "cargo run --release -p wfm -- bench all")]
         command: String,
     },
     /// Measure memory only: manager and gateway RSS per idle bound session.
@@ -103,7 +107,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("wfm-bench: {error:#}");
+            eprintln!("wfm bench: {error:#}");
             ExitCode::FAILURE
         }
     }
@@ -162,7 +166,8 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
             json,
         } => {
             let args: Vec<String> = std::env::args().skip(1).collect();
-            let command = format!("cargo run --release -p wfm-bench -- {}", args.join(" "));
+            // `bench all ...`: the arguments after the binary, as `cargo run -p wfm --` takes them.
+            let command = format!("cargo run --release -p wfm -- {}", args.join(" "));
             let mut plan = Plan::new(quick, proc::raise_open_files_limit());
             if let Some(sessions) = only {
                 plan.scale = vec![sessions];

@@ -3,7 +3,7 @@
 //! measured in the same invocation, plus the engine and encoding micro figures and their
 //! instruction counts.
 //!
-//! `cargo run --release -p wfm-bench -- all` runs everything and writes `BENCHMARKS.md` and
+//! `cargo run --release -p wfm -- bench all` runs everything and writes `BENCHMARKS.md` and
 //! `docs/bench/scale.png`; `--quick` is the two-minute version. `cargo bench -p wfm-bench`
 //! runs the criterion micro benches.
 //!

@@ -10,6 +10,9 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// The subcommand of the `wfm` binary that runs this service.
+pub const COMMAND: &str = "manager";
+
 /// Runs the service with `args` (the program name first) until SIGTERM; exits 2 on a bad
 /// setting, as the settings' errors say.
 pub fn run(args: Vec<OsString>) -> ExitCode {

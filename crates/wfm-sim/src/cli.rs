@@ -12,6 +12,9 @@ use crate::stack::{Stack, StackOptions};
 use clap::{Parser, Subcommand};
 use wfm_proto::v1::workflow_manager_client::WorkflowManagerClient;
 
+/// The subcommand of the `wfm` binary that runs the simulator.
+pub const COMMAND: &str = "sim";
+
 /// Interaction Processor simulator.
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -101,6 +104,7 @@ fn load(files: &[PathBuf]) -> Result<Vec<Scenario>, String> {
 #[tokio::main]
 pub async fn run(cli: Cli) -> ExitCode {
     tracing_subscriber::fmt()
+        .with_ansi(wfm_telemetry::init::ansi())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
