@@ -170,12 +170,14 @@ mod tests {
             .get(EXPECTED_SEQUENCE_KEY)
             .and_then(|v| v.to_str().ok());
         assert_eq!(value, Some("5"));
-        let info = status.get_error_details().error_info().cloned().unwrap();
+        let details = status.get_error_details();
+        let info = details.error_info();
         assert_eq!(
-            (info.reason.as_str(), info.domain.as_str()),
-            (SEQUENCE_GAP_REASON, ERROR_DOMAIN)
+            info.map(|i| (i.reason.as_str(), i.domain.as_str())),
+            Some((SEQUENCE_GAP_REASON, ERROR_DOMAIN))
         );
-        assert_eq!(info.metadata[EXPECTED_SEQUENCE_DETAIL], "5");
+        let expected = info.and_then(|i| i.metadata.get(EXPECTED_SEQUENCE_DETAIL));
+        assert_eq!(expected.map(String::as_str), Some("5"));
     }
 
     #[test]
