@@ -3,11 +3,12 @@
 //! measured in the same invocation, plus the engine and encoding micro figures and their
 //! instruction counts.
 //!
-//! `cargo run --release -p wfm-bench -- all` runs everything and writes `BENCHMARKS.md` and
+//! `cargo run --release -p wfm -- bench all` runs everything and writes `BENCHMARKS.md` and
 //! `docs/bench/scale.png`; `--quick` is the two-minute version. `cargo bench -p wfm-bench`
 //! runs the criterion micro benches.
 //!
 //! # Layout
+//! - [`cli`]: the `wfm bench` command and its hidden child roles.
 //! - [`suite`]: the plan, the order of the runs, and the figures collected.
 //! - [`raw`]: the raw tonic and raw WebSocket ceilings (servers and their drivers).
 //! - [`roles`]: the child roles the harness re-executes itself as, and callgrind targets.
@@ -17,6 +18,7 @@
 //! - [`report`]: writes `BENCHMARKS.md`.
 //! - [`plot`]: the scale-curve PNG.
 
+pub mod cli;
 pub mod micro;
 pub mod plot;
 pub mod proc;

@@ -1,7 +1,7 @@
 //! Servers in child processes, and their memory.
 //!
 //! Every server the harness measures runs in a child process: this same executable started
-//! again with a role (`wfm-bench serve-manager`, ...). That keeps each server's resident set
+//! again with a role (`wfm bench serve-manager`, ...). That keeps each server's resident set
 //! its own, and splits the file descriptors: a process may hold about 20,000 here, and a
 //! run of 19,000 sessions needs one socket per session on each side.
 //!
@@ -25,7 +25,7 @@ pub struct ServerChild {
 }
 
 impl ServerChild {
-    /// Starts this executable with `args` and reads the addresses it listens on.
+    /// Starts this executable as `wfm bench` with `args` and reads the addresses it listens on.
     pub fn spawn(args: &[&str]) -> anyhow::Result<ServerChild> {
         let exe = std::env::current_exe().context("cannot find the harness executable")?;
         let mut command = Command::new(exe);
@@ -36,6 +36,7 @@ impl ServerChild {
             command.env("TOKIO_WORKER_THREADS", threads);
         }
         let mut child = command
+            .arg(crate::cli::COMMAND)
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

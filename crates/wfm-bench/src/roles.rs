@@ -1,4 +1,4 @@
-//! The child roles: each server the harness measures, as `wfm-bench <role>` runs it in a
+//! The child roles: each server the harness measures, as `wfm bench <role>` runs it in a
 //! child process (see [`crate::proc`]), and the callgrind targets.
 
 use std::io::Write as _;
@@ -33,6 +33,7 @@ fn logging() {
     // Warnings only, to stderr: stdout carries the addresses.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .with_ansi(wfm_telemetry::init::ansi())
         .with_writer(std::io::stderr)
         .try_init();
 }
@@ -181,7 +182,7 @@ pub fn callgrind_instructions(what: &str, count: u64) -> anyhow::Result<Option<f
         .arg("--callgrind-out-file=/dev/null")
         .arg(format!("--toggle-collect={function}"))
         .arg(exe)
-        .args(["callgrind", what, &count.to_string()])
+        .args([crate::cli::COMMAND, "callgrind", what, &count.to_string()])
         .output()
     {
         Ok(output) => output,

@@ -1,4 +1,4 @@
-//! The suite: what `wfm-bench all` runs, in what order, and the figures it collects.
+//! The suite: what `wfm bench all` runs, in what order, and the figures it collects.
 //!
 //! For each session count it measures the raw tonic ceiling, the raw WebSocket ceiling and
 //! the real pipeline, one after the other (each holds one socket per session, and a process

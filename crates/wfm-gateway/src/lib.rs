@@ -7,6 +7,7 @@
 //! specified in `docs/mediabar-asyncapi.yaml`.
 //!
 //! # Layout
+//! - [`cli`]: the `wfm gateway` command: settings, telemetry, serve until SIGTERM.
 //! - [`serve`]: the server and its graceful shutdown (`server`).
 //! - [`GatewayConfig`]: what `serve` runs with, its defaults and its checks ([`settings`]).
 //! - [`errors`]: every error and its MediaBar code, close codes and unbound reasons, in one
@@ -31,6 +32,7 @@
 //!   key, default, and check.
 
 mod catalogue;
+pub mod cli;
 mod client;
 mod connection;
 mod delivery;

@@ -76,7 +76,9 @@ pub async fn serve(
     ));
     let connections = TaskTracker::new();
     let app = http::router(hub, connections.clone());
-    tracing::info!(address = ?listener.local_addr().ok(), manager = %config.manager_url, "edge gateway listening");
+    if let Ok(address) = listener.local_addr() {
+        tracing::info!(%address, manager = %config.manager_url, "edge gateway listening");
+    }
 
     // Events are small frames written one by one; Nagle's algorithm would hold each behind
     // the client's delayed ACK for up to 40 ms.

@@ -1,7 +1,8 @@
 //! Static checks of what cannot run here (Docker, Kubernetes) and of the settings document:
-//! every port, environment variable, binary name and probe path in `docker-compose.yml`,
+//! every port, environment variable, command and probe path in `docker-compose.yml`,
 //! `deploy/` and `docs/configuration.md` is checked against the code, so that a renamed
-//! flag breaks this test rather than a deployment.
+//! flag or subcommand breaks this test rather than a deployment. Every container runs the
+//! one `wfm` binary with its role as the subcommand.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
@@ -43,6 +44,9 @@ fn settings(command: clap::Command) -> Vec<(String, String, String, String)> {
         })
         .collect()
 }
+
+/// The one binary every image and manifest runs.
+const BINARY: &str = "/usr/local/bin/wfm";
 
 fn manager() -> clap::Command {
     wfm_manager::settings::Settings::command()
@@ -160,27 +164,72 @@ fn the_configuration_document_lists_every_setting_as_the_code_defines_it() {
 // docker-compose.yml and deploy/compose
 
 #[test]
+fn the_dockerfile_builds_and_runs_the_one_binary() {
+    let dockerfile = read("deploy/docker/Dockerfile");
+    assert!(dockerfile.contains("cargo build --release --locked -p wfm \\\n"));
+    assert!(dockerfile.contains("cp target/release/wfm /out/"));
+    assert!(dockerfile.contains(&format!("COPY --from=builder /out/wfm {BINARY}\n")));
+    assert!(dockerfile.contains(&format!("ENTRYPOINT [\"{BINARY}\"]")));
+    // One runtime stage: the builder and the image.
+    assert_eq!(dockerfile.matches("\nFROM ").count(), 2, "{dockerfile}");
+    // The image listens where compose and the manifests expect, on every interface.
+    for (command, listen) in [
+        (manager(), "listen"),
+        (manager(), "metrics_listen"),
+        (gateway(), "listen"),
+    ] {
+        let (_, _, env, default) = settings(command)
+            .into_iter()
+            .find(|(id, ..)| id == listen)
+            .unwrap();
+        let port = default.parse::<SocketAddr>().unwrap().port();
+        assert!(
+            dockerfile.contains(&format!("{env}=0.0.0.0:{port}")),
+            "{env}"
+        );
+        assert!(dockerfile.contains(&format!(" {port}")), "EXPOSE {port}");
+    }
+}
+
+#[test]
 fn the_compose_file_matches_the_binaries() {
     let compose: Value = serde_yaml_ng::from_str(&read("docker-compose.yml")).unwrap();
-    let dockerfile = read("deploy/docker/Dockerfile");
     let services = &compose["services"];
-    for (name, command, listen) in [
-        ("wfm-manager", manager(), "WFM_MANAGER_LISTEN"),
-        ("wfm-gateway", gateway(), "WFM_GATEWAY_LISTEN"),
+    let image = services["wfm-manager"]["image"].as_str().unwrap();
+    // (service, settings, subcommand, listen variable, healthcheck's listen variable and path)
+    for (name, command, role, listen, (probe_listen, probe)) in [
+        (
+            "wfm-manager",
+            manager(),
+            wfm_manager::cli::COMMAND,
+            "WFM_MANAGER_LISTEN",
+            ("WFM_MANAGER_METRICS_LISTEN", wfm_gateway::METRICS_PATH),
+        ),
+        (
+            "wfm-gateway",
+            gateway(),
+            wfm_gateway::cli::COMMAND,
+            "WFM_GATEWAY_LISTEN",
+            ("WFM_GATEWAY_LISTEN", wfm_gateway::HEALTHZ_PATH),
+        ),
     ] {
         let service = &services[name];
-        // The build target is a Dockerfile stage named after the binary, which runs it.
-        let target = service["build"]["target"].as_str().unwrap();
-        assert_eq!(target, command.get_name());
-        assert!(dockerfile.contains(&format!("FROM runtime AS {target}\n")));
-        assert!(dockerfile.contains(&format!("ENTRYPOINT [\"/usr/local/bin/{target}\"]")));
+        // The one image, built from the Dockerfile, run with the role as its command.
+        assert_eq!(service["image"], image, "{name}");
+        assert_eq!(
+            service["build"]["dockerfile"], "deploy/docker/Dockerfile",
+            "{name}"
+        );
+        assert!(service["build"]["target"].is_null(), "{name}: one image");
+        assert_eq!(service["command"][0], role, "{name}");
+        assert_eq!(service["command"].as_sequence().unwrap().len(), 1);
         let known = envs(command.clone());
         let environment = service["environment"].as_mapping().unwrap();
         for key in environment.keys() {
             let key = key.as_str().unwrap();
             assert!(
                 known.contains(key),
-                "{name}: {key} is no setting of {target}"
+                "{name}: {key} is no setting of wfm {role}"
             );
         }
         // The published port is the one the service listens on.
@@ -195,7 +244,19 @@ fn the_compose_file_matches_the_binaries() {
             ports.iter().any(|p| p.ends_with(&format!(":{port}"))),
             "{name} listens on {port} but publishes {ports:?}"
         );
-        assert!(dockerfile.contains(&format!(":{port}")));
+        // The healthcheck hits a real path on the port that serves it.
+        let probe_port = port_of(environment[probe_listen].as_str().unwrap());
+        let test: Vec<&str> = service["healthcheck"]["test"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            test.last().copied(),
+            Some(format!("http://127.0.0.1:{probe_port}{probe}").as_str()),
+            "{name}"
+        );
         // The key file is the mounted secret.
         let key_file = environment["WFM_SIGNING_KEY_FILE"].as_str().unwrap();
         let secret = service["secrets"][0].as_str().unwrap();
@@ -217,17 +278,14 @@ fn the_compose_file_matches_the_binaries() {
             .unwrap();
         assert_eq!(url, format!("http://wfm-manager:{manager_port}"), "{name}");
     }
-    assert!(dockerfile.contains("FROM runtime AS wfm-sim\n"));
+    // The simulator is the same image, playing the scenario library the image ships.
+    assert_eq!(services["simulator"]["image"], image);
+    let simulator = services["simulator"]["command"][0].as_str().unwrap();
     assert!(
-        services["simulator"]["command"][0]
-            .as_str()
-            .unwrap()
-            .contains("wfm-sim run")
+        simulator.contains("wfm sim run ") && simulator.contains("/usr/share/wfm/scenarios/"),
+        "{simulator}"
     );
-    // Docker healthchecks hit real paths.
-    for path in [wfm_gateway::HEALTHZ_PATH, wfm_gateway::METRICS_PATH] {
-        assert!(dockerfile.contains(path), "{path}");
-    }
+    assert!(read("deploy/docker/Dockerfile").contains("COPY scenarios /usr/share/wfm/scenarios"));
 
     // Prometheus scrapes both services where they serve /metrics.
     let prometheus: Value =
@@ -305,23 +363,40 @@ fn the_kubernetes_manifests_match_the_binaries() {
         .as_str()
         .unwrap()
         .to_string();
-    for (file, command, listen) in [
-        ("deploy/k8s/manager.yaml", manager(), "WFM_MANAGER_LISTEN"),
-        ("deploy/k8s/gateway.yaml", gateway(), "WFM_GATEWAY_LISTEN"),
+    for (file, command, role, listen) in [
+        (
+            "deploy/k8s/manager.yaml",
+            manager(),
+            wfm_manager::cli::COMMAND,
+            "WFM_MANAGER_LISTEN",
+        ),
+        (
+            "deploy/k8s/gateway.yaml",
+            gateway(),
+            wfm_gateway::cli::COMMAND,
+            "WFM_GATEWAY_LISTEN",
+        ),
     ] {
-        let name = command.get_name().to_string();
+        let name = format!("wfm-{role}");
         let docs = documents(file);
         let deployment = find(&docs, "Deployment", &name);
         let pod = &deployment["spec"]["template"]["spec"];
         let container = &pod["containers"][0];
-        assert_eq!(
-            container["command"][0].as_str().unwrap(),
-            format!("/usr/local/bin/{name}")
-        );
+        assert_eq!(container["image"], "wfm:latest", "{file}");
+        let run: Vec<&str> = container["command"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        assert_eq!(run, [BINARY, role], "{file}");
         let known = envs(command.clone());
         for env in container["env"].as_sequence().unwrap() {
             let key = env["name"].as_str().unwrap();
-            assert!(known.contains(key), "{file}: {key} is no setting of {name}");
+            assert!(
+                known.contains(key),
+                "{file}: {key} is no setting of wfm {role}"
+            );
         }
         let port = port_of(env_value(container, listen));
         let ports: Vec<u64> = container["ports"]

@@ -1,11 +1,20 @@
 //! Every error the manager returns, and the one table that maps each to its gRPC status.
 
+use std::collections::HashMap;
+
 use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 use wfm_engine::UpdateError;
 use wfm_reference::ReferenceError;
 
 /// Metadata key carrying the expected sequence number of a refused update.
 pub const EXPECTED_SEQUENCE_KEY: &str = "wfm-expected-sequence";
+/// The `google.rpc.ErrorInfo` domain of the manager's rich error details.
+pub const ERROR_DOMAIN: &str = "wfm.v1";
+/// The `google.rpc.ErrorInfo` reason of a sequence gap.
+pub const SEQUENCE_GAP_REASON: &str = "SEQUENCE_GAP";
+/// The `google.rpc.ErrorInfo` metadata key carrying the expected sequence of a gap.
+pub const EXPECTED_SEQUENCE_DETAIL: &str = "expected_sequence";
 
 /// Every value of [`ManagerError::reason`], the `reason` label of the rejected-updates metric.
 pub const REJECT_REASONS: &[&str] = &[
@@ -130,12 +139,21 @@ impl ManagerError {
 
 impl From<ManagerError> for Status {
     fn from(error: ManagerError) -> Status {
-        let mut status = Status::new(error.code(), error.to_string());
-        if let Some(expected) = error.expected_sequence() {
-            status
-                .metadata_mut()
-                .insert(EXPECTED_SEQUENCE_KEY, expected.into());
-        }
+        let (code, message) = (error.code(), error.to_string());
+        let Some(expected) = error.expected_sequence() else {
+            return Status::new(code, message);
+        };
+        // Twice: as a standard `google.rpc.ErrorInfo` detail for clients that decode rich
+        // errors, and as plain metadata for those that only read trailers.
+        let details = ErrorDetails::with_error_info(
+            SEQUENCE_GAP_REASON,
+            ERROR_DOMAIN,
+            HashMap::from([(EXPECTED_SEQUENCE_DETAIL.to_string(), expected.to_string())]),
+        );
+        let mut status = Status::with_error_details(code, message, details);
+        status
+            .metadata_mut()
+            .insert(EXPECTED_SEQUENCE_KEY, expected.into());
         status
     }
 }
@@ -157,6 +175,21 @@ mod tests {
             .get(EXPECTED_SEQUENCE_KEY)
             .and_then(|v| v.to_str().ok());
         assert_eq!(value, Some("5"));
+        let details = status.get_error_details();
+        let info = details.error_info();
+        assert_eq!(
+            info.map(|i| (i.reason.as_str(), i.domain.as_str())),
+            Some((SEQUENCE_GAP_REASON, ERROR_DOMAIN))
+        );
+        let expected = info.and_then(|i| i.metadata.get(EXPECTED_SEQUENCE_DETAIL));
+        assert_eq!(expected.map(String::as_str), Some("5"));
+    }
+
+    #[test]
+    fn other_errors_carry_no_details() {
+        let status = Status::from(ManagerError::from(ReferenceError::Invalid));
+        assert!(status.details().is_empty());
+        assert!(status.metadata().get(EXPECTED_SEQUENCE_KEY).is_none());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! updates; gateways bind to sessions and receive `state.updated` events.
 //!
 //! # Layout
+//! - [`cli`]: the `wfm manager` command: settings, telemetry, serve until SIGTERM.
 //! - [`serve`]: the gRPC server (with health and reflection) and its graceful shutdown.
 //! - [`ManagerConfig`]: its settings.
 //! - [`error`]: every refusal and its gRPC status, in one table.
@@ -18,6 +19,7 @@
 //! - [`settings`]: the binary's settings (flags, `WFM_*` environment, TOML file) and their
 //!   validation.
 
+pub mod cli;
 mod config;
 pub mod convert;
 pub mod error;

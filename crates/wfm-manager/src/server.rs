@@ -58,13 +58,19 @@ pub async fn serve(
     health
         .set_serving::<WorkflowManagerServer<WorkflowManagerService>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(wfm_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // Both versions of reflection: v1 for current grpcurl, v1alpha for older grpcurl builds
+    // and Python's grpcio-reflection, which still ask only for it.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(wfm_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let (reflection_v1, reflection_v1alpha) =
+        (reflection().build_v1()?, reflection().build_v1alpha()?);
 
-    let local = listener.local_addr().ok();
-    tracing::info!(address = ?local, "workflow manager listening");
+    if let Ok(address) = listener.local_addr() {
+        tracing::info!(%address, "workflow manager listening");
+    }
 
     let drain = async move {
         shutdown.cancelled().await;
@@ -87,7 +93,8 @@ pub async fn serve(
         .map(move |accepted| accepted.map(|tcp| Counted::new(tcp, &stats)));
     Server::builder()
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(WorkflowManagerServer::new(service))
         .serve_with_incoming_shutdown(incoming, drain)
         .await?;

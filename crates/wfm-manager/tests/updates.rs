@@ -8,6 +8,7 @@ use common::*;
 use pb::AgentState as A;
 use pb::InteractionState as I;
 use tonic::Code;
+use tonic_types::StatusExt as _;
 use wfm_proto::v1 as pb;
 
 #[tokio::test]
@@ -214,6 +215,11 @@ async fn sequencing_applies_the_next_acknowledges_repeats_and_refuses_gaps() {
     assert_eq!(gap.code(), Code::FailedPrecondition);
     assert_eq!(gap.message(), "sequence gap: expected 2, got 5");
     assert_eq!(gap.metadata().get("wfm-expected-sequence").unwrap(), "2");
+    // The same number as a standard google.rpc.ErrorInfo detail, decoded by the client.
+    let info = gap.get_error_details().error_info().cloned().unwrap();
+    assert_eq!(info.reason, "SEQUENCE_GAP");
+    assert_eq!(info.domain, "wfm.v1");
+    assert_eq!(info.metadata["expected_sequence"], "2");
 
     // A snapshot resynchronises at any number and resets the sequence to it.
     let snapshot = pb::cti_update::Kind::Snapshot(pb::Snapshot {

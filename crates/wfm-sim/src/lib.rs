@@ -2,6 +2,7 @@
 //! and a MediaBar against a real gateway.
 //!
 //! # Layout
+//! - [`cli`]: the `wfm sim` command: run, check and load.
 //! - [`scenario`]: scenario files (scripted call flows with expected view states).
 //! - [`mediabar`]: a MediaBar WebSocket client that keeps the latest view state.
 //! - [`run`]: plays a scenario against a live stack and checks its checkpoints.
@@ -10,6 +11,7 @@
 //! - [`library`]: the scenario library, embedded.
 //! - [`demo`]: demo agents replaying the library in a loop, for `wfm up`.
 
+pub mod cli;
 pub mod demo;
 pub mod library;
 pub mod load;

@@ -1,5 +1,6 @@
 //! Start-up of logs and of the OTLP exporters, and their orderly shutdown.
 
+use std::io::IsTerminal as _;
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
@@ -60,6 +61,12 @@ pub enum LogFormat {
     Json,
 }
 
+/// Whether logs may carry ANSI colours: only on a terminal, so that piped and captured
+/// output (containers, CI, files) stays plain text.
+pub fn ansi() -> bool {
+    std::io::stdout().is_terminal() && std::io::stderr().is_terminal()
+}
+
 /// Installs the global logger: `RUST_LOG` filters (default `info`), in `format`.
 pub fn init_logs(format: LogFormat) -> Result<(), TelemetryError> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -67,7 +74,11 @@ pub fn init_logs(format: LogFormat) -> Result<(), TelemetryError> {
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
         LogFormat::Text => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(ansi())
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
         LogFormat::Json => registry
             .with(

@@ -255,3 +255,30 @@ async fn explain_reads_a_live_session_from_a_running_manager() {
     assert!(text(&missing.stderr).contains("GetSession nobody: unknown session nobody"));
     shutdown.cancel();
 }
+
+#[test]
+fn every_role_is_a_subcommand_whose_help_names_it() {
+    let out = wfm(&["--help"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let help = text(&out.stdout);
+    for role in ["up", "manager", "gateway", "sim", "bench", "profile"] {
+        assert!(
+            help.contains(&format!("\n  {role} ")),
+            "{role} missing:\n{help}"
+        );
+    }
+    // The services parse their own settings, so their help is theirs, under the wfm name.
+    for (role, setting) in [
+        ("manager", "--metrics-listen"),
+        ("gateway", "--manager-url"),
+    ] {
+        let out = wfm(&[role, "--help"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let help = text(&out.stdout);
+        assert!(
+            help.contains(&format!("Usage: wfm {role} [OPTIONS]")),
+            "{help}"
+        );
+        assert!(help.contains(setting), "{help}");
+    }
+}

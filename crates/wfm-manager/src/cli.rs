@@ -1,23 +1,42 @@
-//! The `wfm-manager` binary: reads its settings, starts telemetry, and serves until SIGTERM.
+//! The `wfm manager` command: reads its settings, starts telemetry, and serves until SIGTERM.
 
+use std::ffi::OsString;
+use std::process::ExitCode;
 use std::sync::Arc;
 
+use crate::ManagerStats;
+use crate::settings::{BINARY, Settings};
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use wfm_manager::ManagerStats;
-use wfm_manager::settings::{BINARY, Settings};
 
-fn main() -> anyhow::Result<()> {
-    let settings: Settings = wfm_telemetry::settings::parse().unwrap_or_else(|error| error.exit());
+/// The subcommand of the `wfm` binary that runs this service.
+pub const COMMAND: &str = "manager";
+
+/// Runs the service with `args` (the program name first) until SIGTERM; exits 2 on a bad
+/// setting, as the settings' errors say.
+pub fn run(args: Vec<OsString>) -> ExitCode {
+    let settings: Settings = match wfm_telemetry::settings::parse_from(args) {
+        Ok((settings, _)) => settings,
+        Err(error) => error.exit(),
+    };
     // Multi-threaded: the OTLP exporters flush from a blocking thread through the runtime.
-    tokio::runtime::Builder::new_multi_thread()
+    let outcome = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?
-        .block_on(run(settings))
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(service(settings)));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // As `main` returning the error would print it.
+            eprintln!("Error: {error:?}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
-async fn run(settings: Settings) -> anyhow::Result<()> {
+async fn service(settings: Settings) -> anyhow::Result<()> {
     let registry = wfm_telemetry::Registry::new();
     let stats = Arc::new(ManagerStats::new(&registry));
     let telemetry = settings.telemetry.start(BINARY, &registry)?;
@@ -46,7 +65,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         metrics_stop.clone(),
     ));
     let outcome = wfm_telemetry::serve_until_signal(
-        wfm_manager::serve(listener, config, shutdown.clone()),
+        crate::serve(listener, config, shutdown.clone()),
         shutdown,
         grace,
     )

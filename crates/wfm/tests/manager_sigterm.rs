@@ -1,8 +1,10 @@
-//! SIGTERM to the real `wfm-manager` process: health turns NOT_SERVING first, then binders
+//! SIGTERM to a real `wfm manager` process: health turns NOT_SERVING first, then binders
 //! are told SHUTTING_DOWN and their streams end, and the process exits within its grace.
 #![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+// The manager's own fixtures: one definition of the test key and the wire builders.
+#[path = "../../wfm-manager/tests/common/mod.rs"]
 mod common;
 
 use std::process::{Child, Command, Stdio};
@@ -51,7 +53,8 @@ async fn sigterm_turns_health_not_serving_then_unbinds_then_exits_within_grace()
     let (port, metrics_port) = (free_port(), free_port());
     let endpoint = format!("http://127.0.0.1:{port}");
     let drain = Duration::from_millis(1_500);
-    let child = Command::new(env!("CARGO_BIN_EXE_wfm-manager"))
+    let child = Command::new(env!("CARGO_BIN_EXE_wfm"))
+        .arg("manager")
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
         .args(["--drain-delay-ms", &drain.as_millis().to_string()])
@@ -60,7 +63,7 @@ async fn sigterm_turns_health_not_serving_then_unbinds_then_exits_within_grace()
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
-        .expect("start wfm-manager");
+        .expect("start wfm manager");
     let mut child = Reaper(child);
     let deadline = Instant::now() + Duration::from_secs(10);
     while health(&endpoint).await != Some(ServingStatus::Serving) {
@@ -134,7 +137,8 @@ async fn sigterm_turns_health_not_serving_then_unbinds_then_exits_within_grace()
 
 #[test]
 fn a_bad_setting_stops_the_process_with_one_line_naming_it() {
-    let output = Command::new(env!("CARGO_BIN_EXE_wfm-manager"))
+    let output = Command::new(env!("CARGO_BIN_EXE_wfm"))
+        .arg("manager")
         .args(["--reference-ttl-secs", "5"])
         .output()
         .unwrap();
@@ -146,7 +150,8 @@ fn a_bad_setting_stops_the_process_with_one_line_naming_it() {
     );
     let config = std::env::temp_dir().join(format!("wfm-manager-{}.toml", std::process::id()));
     std::fs::write(&config, "listen = \"127.0.0.1:0\"\nlisten_adress = \"x\"\n").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_wfm-manager"))
+    let output = Command::new(env!("CARGO_BIN_EXE_wfm"))
+        .arg("manager")
         .arg("--config")
         .arg(&config)
         .output()

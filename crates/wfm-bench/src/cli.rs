@@ -1,17 +1,21 @@
-//! `wfm-bench`: runs the benchmark suite and writes `BENCHMARKS.md` and the scale plot.
+//! `wfm bench`: runs the benchmark suite and writes `BENCHMARKS.md` and the scale plot.
 //! Also the child roles it re-executes itself as (servers, callgrind targets).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::suite::{self, Plan};
+use crate::{plot, proc, report, roles};
 use clap::{Parser, Subcommand};
-use wfm_bench::suite::{self, Plan};
-use wfm_bench::{plot, proc, report, roles};
+
+/// The subcommand of the `wfm` binary that runs the suite; its child roles are
+/// `wfm bench <role>` too, so that they run the very code that was built.
+pub const COMMAND: &str = "bench";
 
 /// The Workflow Manager benchmark suite.
 #[derive(Debug, Parser)]
 #[command(version, about)]
-struct Cli {
+pub struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -32,7 +36,7 @@ enum Command {
         /// Only this session count (for investigation; the report is then partial).
         #[arg(long, hide = true)]
         only: Option<usize>,
-        /// Where to write every run as JSON (`wfm-bench report` redraws from it).
+        /// Where to write every run as JSON (`wfm bench report` redraws from it).
         #[arg(long, default_value = "docs/bench/results.json")]
         json: PathBuf,
     },
@@ -48,7 +52,7 @@ enum Command {
         #[arg(long, default_value = "docs/bench/scale.png")]
         plot: PathBuf,
         /// The command to name as the one that measured.
-        #[arg(long, default_value = "cargo run --release -p wfm-bench -- all")]
+        #[arg(long, default_value = "cargo run --release -p wfm -- bench all")]
         command: String,
     },
     /// Measure memory only: manager and gateway RSS per idle bound session.
@@ -94,16 +98,16 @@ enum Command {
     },
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
+/// Runs the command `cli` names: a suite, a report, or a child role.
+pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Callgrind { what, count } => roles::callgrind_target(&what, count),
-        command => runtime().and_then(|rt| rt.block_on(run(command))),
+        command => runtime().and_then(|rt| rt.block_on(run_command(command))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("wfm-bench: {error:#}");
+            eprintln!("wfm bench: {error:#}");
             ExitCode::FAILURE
         }
     }
@@ -135,7 +139,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-async fn run(command: Command) -> anyhow::Result<()> {
+async fn run_command(command: Command) -> anyhow::Result<()> {
     match command {
         Command::ServeManager => roles::serve_manager().await,
         Command::Memory { sessions } => {
@@ -162,7 +166,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             json,
         } => {
             let args: Vec<String> = std::env::args().skip(1).collect();
-            let command = format!("cargo run --release -p wfm-bench -- {}", args.join(" "));
+            // `bench all ...`: the arguments after the binary, as `cargo run -p wfm --` takes them.
+            let command = format!("cargo run --release -p wfm -- {}", args.join(" "));
             let mut plan = Plan::new(quick, proc::raise_open_files_limit());
             if let Some(sessions) = only {
                 plan.scale = vec![sessions];

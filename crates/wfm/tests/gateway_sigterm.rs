@@ -1,8 +1,11 @@
-//! SIGTERM to the real `wfm-gateway` process: readiness turns false first, then bound
+//! SIGTERM to a real `wfm gateway` process: readiness turns false first, then bound
 //! clients are told and closed, and the process exits within its grace period.
 #![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+// The gateway's own fixtures: a real manager, and a WebSocket client that validates every
+// frame against the AsyncAPI contract.
+#[path = "../../wfm-gateway/tests/common/mod.rs"]
 mod common;
 
 use std::process::{Child, Command, Stdio};
@@ -33,7 +36,8 @@ async fn sigterm_turns_readiness_false_then_tells_clients_then_exits_within_grac
     let port = free_port();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let drain = Duration::from_millis(1_500);
-    let child = Command::new(env!("CARGO_BIN_EXE_wfm-gateway"))
+    let child = Command::new(env!("CARGO_BIN_EXE_wfm"))
+        .arg("gateway")
         .args(["--listen", &addr.to_string()])
         .args(["--manager-url", &format!("http://{}", manager.addr)])
         .args(["--drain-delay-ms", &drain.as_millis().to_string()])
@@ -42,7 +46,7 @@ async fn sigterm_turns_readiness_false_then_tells_clients_then_exits_within_grac
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
-        .expect("start wfm-gateway");
+        .expect("start wfm gateway");
     let mut child = Reaper(child);
     let gateway = Gateway {
         addr,
@@ -99,7 +103,8 @@ async fn sigterm_turns_readiness_false_then_tells_clients_then_exits_within_grac
 
 #[test]
 fn a_bad_setting_stops_the_process_with_one_line_naming_it() {
-    let output = Command::new(env!("CARGO_BIN_EXE_wfm-gateway"))
+    let output = Command::new(env!("CARGO_BIN_EXE_wfm"))
+        .arg("gateway")
         .args(["--max-message-bytes", "12"])
         .env("WFM_SIGNING_KEY", std::str::from_utf8(KEY).unwrap())
         .output()
@@ -114,7 +119,8 @@ fn a_bad_setting_stops_the_process_with_one_line_naming_it() {
 
     let key_file = std::env::temp_dir().join(format!("wfm-gw-key-{}", std::process::id()));
     std::fs::write(&key_file, "too-short\n").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_wfm-gateway"))
+    let output = Command::new(env!("CARGO_BIN_EXE_wfm"))
+        .arg("gateway")
         .arg("--signing-key-file")
         .arg(&key_file)
         .env_remove("WFM_SIGNING_KEY")
@@ -138,8 +144,9 @@ fn a_flag_beats_the_environment_which_beats_the_config_file() {
     std::fs::write(&config, "max_message_bytes = 100\n").unwrap();
     // Each layer gives a value too small, so the error says which layer won.
     let run = |env: Option<&str>, flag: Option<&str>| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_wfm-gateway"));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wfm"));
         command
+            .arg("gateway")
             .arg("--config")
             .arg(&config)
             .env("WFM_SIGNING_KEY", std::str::from_utf8(KEY).unwrap())

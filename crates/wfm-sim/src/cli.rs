@@ -1,21 +1,24 @@
-//! The `wfm-sim` command: play scenarios against a stack, check them, or generate load.
+//! The `wfm sim` command: play scenarios against a stack, check them, or generate load.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::load::LoadOptions;
+use crate::run::{self, Target};
+use crate::scenario::{self, Scenario};
+use crate::stack::{Stack, StackOptions};
 use clap::{Parser, Subcommand};
 use wfm_proto::v1::workflow_manager_client::WorkflowManagerClient;
-use wfm_sim::load::LoadOptions;
-use wfm_sim::run::{self, Target};
-use wfm_sim::scenario::{self, Scenario};
-use wfm_sim::stack::{Stack, StackOptions};
+
+/// The subcommand of the `wfm` binary that runs the simulator.
+pub const COMMAND: &str = "sim";
 
 /// Interaction Processor simulator.
 #[derive(Debug, Parser)]
 #[command(version, about)]
-struct Cli {
+pub struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -97,15 +100,16 @@ fn load(files: &[PathBuf]) -> Result<Vec<Scenario>, String> {
         .collect()
 }
 
+/// Runs the command `cli` names: exits 1 when a scenario or the load run failed.
 #[tokio::main]
-async fn main() -> ExitCode {
+pub async fn run(cli: Cli) -> ExitCode {
     tracing_subscriber::fmt()
+        .with_ansi(wfm_telemetry::init::ansi())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
-    let cli = Cli::parse();
     match run_command(cli.command).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
@@ -192,7 +196,7 @@ async fn run_command(command: Command) -> Result<bool, String> {
                 progress: true,
             };
             eprintln!("binding {sessions} sessions through {gateway_url}");
-            let report = wfm_sim::load::run(client, &gateway_url, &options)
+            let report = crate::load::run(client, &gateway_url, &options)
                 .await
                 .map_err(|e| e.to_string())?;
             if json {

@@ -1,0 +1,66 @@
+//! The `wfm gateway` command: reads its settings, starts telemetry, and serves until SIGTERM.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::GatewayStats;
+use crate::settings::{BINARY, Settings};
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// The subcommand of the `wfm` binary that runs this service.
+pub const COMMAND: &str = "gateway";
+
+/// Runs the service with `args` (the program name first) until SIGTERM; exits 2 on a bad
+/// setting, as the settings' errors say.
+pub fn run(args: Vec<OsString>) -> ExitCode {
+    let settings: Settings = match wfm_telemetry::settings::parse_from(args) {
+        Ok((settings, _)) => settings,
+        Err(error) => error.exit(),
+    };
+    // Multi-threaded: the OTLP exporters flush from a blocking thread through the runtime.
+    let outcome = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(service(settings)));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // As `main` returning the error would print it.
+            eprintln!("Error: {error:?}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn service(settings: Settings) -> anyhow::Result<()> {
+    let registry = wfm_telemetry::Registry::new();
+    let stats = Arc::new(GatewayStats::new(&registry));
+    let telemetry = settings.telemetry.start(BINARY, &registry)?;
+    let grace = settings.shutdown_grace();
+    let listen = settings.listen;
+    let config = match settings.into_config(stats, telemetry.tracer()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            std::process::exit(2);
+        }
+    };
+
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let shutdown = CancellationToken::new();
+    let outcome = wfm_telemetry::serve_until_signal(
+        crate::serve(listener, config, shutdown.clone()),
+        shutdown,
+        grace,
+    )
+    .await;
+    telemetry.shutdown(std::time::Duration::from_secs(2)).await;
+    outcome??;
+    Ok(())
+}
