@@ -290,9 +290,10 @@ impl Drop for Receiver {
         // Whatever still waits is discarded with the stream, and so is what comes later.
         let mut inner = self.0.lock();
         inner.closed = true;
-        for _ in 0..inner.states {
-            self.0.stats.stream_queued.dec();
-        }
+        self.0
+            .stats
+            .stream_queued
+            .dec_by(i64::try_from(inner.states).unwrap_or(i64::MAX));
         inner.states = 0;
         inner.items = VecDeque::new();
         inner.stale = Vec::new();

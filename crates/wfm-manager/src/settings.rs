@@ -68,6 +68,11 @@ pub struct Settings {
     /// then whatever is left.
     #[arg(long, env = "WFM_MANAGER_SHUTDOWN_GRACE_SECS", default_value_t = 10, value_parser = at_least::<1>)]
     pub shutdown_grace_secs: u64,
+    /// State events that may wait in one binding stream (a gateway's `Attach`, or a
+    /// `BindSession`); beyond it a binding's events are dropped and the binding is resent
+    /// its entire view state once the stream has drained below half.
+    #[arg(long, env = "WFM_MANAGER_STREAM_QUEUE", default_value_t = 4096, value_parser = at_least::<64>)]
+    pub stream_queue: u64,
     /// Logs and OpenTelemetry.
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
@@ -127,6 +132,7 @@ impl Settings {
         config.reference_ttl = Duration::from_secs(self.reference_ttl_secs);
         config.profiles_poll = Duration::from_millis(self.profiles_poll_ms);
         config.drain_delay = Duration::from_millis(self.drain_delay_ms);
+        config.stream_queue = usize::try_from(self.stream_queue).unwrap_or(usize::MAX);
         if self.drain_delay_ms >= self.shutdown_grace_secs.saturating_mul(1000) {
             return Err(SettingsError::invalid(
                 "drain_delay_ms",

@@ -81,6 +81,12 @@ impl Gauge {
         self.0.dec();
     }
 
+    /// Subtracts `n`.
+    #[inline]
+    pub fn dec_by(&self, n: i64) {
+        self.0.dec_by(n);
+    }
+
     /// Sets the value.
     #[inline]
     pub fn set(&self, value: i64) {
