@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::Notify;
 
 use crate::delivery::{Availability, Delivery};
-use crate::outbound::Outbound;
+use crate::outbound::{Item, Outbound};
 use crate::protocol::{self, ResourceData};
 use crate::stats::GatewayStats;
 
@@ -73,7 +73,15 @@ impl ClientState {
     /// Queues a control message.
     pub(crate) fn push_control(&mut self, message: String) {
         self.out.push_control(message);
+        self.stats.queued.inc();
         self.changed = true;
+    }
+
+    /// Takes the next message to write.
+    pub(crate) fn pop(&mut self) -> Option<Item> {
+        let item = self.out.pop()?;
+        self.stats.queued.dec();
+        Some(item)
     }
 
     /// Changes the binding.
@@ -148,6 +156,8 @@ impl ClientState {
                 self.stats.events_received.inc();
                 if self.out.push_state(state, Arc::clone(session)) {
                     self.stats.events_conflated.inc();
+                } else {
+                    self.stats.queued.inc();
                 }
                 self.changed = true;
             }
@@ -190,6 +200,15 @@ impl ClientState {
             }
             Delivery::Assume { available } => self.service_available = available,
         }
+    }
+}
+
+impl Drop for ClientState {
+    fn drop(&mut self) {
+        // What a closed connection never wrote is gone with it.
+        self.stats
+            .queued
+            .dec_by(i64::try_from(self.out.len()).unwrap_or(i64::MAX));
     }
 }
 
@@ -252,7 +271,6 @@ mod tests {
     use crate::catalogue::Catalogue;
     use crate::delivery::StateDelivery;
     use crate::errors::UnboundReason;
-    use crate::outbound::Item;
 
     fn state(target: &str, enabled: u64) -> StateDelivery {
         let catalogue = Catalogue::from_wire(pb::Catalogue {
@@ -273,7 +291,7 @@ mod tests {
 
     fn drain(client: &ClientShared) -> Vec<String> {
         let mut state = client.lock();
-        std::iter::from_fn(|| state.out.pop())
+        std::iter::from_fn(|| state.pop())
             .map(|item| match item {
                 Item::Control(text) => text,
                 Item::State(queued) => format!("state {}", queued.state.target),
@@ -330,6 +348,7 @@ mod tests {
         assert_eq!(stats.events_received.get(), 2);
         assert_eq!(stats.events_conflated.get(), 1);
         assert_eq!(stats.bindings.get(), 1);
+        assert_eq!(stats.queued.get(), 0, "everything queued was taken");
     }
 
     #[test]

@@ -30,6 +30,7 @@ use crate::limits::RequestLimiter;
 use crate::outbound::Item;
 use crate::protocol::{self, Request, ResourceData};
 use crate::settings::GatewayConfig;
+use crate::timers::{Expired, Limits, Phase, Timers};
 use crate::upstream::{Upstream, unix_now};
 
 /// What the gateway's connections share.
@@ -112,6 +113,15 @@ enum Tick {
     Stop(&'static str),
 }
 
+/// What the binding is doing, for the clocks.
+fn phase(binding: &Binding) -> Phase {
+    match binding {
+        Binding::Unbound => Phase::Unbound,
+        Binding::Pending { .. } => Phase::Binding,
+        Binding::Bound { .. } => Phase::Bound,
+    }
+}
+
 /// Where a connection is in its life; it is closed once [`Session::serve`] returns.
 #[derive(Debug)]
 enum Lifecycle {
@@ -157,12 +167,7 @@ struct Session<'a> {
     hub: &'a Hub,
     conn: Arc<ClientShared>,
     bucket: RequestLimiter,
-    next_ping: Instant,
-    /// When the unanswered ping became due.
-    awaiting_pong: Option<Instant>,
-    ping_due: bool,
-    last_request: Instant,
-    bind_started: Option<Instant>,
+    timers: Timers,
     lifecycle: Lifecycle,
     unflushed: bool,
 }
@@ -175,11 +180,7 @@ impl<'a> Session<'a> {
             hub,
             conn,
             bucket: RequestLimiter::new(config.request_burst, config.request_rate),
-            next_ping: now + config.ping_interval,
-            awaiting_pong: None,
-            ping_due: false,
-            last_request: now,
-            bind_started: None,
+            timers: Timers::new(Limits::of(config), now),
             lifecycle: Lifecycle::Open,
             unflushed: false,
         }
@@ -192,7 +193,7 @@ impl<'a> Session<'a> {
     async fn serve(&mut self, socket: &mut WebSocket) -> &'static str {
         let conn = Arc::clone(&self.conn);
         let shutdown = self.hub.shutdown.clone();
-        let timer = tokio::time::sleep_until(self.next_ping);
+        let timer = tokio::time::sleep_until(Instant::now());
         tokio::pin!(timer);
         loop {
             let (reading, deadline) = {
@@ -200,12 +201,16 @@ impl<'a> Session<'a> {
                 if state.out.controls() > 4 * self.config().max_pending_replies {
                     return "too many unread replies";
                 }
-                let binding = matches!(state.binding, Binding::Pending { .. });
-                let idle = matches!(state.binding, Binding::Unbound);
-                let reading = !binding
-                    && matches!(self.lifecycle, Lifecycle::Open)
+                let phase = phase(&state.binding);
+                let open = matches!(self.lifecycle, Lifecycle::Open);
+                let reading = phase != Phase::Binding
+                    && open
                     && state.out.controls() < self.config().max_pending_replies;
-                (reading, self.deadline(binding, idle))
+                let mut deadline = self.timers.deadline(phase, open);
+                if let Some(until) = self.lifecycle.deadline() {
+                    deadline = deadline.min(until);
+                }
+                (reading, deadline)
             };
             timer.as_mut().reset(deadline);
             tokio::select! {
@@ -232,65 +237,21 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// The earliest instant a timer has to act.
-    fn deadline(&self, binding: bool, idle: bool) -> Instant {
-        let config = self.config();
-        let mut deadline = self.next_ping;
-        if let Some(since) = self.awaiting_pong {
-            deadline = deadline.min(since + config.pong_timeout);
-        }
-        if idle && matches!(self.lifecycle, Lifecycle::Open) {
-            deadline = deadline.min(self.last_request + config.idle_timeout);
-        }
-        if let (true, Some(started)) = (binding, self.bind_started) {
-            deadline = deadline.min(started + config.request_timeout);
-        }
-        if let Some(until) = self.lifecycle.deadline() {
-            deadline = deadline.min(until);
-        }
-        deadline
-    }
-
     fn tick(&mut self) -> Tick {
         let now = Instant::now();
-        let (ping_interval, pong_timeout, idle_timeout, request_timeout) = {
-            let c = self.config();
-            (
-                c.ping_interval,
-                c.pong_timeout,
-                c.idle_timeout,
-                c.request_timeout,
-            )
-        };
         if self.lifecycle.deadline().is_some_and(|until| now >= until) {
             return Tick::Stop("close handshake timed out");
         }
-        if self
-            .awaiting_pong
-            .is_some_and(|since| now >= since + pong_timeout)
-        {
-            return Tick::Stop("ping not answered");
-        }
-        if now >= self.next_ping {
-            if self.awaiting_pong.is_none() {
-                self.ping_due = true;
-                self.awaiting_pong = Some(now);
-            }
-            self.next_ping = now + ping_interval;
-        }
         let binding = self.conn.lock().binding.clone();
-        match binding {
-            Binding::Unbound if now >= self.last_request + idle_timeout => {
-                self.begin_close(CloseReason::IdleTimeout);
+        match self.timers.tick(now, phase(&binding)) {
+            Some(Expired::Pong) => return Tick::Stop("ping not answered"),
+            Some(Expired::Idle) => self.begin_close(CloseReason::IdleTimeout),
+            Some(Expired::Bind) => {
+                if let Binding::Pending { binding_id, .. } = binding {
+                    self.hub.upstream.cancel_bind(binding_id);
+                }
             }
-            Binding::Pending { binding_id, .. }
-                if self
-                    .bind_started
-                    .is_some_and(|started| now >= started + request_timeout) =>
-            {
-                self.hub.upstream.cancel_bind(binding_id);
-            }
-            _ => {}
+            None => {}
         }
         Tick::Continue
     }
@@ -354,10 +315,9 @@ impl<'a> Session<'a> {
                 }
                 // A state event's send is a span of its update's trace, if it has one.
                 let mut sent_state = None;
-                let message = if self.ping_due {
-                    self.ping_due = false;
+                let message = if self.timers.take_ping() {
                     Message::Ping(Bytes::new())
-                } else if let Some(item) = self.conn.lock().out.pop() {
+                } else if let Some(item) = self.conn.lock().pop() {
                     Message::Text(match item {
                         Item::Control(text) => text.into(),
                         Item::State(queued) => {
@@ -467,10 +427,10 @@ impl<'a> Session<'a> {
     fn on_message(&mut self, message: Message) {
         let now = Instant::now();
         // Any frame proves the client alive, not only a pong.
-        self.awaiting_pong = None;
+        self.timers.heard();
         match message {
             Message::Text(text) => {
-                self.last_request = now;
+                self.timers.requested(now);
                 if text.len() > self.config().max_message_size {
                     self.refuse_large();
                 } else {
@@ -478,7 +438,7 @@ impl<'a> Session<'a> {
                 }
             }
             Message::Binary(data) => {
-                self.last_request = now;
+                self.timers.requested(now);
                 let error = if !self.bucket.try_take() {
                     self.rate_limited()
                 } else if data.len() > self.config().max_message_size {
@@ -579,7 +539,7 @@ impl<'a> Session<'a> {
                     .bind(&self.conn, binding_id, reference, takeover)
                 {
                     Ok(()) => {
-                        self.bind_started = Some(now);
+                        self.timers.bind_sent(now);
                         None
                     }
                     Err(error) => {

@@ -26,6 +26,7 @@
 //! - `upstream`: the `Attach` stream pool, the routing table, the Service Monitor, reconnect
 //!   and rebind; it renders no JSON.
 //! - `limits`: the per-connection request budget.
+//! - `timers`: a connection's clocks (pings, pong, idle, bind), with time as an argument.
 //! - [`GatewayStats`]: the metrics (connections, bindings, upstream streams, events
 //!   received, sent and conflated, event-to-write latency), served on `/metrics`.
 //! - [`settings`]: every setting defined once: flag, `WFM_*` environment variable and TOML
@@ -45,6 +46,7 @@ mod protocol;
 mod server;
 pub mod settings;
 mod stats;
+mod timers;
 mod upstream;
 
 pub use demo::{DemoDirectory, DemoSession};

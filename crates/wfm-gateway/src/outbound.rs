@@ -110,7 +110,6 @@ impl Outbound {
     }
 
     /// Messages waiting.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.items.len()
     }

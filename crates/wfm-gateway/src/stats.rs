@@ -15,6 +15,8 @@ pub struct GatewayStats {
     pub(crate) events_received: Counter,
     pub(crate) events_sent: Counter,
     pub(crate) events_conflated: Counter,
+    pub(crate) queued: Gauge,
+    pub(crate) commands_refused: Counter,
     pub(crate) event_to_write: Histogram,
 }
 
@@ -68,6 +70,16 @@ impl GatewayStats {
             events_conflated: r.counter(
                 "wfm_gateway_events_conflated_total",
                 "state.updated events replaced by a newer state of their target before a slow client read them.",
+                &[],
+            ),
+            queued: r.gauge(
+                "wfm_gateway_queued_messages",
+                "Messages waiting in client connections' queues (state events conflated per target, and replies).",
+                &[],
+            ),
+            commands_refused: r.counter(
+                "wfm_gateway_upstream_commands_refused_total",
+                "Bind or unbind commands that found an Attach stream's command queue full (binds fail with serviceUnavailable, unbinds are retried).",
                 &[],
             ),
             event_to_write: r.histogram(

@@ -49,6 +49,7 @@ use crate::client::ClientShared;
 use crate::delivery::{Availability, Delivery, ServiceInfo, StateDelivery};
 use crate::errors::{GatewayError, UnboundReason};
 use crate::settings::GatewayConfig;
+use crate::stats::GatewayStats;
 
 /// Commands that may wait for one `Attach` stream to the manager.
 pub(crate) const COMMAND_QUEUE: usize = 1024;
@@ -96,6 +97,21 @@ struct Route {
 struct Stream {
     commands: mpsc::Sender<pb::AttachRequest>,
     catalogue: Arc<Catalogue>,
+}
+
+impl Stream {
+    /// Queues a command for the manager, counting a full queue.
+    fn command(
+        &self,
+        command: pb::AttachRequest,
+        stats: &GatewayStats,
+    ) -> Result<(), mpsc::error::TrySendError<pb::AttachRequest>> {
+        let sent = self.commands.try_send(command);
+        if let Err(mpsc::error::TrySendError::Full(_)) = &sent {
+            stats.commands_refused.inc();
+        }
+        sent
+    }
 }
 
 #[derive(Default)]
@@ -239,8 +255,10 @@ impl Upstream {
             .find_map(|i| streams[i].as_ref().map(|s| (i, s)))
             .ok_or(GatewayError::ServiceUnavailable)?;
         connected
-            .commands
-            .try_send(bind_command(binding_id, &reference, takeover))
+            .command(
+                bind_command(binding_id, &reference, takeover),
+                &self.config.stats,
+            )
             .map_err(|_| GatewayError::ServiceUnavailable)?;
         routes.insert(
             binding_id,
@@ -270,7 +288,7 @@ impl Upstream {
         };
         table.lost.remove(&binding_id);
         if !matches!(route.phase, Phase::Lost { .. }) {
-            send_unbind(&mut table, route.stream, binding_id);
+            send_unbind(&mut table, route.stream, binding_id, &self.config.stats);
         }
         true
     }
@@ -285,7 +303,7 @@ impl Upstream {
             return;
         }
         if let Some(route) = table.routes.remove(&binding_id) {
-            send_unbind(&mut table, route.stream, binding_id);
+            send_unbind(&mut table, route.stream, binding_id, &self.config.stats);
             fail_bind(&route.conn, binding_id, GatewayError::UpstreamTimeout);
         }
     }
@@ -631,7 +649,7 @@ impl Upstream {
         let now = Instant::now();
         let mut table = self.table();
         for (stream, id) in std::mem::take(&mut table.unsent_unbinds) {
-            send_unbind(&mut table, stream, id);
+            send_unbind(&mut table, stream, id, &self.config.stats);
         }
         let Table {
             routes,
@@ -676,9 +694,11 @@ impl Upstream {
             }
             let stream = connected[usize::try_from(id).unwrap_or(0) % connected.len()];
             let sent = streams[stream].as_ref().is_some_and(|s| {
-                s.commands
-                    .try_send(bind_command(id, &route.reference, false))
-                    .is_ok()
+                s.command(
+                    bind_command(id, &route.reference, false),
+                    &self.config.stats,
+                )
+                .is_ok()
             });
             if sent {
                 route.stream = stream;
@@ -713,12 +733,12 @@ enum OpenError {
 
 /// Releases a binding on the manager, or keeps the unbind for the rebinder to retry when
 /// the stream's command queue is full.
-fn send_unbind(table: &mut Table, stream: usize, binding_id: u64) {
+fn send_unbind(table: &mut Table, stream: usize, binding_id: u64, stats: &GatewayStats) {
     let Some(connected) = &table.streams[stream] else {
         return;
     };
     if let Err(mpsc::error::TrySendError::Full(_)) =
-        connected.commands.try_send(unbind_command(binding_id))
+        connected.command(unbind_command(binding_id), stats)
     {
         table.unsent_unbinds.push((stream, binding_id));
     }
