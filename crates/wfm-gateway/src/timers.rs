@@ -1,6 +1,8 @@
 //! A connection's clocks: the ping schedule, the pong deadline, the idle timeout and the
 //! bind deadline. Time comes in as an argument, so the connection task decides when to
-//! look and the tests drive the clocks with tokio's paused time.
+//! look and the tests step the clocks to exact instants, with no wall-clock sleeps (and
+//! without tokio's `test-util`, which would give the test build another tokio than the
+//! release binary's).
 
 use std::time::Duration;
 
@@ -159,83 +161,84 @@ mod tests {
         request_timeout: Duration::from_secs(5),
     };
 
-    async fn advance_to(at: Instant) {
-        tokio::time::advance(at.saturating_duration_since(Instant::now())).await;
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_ping_is_due_each_interval_and_an_unanswered_one_expires() {
-        let mut timers = Timers::new(LIMITS, Instant::now());
-        let first = timers.deadline(Phase::Bound, true);
-        assert_eq!(first, Instant::now() + LIMITS.ping_interval);
-        advance_to(first).await;
-        assert_eq!(timers.tick(Instant::now(), Phase::Bound), None);
+    #[test]
+    fn a_ping_is_due_each_interval_and_an_unanswered_one_expires() {
+        let t0 = Instant::now();
+        let mut timers = Timers::new(LIMITS, t0);
+        assert_eq!(timers.deadline(Phase::Bound, true), t0 + secs(20));
+        assert_eq!(timers.tick(t0 + secs(19), Phase::Bound), None);
+        assert!(!timers.take_ping(), "not due yet");
+        assert_eq!(timers.tick(t0 + secs(20), Phase::Bound), None);
         assert!(timers.take_ping());
         assert!(!timers.take_ping(), "one ping per interval");
         // The pong deadline comes before the next ping.
-        let pong_deadline = timers.deadline(Phase::Bound, true);
-        assert_eq!(pong_deadline, Instant::now() + LIMITS.pong_timeout);
-        advance_to(pong_deadline).await;
+        assert_eq!(timers.deadline(Phase::Bound, true), t0 + secs(30));
+        assert_eq!(timers.tick(t0 + secs(29), Phase::Bound), None);
         assert_eq!(
-            timers.tick(Instant::now(), Phase::Bound),
+            timers.tick(t0 + secs(30), Phase::Bound),
             Some(Expired::Pong)
         );
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn any_frame_answers_the_ping() {
-        let mut timers = Timers::new(LIMITS, Instant::now());
-        advance_to(timers.deadline(Phase::Bound, true)).await;
-        timers.tick(Instant::now(), Phase::Bound);
+    #[test]
+    fn any_frame_answers_the_ping() {
+        let t0 = Instant::now();
+        let mut timers = Timers::new(LIMITS, t0);
+        timers.tick(t0 + secs(20), Phase::Bound);
         assert!(timers.take_ping());
-        tokio::time::advance(Duration::from_secs(9)).await;
         timers.heard();
-        tokio::time::advance(Duration::from_secs(5)).await;
-        assert_eq!(timers.tick(Instant::now(), Phase::Bound), None);
-        assert!(!timers.take_ping());
+        assert_eq!(timers.tick(t0 + secs(35), Phase::Bound), None);
+        assert_eq!(timers.deadline(Phase::Bound, true), t0 + secs(40));
+        timers.tick(t0 + secs(40), Phase::Bound);
+        assert!(timers.take_ping(), "the next ping is on schedule");
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn an_unbound_connection_idles_out_unless_it_asks_for_something() {
+    #[test]
+    fn an_unbound_connection_idles_out_unless_it_asks_for_something() {
         let limits = Limits {
-            ping_interval: Duration::from_secs(3600),
+            ping_interval: secs(3600),
             ..LIMITS
         };
-        let mut timers = Timers::new(limits, Instant::now());
-        tokio::time::advance(Duration::from_secs(50)).await;
-        timers.requested(Instant::now());
-        let idle = timers.deadline(Phase::Unbound, true);
-        assert_eq!(idle, Instant::now() + LIMITS.idle_timeout);
+        let t0 = Instant::now();
+        let mut timers = Timers::new(limits, t0);
+        timers.requested(t0 + secs(50));
+        assert_eq!(timers.deadline(Phase::Unbound, true), t0 + secs(110));
         assert_eq!(
             timers.deadline(Phase::Unbound, false),
-            Instant::now() + Duration::from_secs(3550),
+            t0 + secs(3600),
             "a closing connection's idle clock does not run"
         );
-        advance_to(idle).await;
+        assert_eq!(timers.tick(t0 + secs(109), Phase::Unbound), None);
         assert_eq!(
-            timers.tick(Instant::now(), Phase::Bound),
+            timers.tick(t0 + secs(110), Phase::Bound),
             None,
             "bound: never idle"
         );
         assert_eq!(
-            timers.tick(Instant::now(), Phase::Unbound),
+            timers.tick(t0 + secs(110), Phase::Unbound),
             Some(Expired::Idle)
         );
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_bind_the_manager_does_not_answer_in_time_expires() {
-        let mut timers = Timers::new(LIMITS, Instant::now());
-        tokio::time::advance(Duration::from_secs(1)).await;
-        timers.bind_sent(Instant::now());
-        let deadline = timers.deadline(Phase::Binding, true);
-        assert_eq!(deadline, Instant::now() + LIMITS.request_timeout);
-        tokio::time::advance(Duration::from_secs(4)).await;
-        assert_eq!(timers.tick(Instant::now(), Phase::Binding), None);
-        advance_to(deadline).await;
+    #[test]
+    fn a_bind_the_manager_does_not_answer_in_time_expires() {
+        let t0 = Instant::now();
+        let mut timers = Timers::new(LIMITS, t0);
+        timers.bind_sent(t0 + secs(1));
+        assert_eq!(timers.deadline(Phase::Binding, true), t0 + secs(6));
+        assert_eq!(timers.tick(t0 + secs(5), Phase::Binding), None);
         assert_eq!(
-            timers.tick(Instant::now(), Phase::Binding),
+            timers.tick(t0 + secs(6), Phase::Binding),
             Some(Expired::Bind)
+        );
+        assert_eq!(
+            timers.tick(t0 + secs(6), Phase::Bound),
+            None,
+            "answered: no deadline"
         );
     }
 }
