@@ -170,18 +170,22 @@ fn push(inner: &mut Inner, item: Outgoing) {
 }
 
 impl Sender {
-    /// Queues a state event, or hands it back when the queue is full.
-    pub(crate) fn state(
+    /// Queues the events of one update under one lock, as many as fit; hands back the
+    /// first that did not, followed by the rest.
+    pub(crate) fn states(
         &self,
         binding_id: u64,
-        event: StateEvent,
-        trace: Option<Trace>,
-    ) -> Result<(), StateEvent> {
+        events: Vec<StateEvent>,
+        trace: Option<&Trace>,
+    ) -> Result<(), (StateEvent, std::vec::IntoIter<StateEvent>)> {
         let mut inner = self.0.lock();
-        if inner.states >= self.0.capacity {
-            return Err(event);
+        let mut events = events.into_iter();
+        while let Some(event) = events.next() {
+            if inner.states >= self.0.capacity {
+                return Err((event, events));
+            }
+            self.queue_state(&mut inner, binding_id, event, trace.cloned());
         }
-        self.queue_state(&mut inner, binding_id, event, trace);
         Ok(())
     }
 

@@ -67,33 +67,24 @@ impl Entry {
             return;
         }
         let count = events.len() as u64;
-        let mut events = events.into_iter();
-        while let Some(event) = events.next() {
-            if let Err(dropped) =
-                binder
-                    .sink
-                    .tx
-                    .state(binder.sink.binding_id, event, trace.cloned())
-            {
-                // Every target the binder may know of: those in view now, and those this
-                // update just took away.
-                let mut seen: Vec<StateEvent> = session
-                    .full_view()
-                    .iter()
-                    .map(StateEvent::final_event)
-                    .collect();
-                let taken: Vec<StateEvent> = std::iter::once(dropped)
-                    .chain(events)
-                    .filter(|e| e.gone && !seen.iter().any(|s| s.target == e.target))
-                    .collect();
-                seen.extend(taken);
-                binder.stale = Some(seen);
-                binder.sink.tx.mark_stale(Bound {
-                    session_id: session.id().clone(),
-                    token: binder.token,
-                });
-                break;
-            }
+        if let Err((dropped, rest)) = binder.sink.tx.states(binder.sink.binding_id, events, trace) {
+            // Every target the binder may know of: those in view now, and those this update
+            // just took away.
+            let mut seen: Vec<StateEvent> = session
+                .full_view()
+                .iter()
+                .map(StateEvent::final_event)
+                .collect();
+            let taken: Vec<StateEvent> = std::iter::once(dropped)
+                .chain(rest)
+                .filter(|e| e.gone && !seen.iter().any(|s| s.target == e.target))
+                .collect();
+            seen.extend(taken);
+            binder.stale = Some(seen);
+            binder.sink.tx.mark_stale(Bound {
+                session_id: session.id().clone(),
+                token: binder.token,
+            });
         }
         stats.events_emitted.add(count);
     }
@@ -163,9 +154,13 @@ pub(crate) struct NewSession<'a> {
     pub(crate) agent_group: &'a str,
 }
 
+/// The session map: foldhash, seeded per process, is several times cheaper than SipHash on
+/// short ids and already in the tree, and every update looks its session up.
+type Sessions = HashMap<Id, Arc<Mutex<Entry>>, foldhash::fast::RandomState>;
+
 /// All live sessions.
 pub(crate) struct Registry {
-    sessions: RwLock<HashMap<Id, Arc<Mutex<Entry>>>>,
+    sessions: RwLock<Sessions>,
     profiles: RwLock<Arc<ProfileSet>>,
     next_token: AtomicU64,
     closing: AtomicBool,
