@@ -105,6 +105,17 @@ impl ClientState {
         }
     }
 
+    /// The bound session, if the connection is bound through `binding_id`.
+    fn bound_session(&self, binding_id: u64) -> Option<Arc<BoundSession>> {
+        match &self.binding {
+            Binding::Bound {
+                binding_id: bound,
+                session,
+            } if *bound == binding_id => Some(Arc::clone(session)),
+            _ => None,
+        }
+    }
+
     fn apply(&mut self, delivery: Delivery) {
         match delivery {
             Delivery::BindResult { binding_id, result } => {
@@ -143,18 +154,11 @@ impl ClientState {
                 }
             }
             Delivery::State { binding_id, state } => {
-                let Binding::Bound {
-                    binding_id: bound,
-                    session,
-                } = &self.binding
-                else {
+                let Some(session) = self.bound_session(binding_id) else {
                     return;
                 };
-                if *bound != binding_id {
-                    return;
-                }
                 self.stats.events_received.inc();
-                if self.out.push_state(state, Arc::clone(session)) {
+                if self.out.push_state(state, session) {
                     self.stats.events_conflated.inc();
                 } else {
                     self.stats.queued.inc();
@@ -166,16 +170,9 @@ impl ClientState {
                 reason,
                 now,
             } => {
-                let Binding::Bound {
-                    binding_id: bound,
-                    session,
-                } = &self.binding
-                else {
+                let Some(session) = self.bound_session(binding_id) else {
                     return;
                 };
-                if *bound != binding_id {
-                    return;
-                }
                 let event = protocol::resource_unbound(&session.id, reason);
                 self.push_control(event);
                 self.set_binding(Binding::Unbound);

@@ -16,24 +16,7 @@ pub const COMMAND: &str = "manager";
 /// Runs the service with `args` (the program name first) until SIGTERM; exits 2 on a bad
 /// setting, as the settings' errors say.
 pub fn run(args: Vec<OsString>) -> ExitCode {
-    let settings: Settings = match wfm_telemetry::settings::parse_from(args) {
-        Ok((settings, _)) => settings,
-        Err(error) => error.exit(),
-    };
-    // Multi-threaded: the OTLP exporters flush from a blocking thread through the runtime.
-    let outcome = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(anyhow::Error::from)
-        .and_then(|runtime| runtime.block_on(service(settings)));
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            // As `main` returning the error would print it.
-            eprintln!("Error: {error:?}");
-            ExitCode::FAILURE
-        }
-    }
+    wfm_telemetry::command::run_service(args, service)
 }
 
 async fn service(settings: Settings) -> anyhow::Result<()> {

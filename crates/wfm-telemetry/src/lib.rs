@@ -10,7 +10,9 @@
 //! - [`settings`]: defaults → TOML file → `WFM_*` environment → flags, one-line errors,
 //!   secrets from files.
 //! - [`signal`]: ctrl-c or SIGTERM, the start of a graceful shutdown.
+//! - [`command`]: the entry of a service command: settings, runtime, exit codes.
 
+pub mod command;
 pub mod http;
 pub mod init;
 pub mod metrics;

@@ -7,27 +7,13 @@
 // frame against the AsyncAPI contract.
 #[path = "../../wfm-gateway/tests/common/mod.rs"]
 mod common;
+mod process;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// A free loopback port: bound, read and released.
-pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-/// Kills the child if the test fails before it exits.
-struct Reaper(Child);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use process::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_turns_readiness_false_then_tells_clients_then_exits_within_grace() {
@@ -36,8 +22,7 @@ async fn sigterm_turns_readiness_false_then_tells_clients_then_exits_within_grac
     let port = free_port();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let drain = Duration::from_millis(1_500);
-    let child = Command::new(env!("CARGO_BIN_EXE_wfm"))
-        .arg("gateway")
+    let child = wfm("gateway")
         .args(["--listen", &addr.to_string()])
         .args(["--manager-url", &format!("http://{}", manager.addr)])
         .args(["--drain-delay-ms", &drain.as_millis().to_string()])
@@ -61,11 +46,7 @@ async fn sigterm_turns_readiness_false_then_tells_clients_then_exits_within_grac
     ws.events(2).await;
 
     let signalled = Instant::now();
-    let status = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    child.terminate();
 
     // 1. Readiness goes false while the client is still connected and told nothing.
     gateway.wait_ready(503).await;
@@ -87,24 +68,14 @@ async fn sigterm_turns_readiness_false_then_tells_clients_then_exits_within_grac
     // 3. The binding is released on the manager, and the process exits in time.
     wait_bound(&mut client, "term", false).await;
     let deadline = signalled + Duration::from_secs(5);
-    let exit = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the gateway did not exit within its grace period"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let exit = child.exit_by(deadline, "gateway").await;
     assert!(exit.success(), "exit status {exit}");
     manager.stop().await;
 }
 
 #[test]
 fn a_bad_setting_stops_the_process_with_one_line_naming_it() {
-    let output = Command::new(env!("CARGO_BIN_EXE_wfm"))
-        .arg("gateway")
+    let output = wfm("gateway")
         .args(["--max-message-bytes", "12"])
         .env("WFM_SIGNING_KEY", std::str::from_utf8(KEY).unwrap())
         .output()
@@ -119,8 +90,7 @@ fn a_bad_setting_stops_the_process_with_one_line_naming_it() {
 
     let key_file = std::env::temp_dir().join(format!("wfm-gw-key-{}", std::process::id()));
     std::fs::write(&key_file, "too-short\n").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_wfm"))
-        .arg("gateway")
+    let output = wfm("gateway")
         .arg("--signing-key-file")
         .arg(&key_file)
         .env_remove("WFM_SIGNING_KEY")
@@ -144,9 +114,8 @@ fn a_flag_beats_the_environment_which_beats_the_config_file() {
     std::fs::write(&config, "max_message_bytes = 100\n").unwrap();
     // Each layer gives a value too small, so the error says which layer won.
     let run = |env: Option<&str>, flag: Option<&str>| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_wfm"));
+        let mut command = wfm("gateway");
         command
-            .arg("gateway")
             .arg("--config")
             .arg(&config)
             .env("WFM_SIGNING_KEY", std::str::from_utf8(KEY).unwrap())

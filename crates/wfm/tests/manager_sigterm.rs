@@ -6,31 +6,18 @@
 // The manager's own fixtures: one definition of the test key and the wire builders.
 #[path = "../../wfm-manager/tests/common/mod.rs"]
 mod common;
+mod process;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
+use process::*;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use wfm_proto::v1 as pb;
 use wfm_proto::v1::workflow_manager_client::WorkflowManagerClient;
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-/// Kills the child if the test fails before it exits.
-struct Reaper(Child);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 async fn health(endpoint: &str) -> Option<ServingStatus> {
     let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
@@ -53,8 +40,7 @@ async fn sigterm_turns_health_not_serving_then_unbinds_then_exits_within_grace()
     let (port, metrics_port) = (free_port(), free_port());
     let endpoint = format!("http://127.0.0.1:{port}");
     let drain = Duration::from_millis(1_500);
-    let child = Command::new(env!("CARGO_BIN_EXE_wfm"))
-        .arg("manager")
+    let child = wfm("manager")
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
         .args(["--drain-delay-ms", &drain.as_millis().to_string()])
@@ -86,11 +72,7 @@ async fn sigterm_turns_health_not_serving_then_unbinds_then_exits_within_grace()
     next_event(&mut stream).await;
 
     let signalled = Instant::now();
-    let status = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    child.terminate();
 
     // 1. Readiness (gRPC health) goes false while the binder has been told nothing.
     let deadline = signalled + drain;
@@ -122,23 +104,13 @@ async fn sigterm_turns_health_not_serving_then_unbinds_then_exits_within_grace()
     assert!(matches!(end, Ok(None) | Err(_)), "{end:?}");
     // 3. The process exits within its grace period, successfully.
     let deadline = signalled + Duration::from_secs(5);
-    let exit = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the manager did not exit within its grace period"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let exit = child.exit_by(deadline, "manager").await;
     assert!(exit.success(), "exit status {exit}");
 }
 
 #[test]
 fn a_bad_setting_stops_the_process_with_one_line_naming_it() {
-    let output = Command::new(env!("CARGO_BIN_EXE_wfm"))
-        .arg("manager")
+    let output = wfm("manager")
         .args(["--reference-ttl-secs", "5"])
         .output()
         .unwrap();
@@ -150,8 +122,7 @@ fn a_bad_setting_stops_the_process_with_one_line_naming_it() {
     );
     let config = std::env::temp_dir().join(format!("wfm-manager-{}.toml", std::process::id()));
     std::fs::write(&config, "listen = \"127.0.0.1:0\"\nlisten_adress = \"x\"\n").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_wfm"))
-        .arg("manager")
+    let output = wfm("manager")
         .arg("--config")
         .arg(&config)
         .output()
