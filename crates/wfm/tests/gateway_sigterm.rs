@@ -75,30 +75,26 @@ async fn sigterm_turns_readiness_false_then_tells_clients_then_exits_within_grac
 
 #[test]
 fn a_bad_setting_stops_the_process_with_one_line_naming_it() {
-    let output = wfm("gateway")
-        .args(["--max-message-bytes", "12"])
-        .env("WFM_SIGNING_KEY", std::str::from_utf8(KEY).unwrap())
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refusal(
+        wfm("gateway")
+            .args(["--max-message-bytes", "12"])
+            .env("WFM_SIGNING_KEY", std::str::from_utf8(KEY).unwrap()),
+    );
     assert_eq!(
-        stderr.trim_end(),
+        stderr,
         "error: invalid setting --max-message-bytes (WFM_GATEWAY_MAX_MESSAGE_BYTES, \
          `max_message_bytes` in the config file) = \"12\": must be at least 1024"
     );
 
     let key_file = std::env::temp_dir().join(format!("wfm-gw-key-{}", std::process::id()));
     std::fs::write(&key_file, "too-short\n").unwrap();
-    let output = wfm("gateway")
-        .arg("--signing-key-file")
-        .arg(&key_file)
-        .env_remove("WFM_SIGNING_KEY")
-        .output()
-        .unwrap();
+    let stderr = refusal(
+        wfm("gateway")
+            .arg("--signing-key-file")
+            .arg(&key_file)
+            .env_remove("WFM_SIGNING_KEY"),
+    );
     let _ = std::fs::remove_file(&key_file);
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
         stderr.contains("--signing-key-file (WFM_SIGNING_KEY_FILE")
@@ -126,11 +122,7 @@ fn a_flag_beats_the_environment_which_beats_the_config_file() {
         if let Some(value) = flag {
             command.args(["--max-message-bytes", value]);
         }
-        let output = command.output().unwrap();
-        assert_eq!(output.status.code(), Some(2));
-        String::from_utf8_lossy(&output.stderr)
-            .trim_end()
-            .to_string()
+        refusal(&mut command)
     };
     let expected = |value: &str| {
         format!(

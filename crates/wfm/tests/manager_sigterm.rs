@@ -110,26 +110,15 @@ async fn sigterm_turns_health_not_serving_then_unbinds_then_exits_within_grace()
 
 #[test]
 fn a_bad_setting_stops_the_process_with_one_line_naming_it() {
-    let output = wfm("manager")
-        .args(["--reference-ttl-secs", "5"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
     assert_eq!(
-        String::from_utf8_lossy(&output.stderr).trim_end(),
+        refusal(wfm("manager").args(["--reference-ttl-secs", "5"])),
         "error: invalid setting --reference-ttl-secs (WFM_REFERENCE_TTL_SECS, \
          `reference_ttl_secs` in the config file) = \"5\": must be at least 60"
     );
     let config = std::env::temp_dir().join(format!("wfm-manager-{}.toml", std::process::id()));
     std::fs::write(&config, "listen = \"127.0.0.1:0\"\nlisten_adress = \"x\"\n").unwrap();
-    let output = wfm("manager")
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
+    let stderr = refusal(wfm("manager").arg("--config").arg(&config));
     let _ = std::fs::remove_file(&config);
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
         stderr.contains("unknown setting `listen_adress`; allowed: listen, "),

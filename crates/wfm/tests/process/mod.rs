@@ -17,6 +17,16 @@ pub fn wfm(subcommand: &str) -> Command {
     command
 }
 
+/// Runs `command`, which must refuse to start with exit code 2; returns what it printed
+/// on stderr, trimmed.
+pub fn refusal(command: &mut Command) -> String {
+    let output = command.output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    String::from_utf8_lossy(&output.stderr)
+        .trim_end()
+        .to_string()
+}
+
 /// A child that is killed if the test fails before it exits.
 pub struct Reaper(pub Child);
 
