@@ -48,6 +48,9 @@ pub(crate) enum CatalogueError {
 pub(crate) struct Catalogue {
     /// `[enabled, disabled]` fragment of each bit.
     fragments: Box<[[Box<str>; 2]]>,
+    /// The longest fragment, plus its separator: a frame's buffer is sized from it, so
+    /// that sizing costs no second pass over the capabilities.
+    widest: usize,
 }
 
 impl Catalogue {
@@ -74,8 +77,14 @@ impl Catalogue {
             };
             fragments.push([fragment("enabled"), fragment("disabled")]);
         }
+        let widest = fragments
+            .iter()
+            .map(|[on, off]| on.len().max(off.len()) + 1)
+            .max()
+            .unwrap_or(0);
         Ok(Self {
             fragments: fragments.into_boxed_slice(),
+            widest,
         })
     }
 
@@ -95,14 +104,9 @@ impl Catalogue {
             })
     }
 
-    /// Bytes the entries of `defined` take, for sizing the frame's buffer.
+    /// At least the bytes the entries of `defined` take, for sizing the frame's buffer.
     pub(crate) fn entries_len(&self, defined: u64) -> usize {
-        self.fragments
-            .iter()
-            .enumerate()
-            .filter(|(bit, _)| defined & (1 << bit) != 0)
-            .map(|(_, [on, off])| on.len().max(off.len()) + 1)
-            .sum()
+        defined.count_ones() as usize * self.widest
     }
 }
 
@@ -129,6 +133,11 @@ mod tests {
                 r#"{"name":"b.y","type":"enabled"}"#,
                 r#"{"name":"c\"z","type":"disabled"}"#,
             ]
+        );
+        let written: usize = entries.iter().map(|e| e.len() + 1).sum();
+        assert!(
+            catalogue.entries_len(0b111) >= written,
+            "the buffer estimate covers them"
         );
         assert_eq!(catalogue.entries(0b101, 0).count(), 2);
         assert_eq!(

@@ -288,7 +288,7 @@ impl Upstream {
         };
         table.lost.remove(&binding_id);
         if !matches!(route.phase, Phase::Lost { .. }) {
-            send_unbind(&mut table, route.stream, binding_id, &self.config.stats);
+            self.send_unbind(&mut table, route.stream, binding_id);
         }
         true
     }
@@ -303,7 +303,7 @@ impl Upstream {
             return;
         }
         if let Some(route) = table.routes.remove(&binding_id) {
-            send_unbind(&mut table, route.stream, binding_id, &self.config.stats);
+            self.send_unbind(&mut table, route.stream, binding_id);
             fail_bind(&route.conn, binding_id, GatewayError::UpstreamTimeout);
         }
     }
@@ -626,6 +626,20 @@ impl Upstream {
         });
     }
 
+    /// Releases a binding on the manager, or keeps the unbind and wakes the rebinder to
+    /// retry it when the stream's command queue is full.
+    fn send_unbind(&self, table: &mut Table, stream: usize, binding_id: u64) {
+        let Some(connected) = &table.streams[stream] else {
+            return;
+        };
+        if let Err(mpsc::error::TrySendError::Full(_)) =
+            connected.command(unbind_command(binding_id), &self.config.stats)
+        {
+            table.unsent_unbinds.push((stream, binding_id));
+            self.rebind_wake.notify_one();
+        }
+    }
+
     async fn run_rebinder(self: Arc<Self>, stop: CancellationToken) {
         loop {
             let next = self.sweep();
@@ -649,7 +663,7 @@ impl Upstream {
         let now = Instant::now();
         let mut table = self.table();
         for (stream, id) in std::mem::take(&mut table.unsent_unbinds) {
-            send_unbind(&mut table, stream, id, &self.config.stats);
+            self.send_unbind(&mut table, stream, id);
         }
         let Table {
             routes,
@@ -729,19 +743,6 @@ enum OpenError {
     /// The manager's catalogue is missing or unusable.
     #[error(transparent)]
     Catalogue(#[from] CatalogueError),
-}
-
-/// Releases a binding on the manager, or keeps the unbind for the rebinder to retry when
-/// the stream's command queue is full.
-fn send_unbind(table: &mut Table, stream: usize, binding_id: u64, stats: &GatewayStats) {
-    let Some(connected) = &table.streams[stream] else {
-        return;
-    };
-    if let Err(mpsc::error::TrySendError::Full(_)) =
-        connected.command(unbind_command(binding_id), stats)
-    {
-        table.unsent_unbinds.push((stream, binding_id));
-    }
 }
 
 /// Answers a client's pending bind with `error`.

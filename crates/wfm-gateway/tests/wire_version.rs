@@ -87,11 +87,7 @@ impl WorkflowManager for OtherVersion {
         &self,
         request: Request<Streaming<pb::AttachRequest>>,
     ) -> Result<Response<Self::AttachStream>, Status> {
-        let wire = request
-            .metadata()
-            .get(wfm_proto::ATTACH_WIRE_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let wire = wfm_proto::attach_wire(request.metadata()).map(str::to_string);
         self.seen.lock().unwrap().push(wire);
         let first = futures_util::stream::iter([Ok(self.first.clone())]);
         // The stream then stays open, as a live manager's would.

@@ -225,7 +225,6 @@ impl Sender {
 
     /// Asks the writer to resynchronise `bound` once the queue has room.
     pub(crate) fn mark_stale(&self, bound: Bound) {
-        self.0.stats.stream_overflows.inc();
         let mut inner = self.0.lock();
         if !inner.stale.contains(&bound) {
             inner.stale.push(bound);

@@ -64,10 +64,14 @@ impl Entry {
             return;
         };
         if binder.stale.is_some() {
+            stats.stream_overflows.add(events.len() as u64);
             return;
         }
-        let count = events.len() as u64;
+        let mut queued = events.len();
         if let Err((dropped, rest)) = binder.sink.tx.states(binder.sink.binding_id, events, trace) {
+            let lost = 1 + rest.len();
+            queued -= lost;
+            stats.stream_overflows.add(lost as u64);
             // Every target the binder may know of: those in view now, and those this update
             // just took away.
             let mut seen: Vec<StateEvent> = session
@@ -86,7 +90,7 @@ impl Entry {
                 token: binder.token,
             });
         }
-        stats.events_emitted.add(count);
+        stats.events_emitted.add(queued as u64);
     }
 
     /// Queues the entire view state to a new binder, whatever the fill: it is one
@@ -377,6 +381,9 @@ impl Registry {
             .into_iter()
             .filter(|old| !view.iter().any(|e| e.target == old.target))
             .collect();
+        self.stats
+            .events_emitted
+            .add((gone.len() + view.len()) as u64);
         for event in gone.into_iter().chain(view) {
             binder.sink.tx.resync_state(binder.sink.binding_id, event);
         }

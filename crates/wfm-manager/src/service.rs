@@ -10,8 +10,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
+use wfm_proto::ATTACH_WIRE_VERSION;
 use wfm_proto::v1 as pb;
-use wfm_proto::{ATTACH_WIRE_HEADER, ATTACH_WIRE_VERSION};
 use wfm_reference::Claims;
 use wfm_telemetry::KeyValue;
 use wfm_telemetry::metrics::GaugeGuard;
@@ -323,13 +323,9 @@ impl pb::workflow_manager_server::WorkflowManager for WorkflowManagerService {
         &self,
         request: Request<Streaming<pb::AttachRequest>>,
     ) -> Result<Response<Self::AttachStream>, Status> {
-        let wire = request
-            .metadata()
-            .get(ATTACH_WIRE_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        if wire.as_deref() != Some(&ATTACH_WIRE_VERSION.to_string()) {
-            return Err(ManagerError::AttachWireVersion(wire).into());
+        let wire = wfm_proto::attach_wire(request.metadata());
+        if wire.and_then(|v| v.parse::<u32>().ok()) != Some(ATTACH_WIRE_VERSION) {
+            return Err(ManagerError::AttachWireVersion(wire.map(str::to_string)).into());
         }
         let (tx, rx) = outbox::channel(self.config.stream_queue, Arc::clone(&self.config.stats));
         let stop = self.streams_stop.child_token();

@@ -88,7 +88,7 @@ impl ManagerStats {
             ),
             stream_overflows: r.counter(
                 "wfm_manager_stream_overflows_total",
-                "State events dropped because a binding stream's queue was full; the binding is resynchronised.",
+                "State events not queued because their binding stream's queue was full, or their binding was waiting to be resynchronised.",
                 &[],
             ),
             resyncs: r.counter(

@@ -15,6 +15,13 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("wfm_
 /// The request metadata in which a gateway names the Attach wire version it speaks.
 pub const ATTACH_WIRE_HEADER: &str = "wfm-attach-wire";
 
+/// The Attach wire version a request's metadata names, if it names one readably.
+pub fn attach_wire(metadata: &tonic::metadata::MetadataMap) -> Option<&str> {
+    metadata
+        .get(ATTACH_WIRE_HEADER)
+        .and_then(|value| value.to_str().ok())
+}
+
 /// The Attach wire version of this contract: a `Catalogue` first, then `CompactState`s
 /// with capabilities as bits against it (see `AttachResponse` in the proto).
 pub const ATTACH_WIRE_VERSION: u32 = 2;
