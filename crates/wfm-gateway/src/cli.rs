@@ -25,13 +25,9 @@ async fn service(settings: Settings) -> anyhow::Result<()> {
     let telemetry = settings.telemetry.start(BINARY, &registry)?;
     let grace = settings.shutdown_grace();
     let listen = settings.listen;
-    let config = match settings.into_config(stats, telemetry.tracer()) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("error: {error}");
-            std::process::exit(2);
-        }
-    };
+    let config = settings
+        .into_config(stats, telemetry.tracer())
+        .unwrap_or_else(|error| error.exit());
 
     let listener = TcpListener::bind(listen)
         .await
