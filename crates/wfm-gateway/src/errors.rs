@@ -239,7 +239,9 @@ impl UnboundReason {
                 Some(UnboundReason::SessionEnded)
             }
             pb::UnboundReason::TakenOver => Some(UnboundReason::TakenOver),
-            pb::UnboundReason::ShuttingDown | pb::UnboundReason::Unbound => None,
+            pb::UnboundReason::ShuttingDown
+            | pb::UnboundReason::Unbound
+            | pb::UnboundReason::Moved => None,
         }
     }
 

@@ -143,6 +143,7 @@ fn bind_command(binding_id: u64, reference: &str, takeover: bool) -> pb::AttachR
             binding_id,
             resource_reference: reference.to_string(),
             takeover,
+            binder_id: String::new(),
         })),
     }
 }

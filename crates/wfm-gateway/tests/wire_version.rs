@@ -168,6 +168,7 @@ async fn a_manager_that_opens_without_a_catalogue_is_refused() {
             code: 0,
             message: String::new(),
             session_id: "s1".into(),
+            ..Default::default()
         })),
     })
     .await;

@@ -299,13 +299,19 @@ pub(crate) fn compact_state(event: StateEvent, trace: Option<&Trace>) -> pb::Com
     }
 }
 
-/// Why a binding ended, on the wire.
-pub(crate) fn unbound_reason(reason: UnboundReason) -> pb::UnboundReason {
-    match reason {
-        UnboundReason::SessionEnded => pb::UnboundReason::SessionEnded,
-        UnboundReason::TakenOver => pb::UnboundReason::TakenOver,
-        UnboundReason::ShuttingDown => pb::UnboundReason::ShuttingDown,
-        UnboundReason::Unbound => pb::UnboundReason::Unbound,
+/// The notice that a binding of `session_id` ended, on the wire.
+pub(crate) fn unbound(session_id: &Id, reason: &UnboundReason) -> pb::Unbound {
+    let (reason, owner_url) = match reason {
+        UnboundReason::SessionEnded => (pb::UnboundReason::SessionEnded, None),
+        UnboundReason::TakenOver => (pb::UnboundReason::TakenOver, None),
+        UnboundReason::ShuttingDown => (pb::UnboundReason::ShuttingDown, None),
+        UnboundReason::Unbound => (pb::UnboundReason::Unbound, None),
+        UnboundReason::Moved(owner_url) => (pb::UnboundReason::Moved, owner_url.as_deref()),
+    };
+    pb::Unbound {
+        session_id: session_id.to_string(),
+        reason: reason.into(),
+        owner_url: owner_url.unwrap_or_default().to_string(),
     }
 }
 

@@ -24,6 +24,7 @@ pub const REJECT_REASONS: &[&str] = &[
     "duplicate_interaction",
     "invalid_update",
     "invalid_reference",
+    "cluster",
     "other",
 ];
 
@@ -68,6 +69,25 @@ pub enum ManagerError {
     /// An `Attach` stream from a gateway that speaks another Attach wire version.
     #[error("this workflow manager speaks Attach wire version {}, the gateway sent {}: upgrade the older of the two", wfm_proto::ATTACH_WIRE_VERSION, match .0 { Some(v) => format!("version {v:?}"), None => "no version (wire 1, capabilities by name)".to_string() })]
     AttachWireVersion(Option<String>),
+    /// Cluster mode: another replica owns the session; bind (or call) there.
+    #[error("session is owned by the replica at {0}; bind there")]
+    NotOwner(String),
+    /// Cluster mode: this replica lost the session to another while handling the call
+    /// (its lease lapsed, or the session moved); the caller retries, at any replica.
+    #[error("session {0} moved to another replica while this one handled the call; retry")]
+    Moved(String),
+    /// Cluster mode: the session's owner cannot be reached, nor yet taken over (its lease
+    /// has not expired).
+    #[error("the replica owning session {session} ({owner}) is unreachable; retry after its lease expires")]
+    OwnerUnreachable {
+        /// The session.
+        session: String,
+        /// The owner's node id.
+        owner: String,
+    },
+    /// Cluster mode: the shared store (NATS JetStream) refused or could not be reached.
+    #[error("cluster store unavailable: {0}")]
+    Store(String),
 }
 
 impl ManagerError {
@@ -100,7 +120,11 @@ impl ManagerError {
             }
             ManagerError::ReferenceForOtherSession => Code::PermissionDenied,
             ManagerError::AlreadyBound => Code::FailedPrecondition,
-            ManagerError::ShuttingDown => Code::Unavailable,
+            ManagerError::ShuttingDown
+            | ManagerError::NotOwner(_)
+            | ManagerError::Moved(_)
+            | ManagerError::OwnerUnreachable { .. }
+            | ManagerError::Store(_) => Code::Unavailable,
             ManagerError::AttachWireVersion(_) => Code::FailedPrecondition,
         }
     }
@@ -125,6 +149,18 @@ impl ManagerError {
             | ManagerError::AlreadyBound
             | ManagerError::ShuttingDown
             | ManagerError::AttachWireVersion(_) => "other",
+            ManagerError::NotOwner(_)
+            | ManagerError::Moved(_)
+            | ManagerError::OwnerUnreachable { .. }
+            | ManagerError::Store(_) => "cluster",
+        }
+    }
+
+    /// For a redirect, the address of the replica that owns the session.
+    pub fn owner_url(&self) -> Option<&str> {
+        match self {
+            ManagerError::NotOwner(url) => Some(url),
+            _ => None,
         }
     }
 

@@ -25,7 +25,7 @@ use crate::stats::ManagerStats;
 pub(crate) type Trace = Arc<HashMap<String, String>>;
 
 /// Why a binding ended, as its stream reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum UnboundReason {
     /// The Interaction Processor ended the session.
     SessionEnded,
@@ -35,6 +35,8 @@ pub(crate) enum UnboundReason {
     ShuttingDown,
     /// The binder asked to be released.
     Unbound,
+    /// Cluster mode: the session moved to another replica, at this address when known.
+    Moved(Option<Arc<str>>),
 }
 
 /// One message waiting for a binding stream.

@@ -76,10 +76,7 @@ impl Stream for BindingStream {
                 }
                 Outgoing::Unbound {
                     session_id, reason, ..
-                } => Out::Unbound(pb::Unbound {
-                    session_id: session_id.to_string(),
-                    reason: convert::unbound_reason(reason).into(),
-                }),
+                } => Out::Unbound(convert::unbound(&session_id, &reason)),
                 // A BindSession is answered by the call itself.
                 Outgoing::Bound { .. } | Outgoing::BindFailed { .. } => continue,
             };
@@ -146,6 +143,7 @@ impl Stream for AttachStream {
                     code: 0,
                     message: String::new(),
                     session_id: session_id.to_string(),
+                    owner_url: String::new(),
                 }),
             ),
             Outgoing::BindFailed { binding_id, error } => (
@@ -154,6 +152,7 @@ impl Stream for AttachStream {
                     code: error.code() as i32,
                     message: error.to_string(),
                     session_id: String::new(),
+                    owner_url: error.owner_url().unwrap_or_default().to_string(),
                 }),
             ),
             Outgoing::State {
@@ -170,10 +169,7 @@ impl Stream for AttachStream {
                 reason,
             } => (
                 binding_id,
-                Kind::Unbound(pb::Unbound {
-                    session_id: session_id.to_string(),
-                    reason: convert::unbound_reason(reason).into(),
-                }),
+                Kind::Unbound(convert::unbound(&session_id, &reason)),
             ),
         };
         Poll::Ready(Some(Ok(pb::AttachResponse {

@@ -120,6 +120,7 @@ async fn a_stalled_gateway_leaves_memory_bounded_and_then_gets_every_final_state
                     binding_id: index as u64 + 1,
                     resource_reference: reference.clone(),
                     takeover: false,
+                    ..Default::default()
                 })),
             })
             .unwrap();

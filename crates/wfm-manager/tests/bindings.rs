@@ -239,6 +239,7 @@ fn attach_bind(binding_id: u64, reference: &str, takeover: bool) -> pb::AttachRe
             binding_id,
             resource_reference: reference.into(),
             takeover,
+            ..Default::default()
         })),
     }
 }

@@ -1,12 +1,23 @@
 //! The `wfm.v1` gRPC contract: prost messages, tonic client and server, and the descriptor set.
 //!
 //! # Layout
-//! Everything generated lives in [`v1`]; nothing else in the workspace includes generated code.
+//! Everything generated lives in [`v1`] and [`cluster::v1`]; nothing else in the workspace
+//! includes generated code.
 
 /// Generated messages and services of package `wfm.v1`.
 #[allow(missing_docs, unreachable_pub, clippy::all)]
 pub mod v1 {
     tonic::include_proto!("wfm.v1");
+}
+
+/// The records manager replicas keep in NATS JetStream in cluster mode (package
+/// `wfm.cluster.v1`); internal, not served by reflection.
+pub mod cluster {
+    /// Generated messages of package `wfm.cluster.v1`.
+    #[allow(missing_docs, unreachable_pub, clippy::all)]
+    pub mod v1 {
+        tonic::include_proto!("wfm.cluster.v1");
+    }
 }
 
 /// Encoded `FileDescriptorSet` of the contract, for server reflection.
