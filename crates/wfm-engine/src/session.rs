@@ -44,6 +44,22 @@ impl Session {
         })
     }
 
+    /// Restores a session persisted elsewhere (cluster mode): its state as of
+    /// `last_sequence`, with its view recomputed and its view version carried on, so that
+    /// the next update it accepts is `last_sequence + 1`.
+    pub fn restore(
+        id: Id,
+        profile: Arc<Profile>,
+        state: SessionState,
+        last_sequence: u64,
+        view_version: u64,
+    ) -> Result<Self, UpdateError> {
+        let mut session = Self::new(id, profile, state)?;
+        session.last_sequence = last_sequence;
+        session.view_version = view_version.max(1);
+        Ok(session)
+    }
+
     /// Applies `update` carrying `sequence`.
     ///
     /// The next number is applied, a repeat is acknowledged as [`Applied::Duplicate`], a gap is

@@ -33,6 +33,8 @@ pub struct ManagerConfig {
     /// State events that may wait in one binding stream's queue; beyond it a binding's
     /// events are dropped and it is resent its entire view state once the stream catches up.
     pub stream_queue: usize,
+    /// Cluster mode (replicas over NATS JetStream); `None` runs one process alone.
+    pub cluster: Option<crate::ClusterConfig>,
     /// Reported by `GetServiceInfo`.
     pub vendor: String,
     /// Reported by `GetServiceInfo`.
@@ -53,6 +55,7 @@ impl ManagerConfig {
             tracer: Tracer::disabled(),
             drain_delay: Duration::ZERO,
             stream_queue: 4096,
+            cluster: None,
             vendor: "wfm".to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
         }

@@ -76,15 +76,15 @@ pub enum ManagerError {
     /// (its lease lapsed, or the session moved); the caller retries, at any replica.
     #[error("session {0} moved to another replica while this one handled the call; retry")]
     Moved(String),
-    /// Cluster mode: the session's owner cannot be reached, nor yet taken over (its lease
-    /// has not expired).
-    #[error("the replica owning session {session} ({owner}) is unreachable; retry after its lease expires")]
-    OwnerUnreachable {
-        /// The session.
-        session: String,
-        /// The owner's node id.
-        owner: String,
-    },
+    /// Cluster mode: this replica's lease lapsed, and the session must be re-acquired
+    /// before anything more is applied to it.
+    #[error(
+        "ownership of session {0} is being re-verified after this replica's lease lapsed; retry"
+    )]
+    Unverified(String),
+    /// A call forwarded to the session's owner was answered with this status, passed on.
+    #[error("{}", .0.message())]
+    Peer(Status),
     /// Cluster mode: the shared store (NATS JetStream) refused or could not be reached.
     #[error("cluster store unavailable: {0}")]
     Store(String),
@@ -123,8 +123,9 @@ impl ManagerError {
             ManagerError::ShuttingDown
             | ManagerError::NotOwner(_)
             | ManagerError::Moved(_)
-            | ManagerError::OwnerUnreachable { .. }
+            | ManagerError::Unverified(_)
             | ManagerError::Store(_) => Code::Unavailable,
+            ManagerError::Peer(status) => status.code(),
             ManagerError::AttachWireVersion(_) => Code::FailedPrecondition,
         }
     }
@@ -151,8 +152,15 @@ impl ManagerError {
             | ManagerError::AttachWireVersion(_) => "other",
             ManagerError::NotOwner(_)
             | ManagerError::Moved(_)
-            | ManagerError::OwnerUnreachable { .. }
+            | ManagerError::Unverified(_)
             | ManagerError::Store(_) => "cluster",
+            ManagerError::Peer(status) => match status.code() {
+                Code::FailedPrecondition if peer_expected(status).is_some() => "sequence_gap",
+                Code::NotFound => "unknown_target",
+                Code::InvalidArgument => "invalid_update",
+                Code::Unavailable => "cluster",
+                _ => "other",
+            },
         }
     }
 
@@ -168,13 +176,26 @@ impl ManagerError {
     pub fn expected_sequence(&self) -> Option<u64> {
         match self {
             ManagerError::Update(UpdateError::SequenceGap { expected, .. }) => Some(*expected),
+            ManagerError::Peer(status) => peer_expected(status),
             _ => None,
         }
     }
 }
 
+/// The expected sequence a peer's gap status carries in its metadata.
+fn peer_expected(status: &Status) -> Option<u64> {
+    status
+        .metadata()
+        .get(EXPECTED_SEQUENCE_KEY)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
 impl From<ManagerError> for Status {
     fn from(error: ManagerError) -> Status {
+        if let ManagerError::Peer(status) = error {
+            return status;
+        }
         let (code, message) = (error.code(), error.to_string());
         let Some(expected) = error.expected_sequence() else {
             return Status::new(code, message);

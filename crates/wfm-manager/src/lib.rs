@@ -2,6 +2,8 @@
 //! updates; gateways bind to sessions and receive `state.updated` events.
 //!
 //! # Layout
+//! - [`cluster`]: cluster mode, replicas over NATS JetStream: ownership, fencing,
+//!   persistence, forwarding, handoff and takeover.
 //! - [`cli`]: the `wfm manager` command: settings, telemetry, serve until SIGTERM.
 //! - [`serve`]: the gRPC server (with health and reflection) and its graceful shutdown.
 //! - [`ManagerConfig`]: its settings.
@@ -20,6 +22,7 @@
 //!   validation.
 
 pub mod cli;
+pub mod cluster;
 mod config;
 pub mod convert;
 pub mod error;
@@ -32,6 +35,7 @@ pub mod settings;
 mod stats;
 mod streams;
 
+pub use cluster::ClusterConfig;
 pub use config::ManagerConfig;
 pub use server::{ServeError, serve};
 pub use stats::ManagerStats;

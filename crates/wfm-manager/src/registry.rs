@@ -7,11 +7,13 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry as MapEntry;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use wfm_engine::{Applied, CtiUpdate, Id, Session, SessionState, StateEvent};
 use wfm_profiles::ProfileSet;
 use wfm_reference::Claims;
 
+use crate::cluster::Fence;
 use crate::error::ManagerError;
 use crate::outbox::{self, Bound, Outgoing, Trace, UnboundReason};
 use crate::stats::ManagerStats;
@@ -41,18 +43,106 @@ impl Sink {
 struct Binder {
     token: u64,
     sink: Sink,
+    /// Who bound (`AttachBind.binder_id`), kept with the session in cluster mode.
+    binder_id: String,
     /// Set while the binder's queue has dropped its events: the final events of the
     /// targets it may have seen, sent when it is resynchronised if they have gone by then.
     stale: Option<Vec<StateEvent>>,
 }
 
-struct Entry {
-    session: Session,
-    agent_id: String,
+/// How long a moved session keeps its binder's place: the gateway's rebind grace.
+const RESERVATION: Duration = Duration::from_secs(30);
+
+/// A session that moved here keeps its last binder's place for [`RESERVATION`]: only that
+/// binder may bind again without takeover.
+struct Reservation {
+    binder_id: String,
+    until: Instant,
+}
+
+/// Cluster mode: what this replica knows of its ownership of a session.
+#[derive(Debug)]
+pub(crate) struct Owned {
+    /// The record's revision this replica last wrote or read; the next write must match.
+    pub(crate) revision: u64,
+    /// The incarnation that holds it; another than the lease's means it must be re-acquired.
+    pub(crate) incarnation: u64,
+    /// Since when its changes wait to be persisted, if they do.
+    pub(crate) dirty_since: Option<Instant>,
+    /// A write of its record is in flight (at most one is).
+    pub(crate) in_flight: bool,
+    /// It waits in the persister's queue.
+    pub(crate) queued: bool,
+    /// It is being handed to another replica: nothing more is applied here.
+    pub(crate) moving: bool,
+}
+
+impl Owned {
+    /// Ownership at `revision` under `incarnation`, with nothing to persist.
+    pub(crate) fn new(revision: u64, incarnation: u64) -> Self {
+        Self {
+            revision,
+            incarnation,
+            dirty_since: None,
+            in_flight: false,
+            queued: false,
+            moving: false,
+        }
+    }
+}
+
+/// A live session and everything the manager tracks with it.
+pub(crate) struct Entry {
+    /// The state machine.
+    pub(crate) session: Session,
+    /// Its agent.
+    pub(crate) agent_id: String,
     binder: Option<Binder>,
+    reservation: Option<Reservation>,
+    /// Cluster mode only.
+    pub(crate) owned: Option<Owned>,
 }
 
 impl Entry {
+    /// A session with no binder, owned as `owned` in cluster mode; `binder_id` is the binder
+    /// its record names, whose place it keeps for a while.
+    pub(crate) fn new(
+        session: Session,
+        agent_id: String,
+        binder_id: String,
+        owned: Option<Owned>,
+        now: Instant,
+    ) -> Self {
+        let reservation = (!binder_id.is_empty()).then(|| Reservation {
+            binder_id,
+            until: now + RESERVATION,
+        });
+        Self {
+            session,
+            agent_id,
+            binder: None,
+            reservation,
+            owned,
+        }
+    }
+
+    /// The identity of the binder, or of the one whose place is kept; empty for none.
+    pub(crate) fn binder_id(&self) -> &str {
+        match (&self.binder, &self.reservation) {
+            (Some(binder), _) => &binder.binder_id,
+            (None, Some(reservation)) => &reservation.binder_id,
+            (None, None) => "",
+        }
+    }
+
+    /// Tells the binder, if any, that its binding ended for `reason`.
+    fn release_binder(&mut self, reason: UnboundReason, stats: &ManagerStats) {
+        if let Some(binder) = self.binder.take() {
+            stats.bindings.dec();
+            binder.sink.unbound(self.session.id(), reason);
+        }
+    }
+
     /// Queues `events` to the binder, each carrying `trace` (the W3C context of the update
     /// that caused them) so that the gateway's send joins the same trace. A full queue makes
     /// the binder stale instead (see [`outbox`]).
@@ -162,6 +252,24 @@ pub(crate) struct NewSession<'a> {
 /// short ids and already in the tree, and every update looks its session up.
 type Sessions = HashMap<Id, Arc<Mutex<Entry>>, foldhash::fast::RandomState>;
 
+/// A validated new session, not yet in the registry (cluster mode writes its record first).
+pub(crate) struct Prepared {
+    session: Session,
+    agent_id: String,
+}
+
+impl Prepared {
+    /// The session.
+    pub(crate) fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// Its agent.
+    pub(crate) fn agent_id(&self) -> &str {
+        &self.agent_id
+    }
+}
+
 /// All live sessions.
 pub(crate) struct Registry {
     sessions: RwLock<Sessions>,
@@ -169,9 +277,12 @@ pub(crate) struct Registry {
     next_token: AtomicU64,
     closing: AtomicBool,
     stats: Arc<ManagerStats>,
+    /// Cluster mode: the lease that admits updates, and the persister they feed.
+    fence: Option<Arc<Fence>>,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+/// Locks a session entry.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Entries are only written after validation succeeds, so a panicking writer cannot
     // leave a half-applied update behind; recovering the guard is safe.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -186,7 +297,114 @@ impl Registry {
             next_token: AtomicU64::new(1),
             closing: AtomicBool::new(false),
             stats,
+            fence: None,
         }
+    }
+
+    /// Cluster mode: every update must be admitted by `fence`, which persists its changes.
+    pub(crate) fn with_fence(mut self, fence: Arc<Fence>) -> Self {
+        self.fence = Some(fence);
+        self
+    }
+
+    /// The entry of a live session, if this replica has it.
+    pub(crate) fn lookup(&self, session_id: &str) -> Option<Arc<Mutex<Entry>>> {
+        let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
+        sessions.get(session_id).cloned()
+    }
+
+    /// The profile a session named `name` runs under here: its own, or the default when
+    /// this replica's profile file does not define it.
+    pub(crate) fn profile(&self, name: &str) -> Arc<wfm_engine::Profile> {
+        let profiles = self.profiles.read().unwrap_or_else(PoisonError::into_inner);
+        match profiles.get(name) {
+            Some(profile) => Arc::clone(profile),
+            None => profiles
+                .select("", "")
+                .unwrap_or_else(|_| Arc::new(wfm_engine::Profile::default())),
+        }
+    }
+
+    /// Adds a session restored from the cluster, unless it is here already; returns the
+    /// entry in force.
+    pub(crate) fn adopt(&self, entry: Entry) -> Arc<Mutex<Entry>> {
+        let id = entry.session.id().clone();
+        let mut sessions = self
+            .sessions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        match sessions.entry(id) {
+            MapEntry::Occupied(existing) => existing.get().clone(),
+            MapEntry::Vacant(vacant) => {
+                self.stats.sessions.inc();
+                vacant.insert(Arc::new(Mutex::new(entry))).clone()
+            }
+        }
+    }
+
+    /// Removes `entry` if it is still the one in force, telling its binder `reason`.
+    pub(crate) fn evict(&self, entry: &Arc<Mutex<Entry>>, reason: UnboundReason) {
+        {
+            let mut sessions = self
+                .sessions
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            let id = lock(entry).session.id().clone();
+            if sessions.get(&id).is_some_and(|e| Arc::ptr_eq(e, entry)) {
+                sessions.remove(&id);
+                self.stats.sessions.dec();
+            }
+        }
+        lock(entry).release_binder(reason, &self.stats);
+    }
+
+    /// Validates a new session without adding it.
+    pub(crate) fn prepare(
+        &self,
+        who: &NewSession<'_>,
+        state: impl FnOnce() -> Result<SessionState, ManagerError>,
+    ) -> Result<Prepared, ManagerError> {
+        let id = Id::parse("session id", who.session_id)?;
+        Id::parse("agent id", who.agent_id)?;
+        let profile = self
+            .profiles
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .select(who.profile, who.agent_group)
+            .map_err(|unknown| ManagerError::UnknownProfile(unknown.0))?;
+        Ok(Prepared {
+            session: Session::new(id, profile, state()?)?,
+            agent_id: who.agent_id.to_string(),
+        })
+    }
+
+    /// Adds a prepared session (owned as `owned` in cluster mode), or re-issues the one
+    /// that won a race to be added.
+    pub(crate) fn insert(
+        &self,
+        prepared: Prepared,
+        owned: Option<Owned>,
+    ) -> Result<Created, ManagerError> {
+        let agent_id = prepared.agent_id.clone();
+        let entry = Entry::new(
+            prepared.session,
+            prepared.agent_id,
+            String::new(),
+            owned,
+            Instant::now(),
+        );
+        let entry = self.adopt(entry);
+        Self::reissue(&entry, &agent_id)
+    }
+
+    /// Re-issues a session this replica has, for `agent_id`; `None` if it has not.
+    pub(crate) fn existing(
+        &self,
+        session_id: &str,
+        agent_id: &str,
+    ) -> Option<Result<Created, ManagerError>> {
+        self.lookup(session_id)
+            .map(|entry| Self::reissue(&entry, agent_id))
     }
 
     fn entry(&self, session_id: &str) -> Result<Arc<Mutex<Entry>>, ManagerError> {
@@ -203,38 +421,13 @@ impl Registry {
         who: &NewSession<'_>,
         state: impl FnOnce() -> Result<SessionState, ManagerError>,
     ) -> Result<Created, ManagerError> {
-        let (session_id, agent_id) = (who.session_id, who.agent_id);
-        let id = Id::parse("session id", session_id)?;
-        Id::parse("agent id", agent_id)?;
-        let profile = self
-            .profiles
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .select(who.profile, who.agent_group)
-            .map_err(|unknown| ManagerError::UnknownProfile(unknown.0))?;
-        if let Ok(existing) = self.entry(session_id) {
-            return Self::reissue(&existing, agent_id);
+        Id::parse("session id", who.session_id)?;
+        Id::parse("agent id", who.agent_id)?;
+        if let Some(existing) = self.existing(who.session_id, who.agent_id) {
+            return existing;
         }
-        let session = Session::new(id.clone(), profile, state()?)?;
-        let entry = Entry {
-            session,
-            agent_id: agent_id.to_string(),
-            binder: None,
-        };
-        let mut sessions = self
-            .sessions
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        // Another CreateSession may have won the race since the lookup above.
-        let entry = match sessions.entry(id) {
-            MapEntry::Occupied(existing) => existing.get().clone(),
-            MapEntry::Vacant(vacant) => {
-                self.stats.sessions.inc();
-                vacant.insert(Arc::new(Mutex::new(entry))).clone()
-            }
-        };
-        drop(sessions);
-        Self::reissue(&entry, agent_id)
+        // Another CreateSession may win the race to insert; `insert` re-issues its session.
+        self.insert(self.prepare(who, state)?, None)
     }
 
     fn reissue(entry: &Mutex<Entry>, agent_id: &str) -> Result<Created, ManagerError> {
@@ -260,13 +453,19 @@ impl Registry {
         update: CtiUpdate,
         trace: Option<&Trace>,
     ) -> Result<Ack, ManagerError> {
-        let entry = self.entry(session_id)?;
-        let mut entry = lock(&entry);
+        let shared = self.entry(session_id)?;
+        let mut entry = lock(&shared);
+        if let Some(fence) = &self.fence {
+            fence.admit(&entry)?;
+        }
         let (duplicate, events) = match entry.session.apply(sequence, update)? {
             Applied::Duplicate => (true, 0),
             Applied::Changed(events) => {
                 let count = events.len();
                 entry.deliver(events, trace, &self.stats);
+                if let Some(fence) = &self.fence {
+                    fence.changed(&shared, &mut entry);
+                }
                 (false, count)
             }
         };
@@ -277,23 +476,23 @@ impl Registry {
         })
     }
 
-    /// Ends a session and tells its binder.
-    pub(crate) fn end(&self, session_id: &str) -> Result<(), ManagerError> {
-        let removed = self
+    /// Ends a session and tells its binder; returns its entry, whose record cluster mode
+    /// then deletes.
+    pub(crate) fn end(&self, session_id: &str) -> Result<Arc<Mutex<Entry>>, ManagerError> {
+        let mut sessions = self
             .sessions
             .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(session_id)
-            .ok_or_else(|| ManagerError::UnknownSession(session_id.to_string()))?;
-        self.stats.sessions.dec();
-        let mut entry = lock(&removed);
-        if let Some(binder) = entry.binder.take() {
-            self.stats.bindings.dec();
-            binder
-                .sink
-                .unbound(entry.session.id(), UnboundReason::SessionEnded);
+            .unwrap_or_else(PoisonError::into_inner);
+        let unknown = || ManagerError::UnknownSession(session_id.to_string());
+        let found = sessions.get(session_id).ok_or_else(unknown)?;
+        if let Some(fence) = &self.fence {
+            fence.admit(&lock(found))?;
         }
-        Ok(())
+        let removed = sessions.remove(session_id).ok_or_else(unknown)?;
+        drop(sessions);
+        self.stats.sessions.dec();
+        lock(&removed).release_binder(UnboundReason::SessionEnded, &self.stats);
+        Ok(removed)
     }
 
     /// A copy of the tracked state and view of a session.
@@ -319,11 +518,15 @@ impl Registry {
         &self,
         claims: &Claims,
         takeover: bool,
+        binder_id: &str,
         sink: Sink,
         announce: bool,
     ) -> Result<Bound, ManagerError> {
-        let entry = self.entry(&claims.session_id)?;
-        let mut entry = lock(&entry);
+        let shared = self.entry(&claims.session_id)?;
+        let mut entry = lock(&shared);
+        if let Some(fence) = &self.fence {
+            fence.admit(&entry)?;
+        }
         // Checked under the session lock: `shutdown` takes every lock after raising the flag,
         // so a binding either sees the flag or is released by `shutdown`.
         if self.closing.load(Ordering::SeqCst) {
@@ -331,6 +534,13 @@ impl Registry {
         }
         if entry.agent_id != claims.agent_id {
             return Err(ManagerError::ReferenceForOtherSession);
+        }
+        if let Some(reservation) = entry.reservation.take() {
+            let kept = reservation.until > Instant::now() && reservation.binder_id != binder_id;
+            if kept && !takeover {
+                entry.reservation = Some(reservation);
+                return Err(ManagerError::AlreadyBound);
+            }
         }
         if let Some(old) = entry.binder.take() {
             if !takeover {
@@ -354,8 +564,12 @@ impl Registry {
         entry.binder = Some(Binder {
             token,
             sink,
+            binder_id: binder_id.to_string(),
             stale: None,
         });
+        if let Some(fence) = &self.fence {
+            fence.changed(&shared, &mut entry);
+        }
         Ok(Bound { session_id, token })
     }
 
@@ -391,10 +605,10 @@ impl Registry {
 
     /// Releases `bound` if it is still the session's binder; `notify` tells the binder why.
     pub(crate) fn release(&self, bound: &Bound, notify: Option<UnboundReason>) {
-        let Ok(entry) = self.entry(bound.session_id.as_str()) else {
+        let Ok(shared) = self.entry(bound.session_id.as_str()) else {
             return;
         };
-        let mut entry = lock(&entry);
+        let mut entry = lock(&shared);
         if entry.binder.as_ref().is_none_or(|b| b.token != bound.token) {
             return;
         }
@@ -404,6 +618,9 @@ impl Registry {
         }
         if let (Some(binder), Some(reason)) = (binder, notify) {
             binder.sink.unbound(&bound.session_id, reason);
+        }
+        if let Some(fence) = &self.fence {
+            fence.changed(&shared, &mut entry);
         }
     }
 
@@ -428,7 +645,8 @@ impl Registry {
         }
     }
 
-    fn entries(&self) -> Vec<Arc<Mutex<Entry>>> {
+    /// Every live session's entry.
+    pub(crate) fn entries(&self) -> Vec<Arc<Mutex<Entry>>> {
         let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
         sessions.values().cloned().collect()
     }
@@ -438,13 +656,7 @@ impl Registry {
     pub(crate) fn shutdown(&self) {
         self.closing.store(true, Ordering::SeqCst);
         for entry in self.entries() {
-            let mut entry = lock(&entry);
-            if let Some(binder) = entry.binder.take() {
-                self.stats.bindings.dec();
-                binder
-                    .sink
-                    .unbound(entry.session.id(), UnboundReason::ShuttingDown);
-            }
+            lock(&entry).release_binder(UnboundReason::ShuttingDown, &self.stats);
         }
     }
 }

@@ -12,6 +12,7 @@ use tonic::transport::Server;
 use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
 use wfm_proto::v1::workflow_manager_server::WorkflowManagerServer;
 
+use crate::cluster::Cluster;
 use crate::config::ManagerConfig;
 use crate::profile_watch;
 use crate::registry::Registry;
@@ -27,6 +28,9 @@ pub enum ServeError {
     /// The reflection service could not load the contract's descriptors.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// Cluster mode could not start.
+    #[error("cluster: {0}")]
+    Cluster(#[from] crate::cluster::StartError),
 }
 
 /// Serves the workflow manager on `listener` until `shutdown` is cancelled.
@@ -41,7 +45,21 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let stats = Arc::clone(&config.stats);
     let drain_delay = config.drain_delay;
-    let registry = Arc::new(Registry::new(config.profiles.clone(), Arc::clone(&stats)));
+    let cluster = match &config.cluster {
+        Some(settings) => Some(Cluster::connect(settings, Arc::clone(&stats)).await?),
+        None => None,
+    };
+    let registry = Registry::new(config.profiles.clone(), Arc::clone(&stats));
+    let registry = Arc::new(match &cluster {
+        Some(cluster) => registry.with_fence(Arc::clone(&cluster.fence)),
+        None => registry,
+    });
+    let cluster_stop = CancellationToken::new();
+    if let Some(cluster) = &cluster {
+        cluster
+            .start(Arc::clone(&registry), cluster_stop.clone())
+            .await?;
+    }
     let streams_stop = CancellationToken::new();
     if let Some(path) = config.profiles_path.clone() {
         tokio::spawn(profile_watch::watch(
@@ -52,12 +70,24 @@ pub async fn serve(
             shutdown.child_token(),
         ));
     }
-    let service = WorkflowManagerService::new(Arc::clone(&registry), config, streams_stop.clone());
+    let service = WorkflowManagerService::new(
+        Arc::clone(&registry),
+        config,
+        cluster.clone(),
+        streams_stop.clone(),
+    );
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<WorkflowManagerServer<WorkflowManagerService>>()
         .await;
+    if let Some(cluster) = &cluster {
+        tokio::spawn(report_readiness(
+            Arc::clone(cluster),
+            health.clone(),
+            cluster_stop.clone(),
+        ));
+    }
     // Both versions of reflection: v1 for current grpcurl, v1alpha for older grpcurl builds
     // and Python's grpcio-reflection, which still ask only for it.
     let reflection = || {
@@ -82,6 +112,11 @@ pub async fn serve(
             "shutting down: health is NOT_SERVING"
         );
         tokio::time::sleep(drain_delay).await;
+        if let Some(cluster) = &cluster {
+            // Still serving: calls for the sessions handed over are forwarded meanwhile.
+            cluster.leave().await;
+            cluster_stop.cancel();
+        }
         tracing::info!("unbinding clients and ending streams");
         registry.shutdown();
         streams_stop.cancel();
@@ -100,6 +135,37 @@ pub async fn serve(
         .await?;
     tracing::info!("workflow manager stopped");
     Ok(())
+}
+
+/// Cluster mode: health reports NOT_SERVING while this replica cannot take sessions on
+/// (NATS unreachable, lease not held), so that probes and gateways send new work elsewhere;
+/// the sessions it owns are still served.
+async fn report_readiness(
+    cluster: Arc<Cluster>,
+    health: tonic_health::server::HealthReporter,
+    stop: CancellationToken,
+) {
+    let mut ready = true;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+        }
+        let now = cluster.ready_for_ownership();
+        if now == ready {
+            continue;
+        }
+        ready = now;
+        if ready {
+            health
+                .set_serving::<WorkflowManagerServer<WorkflowManagerService>>()
+                .await;
+        } else {
+            health
+                .set_not_serving::<WorkflowManagerServer<WorkflowManagerService>>()
+                .await;
+        }
+    }
 }
 
 /// An accepted connection, counted in the connection gauge while it is open.

@@ -9,18 +9,19 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataMap;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Code, Request, Response, Status, Streaming};
 use wfm_proto::ATTACH_WIRE_VERSION;
 use wfm_proto::v1 as pb;
 use wfm_reference::Claims;
 use wfm_telemetry::KeyValue;
 use wfm_telemetry::metrics::GaugeGuard;
 
+use crate::cluster::{Cluster, MAX_ROUTES, Peer, Route, is_forwarded};
 use crate::config::ManagerConfig;
 use crate::convert;
 use crate::error::ManagerError;
-use crate::outbox::{self, Bound, Outgoing, UnboundReason};
-use crate::registry::{NewSession, Registry, Sink};
+use crate::outbox::{self, Bound, Outgoing, Trace, UnboundReason};
+use crate::registry::{Created, NewSession, Registry, Sink};
 use crate::streams::{AttachStream, BindingStream};
 
 /// Responses a `PushUpdates` stream may queue before it stops reading updates.
@@ -31,6 +32,8 @@ const PUSH_QUEUE: usize = 64;
 pub(crate) struct WorkflowManagerService {
     registry: Arc<Registry>,
     config: Arc<ManagerConfig>,
+    /// Cluster mode: routes calls for sessions this replica does not hold.
+    cluster: Option<Arc<Cluster>>,
     /// Cancelled once every binder has been told the server is shutting down.
     streams_stop: CancellationToken,
 }
@@ -46,12 +49,63 @@ impl WorkflowManagerService {
     pub(crate) fn new(
         registry: Arc<Registry>,
         config: ManagerConfig,
+        cluster: Option<Arc<Cluster>>,
         streams_stop: CancellationToken,
     ) -> Self {
         Self {
             registry,
             config: Arc::new(config),
+            cluster,
             streams_stop,
+        }
+    }
+
+    /// Serves a call for `session_id` `here`, or, in cluster mode, wherever the session
+    /// lives: `here` again once this replica has loaded or taken the session over, or
+    /// `there` at the owning replica. A forwarded call the owner refuses as unavailable is
+    /// routed afresh, a few times.
+    async fn routed<T, F>(
+        &self,
+        session_id: &str,
+        metadata: &MetadataMap,
+        mut here: impl FnMut() -> Result<T, ManagerError>,
+        mut there: impl FnMut(Peer) -> F,
+    ) -> Result<T, ManagerError>
+    where
+        F: Future<Output = Result<T, ManagerError>>,
+    {
+        let Some(cluster) = &self.cluster else {
+            return here();
+        };
+        let forwarded = is_forwarded(metadata);
+        let mut refused = None;
+        for _ in 0..MAX_ROUTES {
+            match here() {
+                Err(error) if Cluster::routable(&error) => {}
+                other => return other,
+            }
+            match cluster.route(session_id, forwarded).await? {
+                Route::Local => continue,
+                Route::Peer(peer) => {
+                    self.config.stats.forwarded.inc();
+                    match there(peer).await {
+                        Err(error) if is_unavailable_peer(&error) => {
+                            cluster.forget_owner(session_id);
+                            refused = Some(error);
+                        }
+                        result => return result,
+                    }
+                }
+            }
+        }
+        Err(refused.unwrap_or_else(|| ManagerError::Moved(session_id.to_string())))
+    }
+
+    /// `message` as a call forwarded to another replica.
+    fn forward<T>(&self, message: T) -> Request<T> {
+        match &self.cluster {
+            Some(cluster) => cluster.forward_request(message),
+            None => Request::new(message),
         }
     }
 
@@ -59,27 +113,59 @@ impl WorkflowManagerService {
         Ok(self.config.signing_key.verify(reference, unix_now())?)
     }
 
-    fn bind(
+    /// Binds `sink`; in cluster mode, a session another replica owns is refused with
+    /// [`ManagerError::NotOwner`], naming where to bind.
+    async fn bind(
         &self,
         reference: &str,
         takeover: bool,
+        binder_id: &str,
         sink: Sink,
         announce: bool,
     ) -> Result<Bound, ManagerError> {
         let claims = self.verify(reference)?;
-        let bound = self.registry.bind(&claims, takeover, sink, announce)?;
+        let bound = self
+            .routed(
+                &claims.session_id,
+                &MetadataMap::new(),
+                || {
+                    self.registry
+                        .bind(&claims, takeover, binder_id, sink.clone(), announce)
+                },
+                |peer| std::future::ready(Err(ManagerError::NotOwner(peer.url.to_string()))),
+            )
+            .await?;
         tracing::info!(session_id = %claims.session_id, takeover, "session bound");
         Ok(bound)
     }
 
-    /// Applies one update; `metadata` is the call's (or the stream's), for its trace context.
-    fn apply(
+    /// Applies one update here.
+    fn apply_here(
+        &self,
+        request: pb::ApplyUpdateRequest,
+        trace: Option<&Trace>,
+    ) -> Result<pb::UpdateAck, ManagerError> {
+        let (session_id, sequence) = (request.session_id, request.sequence);
+        convert::update(request.update)
+            .and_then(|update| self.registry.apply(&session_id, sequence, update, trace))
+            .map(|ack| pb::UpdateAck {
+                session_id,
+                sequence,
+                duplicate: ack.duplicate,
+                view_version: ack.view_version,
+                events: u32::try_from(ack.events).unwrap_or(u32::MAX),
+            })
+    }
+
+    /// Applies one update, here or at its session's owner; `metadata` is the call's (or
+    /// the stream's), for its trace context.
+    async fn apply(
         &self,
         request: pb::ApplyUpdateRequest,
         metadata: &MetadataMap,
     ) -> Result<pb::UpdateAck, ManagerError> {
         let received = Instant::now();
-        let (session_id, sequence) = (request.session_id, request.sequence);
+        let (session_id, sequence) = (request.session_id.clone(), request.sequence);
         let stats = &self.config.stats;
         // Disabled (no OTLP endpoint), this is one branch and the events carry no context.
         let span = self
@@ -92,18 +178,25 @@ impl WorkflowManagerService {
                 ]
             });
         let trace = span.as_ref().map(|s| Arc::new(s.trace_context()));
-        let result = convert::update(request.update)
-            .and_then(|update| {
-                self.registry
-                    .apply(&session_id, sequence, update, trace.as_ref())
-            })
-            .map(|ack| pb::UpdateAck {
-                session_id: session_id.clone(),
-                sequence,
-                duplicate: ack.duplicate,
-                view_version: ack.view_version,
-                events: u32::try_from(ack.events).unwrap_or(u32::MAX),
-            });
+        let result = if self.cluster.is_none() {
+            self.apply_here(request, trace.as_ref())
+        } else {
+            self.routed(
+                &session_id,
+                metadata,
+                || self.apply_here(request.clone(), trace.as_ref()),
+                |mut peer| {
+                    let request = self.forward(request.clone());
+                    async move {
+                        match peer.client.apply_update(request).await {
+                            Ok(ack) => Ok(ack.into_inner()),
+                            Err(status) => Err(ManagerError::Peer(status)),
+                        }
+                    }
+                },
+            )
+            .await
+        };
         match &result {
             Ok(ack) if ack.duplicate => stats.updates_duplicate.inc(),
             Ok(ack) => {
@@ -167,7 +260,16 @@ async fn serve_attach(
                     service.registry.release(&previous, None);
                 }
                 let sink = Sink::new(tx.clone(), bind.binding_id);
-                match service.bind(&bind.resource_reference, bind.takeover, sink, true) {
+                let bound = service
+                    .bind(
+                        &bind.resource_reference,
+                        bind.takeover,
+                        &bind.binder_id,
+                        sink,
+                        true,
+                    )
+                    .await;
+                match bound {
                     Ok(bound) => {
                         bindings.insert(bind.binding_id, bound);
                     }
@@ -191,6 +293,54 @@ async fn serve_attach(
     }
 }
 
+/// A `BindSession` stream: this replica's own, or the owner's passed through.
+pub(crate) type BindSessionStream = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<pb::BindSessionResponse, Status>> + Send>,
+>;
+
+/// Whether a forwarded call's refusal means the owner moved or is going: route again.
+fn is_unavailable_peer(error: &ManagerError) -> bool {
+    matches!(error, ManagerError::Peer(status) if status.code() == Code::Unavailable)
+}
+
+impl WorkflowManagerService {
+    /// Cluster mode's `CreateSession`: the new session's record is claimed first; a session
+    /// that exists elsewhere is re-issued by its owner (`Err` holds the owner's answer).
+    async fn create_clustered(
+        &self,
+        cluster: &Cluster,
+        request: &pb::CreateSessionRequest,
+        who: &NewSession<'_>,
+    ) -> Result<Result<Created, pb::CreateSessionResponse>, ManagerError> {
+        let state = || convert::state(request.channels.clone(), request.interactions.clone());
+        if self.registry.lookup(who.session_id).is_none() {
+            let prepared = self.registry.prepare(who, state)?;
+            if let Some(created) = cluster.create(prepared).await? {
+                return Ok(Ok(created));
+            }
+        }
+        let unknown = || ManagerError::UnknownSession(who.session_id.to_string());
+        self.routed(
+            who.session_id,
+            &MetadataMap::new(),
+            || {
+                let existing = self.registry.existing(who.session_id, who.agent_id);
+                existing.unwrap_or_else(|| Err(unknown())).map(Ok)
+            },
+            |mut peer| {
+                let forwarded = self.forward(request.clone());
+                async move {
+                    match peer.client.create_session(forwarded).await {
+                        Ok(response) => Ok(Err(response.into_inner())),
+                        Err(status) => Err(ManagerError::Peer(status)),
+                    }
+                }
+            },
+        )
+        .await
+    }
+}
+
 #[tonic::async_trait]
 impl pb::workflow_manager_server::WorkflowManager for WorkflowManagerService {
     async fn create_session(
@@ -204,9 +354,15 @@ impl pb::workflow_manager_server::WorkflowManager for WorkflowManagerService {
             profile: &request.profile,
             agent_group: &request.agent_group,
         };
-        let created = self.registry.create(&who, || {
-            convert::state(request.channels, request.interactions)
-        })?;
+        let created = match &self.cluster {
+            None => self.registry.create(&who, || {
+                convert::state(request.channels.clone(), request.interactions.clone())
+            })?,
+            Some(cluster) => match self.create_clustered(cluster, &request, &who).await? {
+                Ok(created) => created,
+                Err(forwarded) => return Ok(Response::new(forwarded)),
+            },
+        };
         let view_state = convert::view_state(&created.session_id, created.view_state);
         let expires_at = unix_now().saturating_add(self.config.reference_ttl.as_secs());
         let reference = self.config.signing_key.issue(
@@ -229,7 +385,9 @@ impl pb::workflow_manager_server::WorkflowManager for WorkflowManagerService {
         request: Request<pb::ApplyUpdateRequest>,
     ) -> Result<Response<pb::UpdateAck>, Status> {
         let metadata = request.metadata().clone();
-        Ok(Response::new(self.apply(request.into_inner(), &metadata)?))
+        Ok(Response::new(
+            self.apply(request.into_inner(), &metadata).await?,
+        ))
     }
 
     type PushUpdatesStream = ReceiverStream<Result<pb::PushUpdatesResponse, Status>>;
@@ -244,7 +402,13 @@ impl pb::workflow_manager_server::WorkflowManager for WorkflowManagerService {
         tokio::spawn(async move {
             loop {
                 let message = tokio::select! {
-                    () = service.streams_stop.cancelled() => break,
+                    () = service.streams_stop.cancelled() => {
+                        // Not a clean end: the Interaction Processor is to carry on at
+                        // another replica, or at this one once it is back.
+                        let status = Status::unavailable("workflow manager is shutting down; retry");
+                        let _ = tx.send(Err(status)).await;
+                        break;
+                    }
                     message = inbound.message() => message,
                 };
                 let request = match message {
@@ -256,7 +420,7 @@ impl pb::workflow_manager_server::WorkflowManager for WorkflowManagerService {
                     }
                 };
                 let (session_id, sequence) = (request.session_id.clone(), request.sequence);
-                let result = match service.apply(request, &metadata) {
+                let result = match service.apply(request, &metadata).await {
                     Ok(ack) => pb::push_updates_response::Result::Ack(ack),
                     Err(error) => pb::push_updates_response::Result::Error(pb::UpdateError {
                         code: error.code() as i32,
@@ -281,8 +445,27 @@ impl pb::workflow_manager_server::WorkflowManager for WorkflowManagerService {
         &self,
         request: Request<pb::EndSessionRequest>,
     ) -> Result<Response<pb::EndSessionResponse>, Status> {
-        let session_id = request.into_inner().session_id;
-        self.registry.end(&session_id)?;
+        let (metadata, _, request) = request.into_parts();
+        let session_id = request.session_id.clone();
+        let ended = self
+            .routed(
+                &session_id,
+                &metadata,
+                || self.registry.end(&session_id).map(Some),
+                |mut peer| {
+                    let forwarded = self.forward(request.clone());
+                    async move {
+                        match peer.client.end_session(forwarded).await {
+                            Ok(_) => Ok(None),
+                            Err(status) => Err(ManagerError::Peer(status)),
+                        }
+                    }
+                },
+            )
+            .await?;
+        if let (Some(cluster), Some(entry)) = (&self.cluster, ended) {
+            cluster.end(&entry).await?;
+        }
         tracing::info!(%session_id, "session ended");
         Ok(Response::new(pb::EndSessionResponse {}))
     }
@@ -291,11 +474,28 @@ impl pb::workflow_manager_server::WorkflowManager for WorkflowManagerService {
         &self,
         request: Request<pb::GetSessionRequest>,
     ) -> Result<Response<pb::GetSessionResponse>, Status> {
-        let view = self.registry.get(&request.into_inner().session_id)?;
-        Ok(Response::new(convert::session_view(view)))
+        let (metadata, _, request) = request.into_parts();
+        let session_id = &request.session_id;
+        let view = self
+            .routed(
+                session_id,
+                &metadata,
+                || self.registry.get(session_id).map(convert::session_view),
+                |mut peer| {
+                    let forwarded = self.forward(request.clone());
+                    async move {
+                        match peer.client.get_session(forwarded).await {
+                            Ok(response) => Ok(response.into_inner()),
+                            Err(status) => Err(ManagerError::Peer(status)),
+                        }
+                    }
+                },
+            )
+            .await?;
+        Ok(Response::new(view))
     }
 
-    type BindSessionStream = BindingStream;
+    type BindSessionStream = BindSessionStream;
 
     async fn bind_session(
         &self,
@@ -303,18 +503,33 @@ impl pb::workflow_manager_server::WorkflowManager for WorkflowManagerService {
     ) -> Result<Response<Self::BindSessionStream>, Status> {
         let request = request.into_inner();
         let (tx, rx) = outbox::channel(self.config.stream_queue, Arc::clone(&self.config.stats));
-        let bound = self.bind(
-            &request.resource_reference,
-            request.takeover,
-            Sink::new(tx, 0),
-            false,
-        )?;
-        Ok(Response::new(BindingStream::new(
+        let bound = self
+            .bind(
+                &request.resource_reference,
+                request.takeover,
+                "",
+                Sink::new(tx, 0),
+                false,
+            )
+            .await;
+        let bound = match (bound, &self.cluster) {
+            (Ok(bound), _) => bound,
+            (Err(ManagerError::NotOwner(url)), Some(cluster)) => {
+                // The caller streams from the owner through this replica.
+                let mut peer = cluster.peer(&url)?;
+                self.config.stats.forwarded.inc();
+                let forwarded = self.forward(request);
+                let stream = peer.client.bind_session(forwarded).await?.into_inner();
+                return Ok(Response::new(Box::pin(stream)));
+            }
+            (Err(error), _) => return Err(error.into()),
+        };
+        Ok(Response::new(Box::pin(BindingStream::new(
             rx,
             Arc::clone(&self.registry),
             bound,
             self.config.stats.attach_streams.track(),
-        )))
+        ))))
     }
 
     type AttachStream = AttachStream;

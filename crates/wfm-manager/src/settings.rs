@@ -13,7 +13,7 @@ use wfm_reference::{MIN_KEY_LEN, SigningKey};
 use wfm_telemetry::settings::{SettingsError, at_least, secret};
 use wfm_telemetry::{TelemetryArgs, Tracer};
 
-use crate::{ManagerConfig, ManagerStats};
+use crate::{ClusterConfig, ManagerConfig, ManagerStats};
 
 /// The binary's name, as the Dockerfile, compose file and manifests run it.
 pub const BINARY: &str = "wfm-manager";
@@ -73,9 +73,38 @@ pub struct Settings {
     /// its entire view state once the stream has drained below half.
     #[arg(long, env = "WFM_MANAGER_STREAM_QUEUE", default_value_t = 4096, value_parser = at_least::<64>)]
     pub stream_queue: u64,
+    /// Cluster mode: comma-separated NATS servers (JetStream, 2.11 or later) through which
+    /// replicas share sessions. Unset runs one process alone, as `wfm up` does.
+    #[arg(long, env = "WFM_NATS_URL")]
+    pub nats_url: Option<String>,
+    /// Cluster mode: this replica's name, stable across restarts (1 to 64 letters, digits,
+    /// `-` or `_`); defaults to the host name's first label.
+    #[arg(long, env = "WFM_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Cluster mode: the gRPC URL at which the other replicas and the gateways reach this
+    /// one; defaults to `http://<listen>` unless that is a wildcard address.
+    #[arg(long, env = "WFM_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+    /// Cluster mode: how long a dead replica's sessions wait before others take them over,
+    /// in milliseconds; the same on every replica.
+    #[arg(long, env = "WFM_LEASE_TTL_MS", default_value_t = 5_000, value_parser = at_least::<500>)]
+    pub lease_ttl_ms: u64,
+    /// Cluster mode: JetStream copies of each bucket (3 in production; 1 for a single NATS
+    /// server).
+    #[arg(long, env = "WFM_NATS_REPLICAS", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=5))]
+    pub nats_replicas: u64,
     /// Logs and OpenTelemetry.
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+}
+
+/// The host name's first label, as a node id (`/proc/sys/kernel/hostname`, else `$HOSTNAME`).
+fn host_node_id() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())?;
+    let label = name.trim().split('.').next()?.to_string();
+    ClusterConfig::valid_node_id(&label).then_some(label)
 }
 
 impl Settings {
@@ -111,11 +140,78 @@ impl Settings {
             .map_err(|error| error.described(&Settings::command()))
     }
 
+    /// Cluster mode's settings, when `--nats-url` is set.
+    fn cluster(&self) -> Result<Option<ClusterConfig>, SettingsError> {
+        let Some(nats_url) = self.nats_url.clone() else {
+            return Ok(None);
+        };
+        if nats_url.split(',').any(|url| url.trim().is_empty()) {
+            return Err(SettingsError::invalid(
+                "nats_url",
+                &nats_url,
+                "comma-separated NATS server URLs, none empty",
+            ));
+        }
+        let node_id = match &self.node_id {
+            Some(id) if ClusterConfig::valid_node_id(id) => id.clone(),
+            Some(id) => {
+                return Err(SettingsError::invalid(
+                    "node_id",
+                    id,
+                    "1 to 64 letters, digits, '-' or '_'",
+                ));
+            }
+            None => host_node_id().ok_or_else(|| {
+                SettingsError::invalid(
+                    "node_id",
+                    "",
+                    "a node id: the host name is not usable as one",
+                )
+            })?,
+        };
+        let advertise_url = match &self.advertise_url {
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => url.clone(),
+            Some(url) => {
+                return Err(SettingsError::invalid(
+                    "advertise_url",
+                    url,
+                    "an http:// or https:// URL",
+                ));
+            }
+            None if !self.listen.ip().is_unspecified() => format!("http://{}", self.listen),
+            None => {
+                return Err(SettingsError::invalid(
+                    "advertise_url",
+                    "",
+                    format!(
+                        "the URL peers reach this replica at: the listen address {} is a wildcard",
+                        self.listen
+                    ),
+                ));
+            }
+        };
+        if self.signing_key.is_none() && self.signing_key_file.is_none() {
+            return Err(SettingsError::invalid(
+                "signing_key",
+                "",
+                "a key shared by every replica: an ephemeral one is refused in cluster mode",
+            ));
+        }
+        Ok(Some(ClusterConfig {
+            nats_url,
+            node_id,
+            advertise_url,
+            lease_ttl: Duration::from_millis(self.lease_ttl_ms),
+            replicas: usize::try_from(self.nats_replicas).unwrap_or(3),
+        }))
+    }
+
     fn config(
         self,
         stats: Arc<ManagerStats>,
         tracer: Tracer,
     ) -> Result<ManagerConfig, SettingsError> {
+        let cluster = self.cluster()?;
         let signing_key = match self.signing_key()? {
             Some(key) => key,
             None => {
@@ -133,6 +229,7 @@ impl Settings {
         config.profiles_poll = Duration::from_millis(self.profiles_poll_ms);
         config.drain_delay = Duration::from_millis(self.drain_delay_ms);
         config.stream_queue = usize::try_from(self.stream_queue).unwrap_or(usize::MAX);
+        config.cluster = cluster;
         if self.drain_delay_ms >= self.shutdown_grace_secs.saturating_mul(1000) {
             return Err(SettingsError::invalid(
                 "drain_delay_ms",

@@ -24,6 +24,13 @@ pub struct ManagerStats {
     pub(crate) update_to_event: Histogram,
     profile_reloads: Counter,
     profile_reload_failures: Counter,
+    pub(crate) store_up: Gauge,
+    pub(crate) persist_pending: Gauge,
+    pub(crate) persist_lag: Histogram,
+    pub(crate) takeovers: Counter,
+    pub(crate) handoffs: Counter,
+    pub(crate) forwarded: Counter,
+    pub(crate) fencing_refusals: Counter,
 }
 
 impl Default for ManagerStats {
@@ -109,6 +116,41 @@ impl ManagerStats {
             profile_reload_failures: r.counter(
                 "wfm_manager_profile_reload_failures_total",
                 "Profile files refused; the previous profiles stayed in force.",
+                &[],
+            ),
+            store_up: r.gauge(
+                "wfm_manager_cluster_store_up",
+                "Cluster mode: 1 while NATS is reachable, else 0.",
+                &[],
+            ),
+            persist_pending: r.gauge(
+                "wfm_manager_cluster_persist_pending",
+                "Cluster mode: sessions whose latest changes are not yet persisted.",
+                &[],
+            ),
+            persist_lag: r.histogram(
+                "wfm_manager_cluster_persist_lag_seconds",
+                "Cluster mode: from a session's first unpersisted change to its record written.",
+                &[],
+            ),
+            takeovers: r.counter(
+                "wfm_manager_cluster_takeovers_total",
+                "Cluster mode: sessions taken over from a dead, released or earlier owner.",
+                &[],
+            ),
+            handoffs: r.counter(
+                "wfm_manager_cluster_handoffs_total",
+                "Cluster mode: sessions handed to a peer on shutdown.",
+                &[],
+            ),
+            forwarded: r.counter(
+                "wfm_manager_cluster_forwarded_calls_total",
+                "Cluster mode: calls forwarded to the replica owning their session.",
+                &[],
+            ),
+            fencing_refusals: r.counter(
+                "wfm_manager_cluster_fencing_refusals_total",
+                "Cluster mode: writes refused because another replica owns the session now; the session is dropped here.",
                 &[],
             ),
         }

@@ -897,3 +897,36 @@ fn data_updates_set_and_remove_keys() {
         [("b", "2")]
     );
 }
+
+#[test]
+fn a_restored_session_continues_where_its_original_stopped() {
+    let mut original = busy();
+    original.apply(1, to_state("c1", Held)).unwrap();
+    original.apply(2, to_state("c1", Connected)).unwrap();
+    let restored = Session::restore(
+        original.id().clone(),
+        std::sync::Arc::new(crate::profile::Profile::default()),
+        original.state().clone(),
+        original.last_sequence(),
+        original.view_version(),
+    )
+    .unwrap();
+    assert_eq!(observe(&restored), observe(&original));
+
+    let mut restored = restored;
+    assert!(matches!(
+        restored.apply(2, to_state("c1", Held)),
+        Ok(Applied::Duplicate)
+    ));
+    assert_eq!(
+        restored.apply(4, to_state("c1", Held)),
+        Err(UpdateError::SequenceGap {
+            expected: 3,
+            got: 4
+        })
+    );
+    assert_eq!(
+        targets(&events(restored.apply(3, to_state("c1", Held)).unwrap())),
+        ["s1.voice.c1"]
+    );
+}

@@ -13,6 +13,8 @@ use wfm_proto::v1 as pb;
 use wfm_proto::v1::workflow_manager_client::WorkflowManagerClient;
 use wfm_reference::SigningKey;
 
+pub mod nats;
+
 pub type Client = WorkflowManagerClient<Channel>;
 
 /// The key every test manager signs with, so tests can forge and re-sign references.
@@ -32,6 +34,10 @@ impl Manager {
 
     pub async fn start_with(config: ManagerConfig) -> Manager {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(listener, config).await
+    }
+
+    pub async fn start_on(listener: TcpListener, config: ManagerConfig) -> Manager {
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         let stats = std::sync::Arc::clone(&config.stats);

@@ -1,0 +1,111 @@
+//! Calls forwarded to the replica that owns a session, over the same public gRPC service.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+use wfm_proto::v1::workflow_manager_client::WorkflowManagerClient;
+
+use crate::error::ManagerError;
+
+/// The metadata a forwarded call carries: the forwarding replica's node id. A replica never
+/// forwards such a call again, so a stale view of ownership cannot bounce a call around.
+pub const FORWARDED_HEADER: &str = "wfm-forwarded-by";
+
+/// Owner addresses remembered, beyond which the cache starts afresh.
+const MAX_CACHED_OWNERS: usize = 65_536;
+
+/// The owning replica of a session, ready to be called.
+#[derive(Clone)]
+pub(crate) struct Peer {
+    /// Its gRPC address.
+    pub(crate) url: Arc<str>,
+    /// A client on its channel.
+    pub(crate) client: WorkflowManagerClient<Channel>,
+}
+
+/// Channels to the other replicas, and the last known owner of recently forwarded sessions.
+pub(crate) struct Peers {
+    node_id: String,
+    timeout: Duration,
+    channels: Mutex<HashMap<Arc<str>, Channel>>,
+    owners: Mutex<HashMap<String, Arc<str>>>,
+}
+
+impl Peers {
+    /// Peers of replica `node_id`; every forwarded call has `timeout`.
+    pub(crate) fn new(node_id: String, timeout: Duration) -> Self {
+        Self {
+            node_id,
+            timeout,
+            channels: Mutex::default(),
+            owners: Mutex::default(),
+        }
+    }
+
+    /// A client of the replica at `url`.
+    pub(crate) fn peer(&self, url: &str) -> Result<Peer, ManagerError> {
+        let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((url, channel)) = channels.get_key_value(url) {
+            return Ok(Peer {
+                url: Arc::clone(url),
+                client: WorkflowManagerClient::new(channel.clone()),
+            });
+        }
+        let channel = Endpoint::from_shared(url.to_string())
+            .map_err(|error| ManagerError::Store(format!("peer address {url:?}: {error}")))?
+            .connect_timeout(self.timeout)
+            .timeout(self.timeout)
+            .tcp_nodelay(true)
+            .connect_lazy();
+        let url: Arc<str> = Arc::from(url);
+        channels.insert(Arc::clone(&url), channel.clone());
+        Ok(Peer {
+            url,
+            client: WorkflowManagerClient::new(channel),
+        })
+    }
+
+    /// The cached owner of `session_id`, if a call was forwarded there lately.
+    pub(crate) fn cached(&self, session_id: &str) -> Option<Peer> {
+        let url = self
+            .owners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(session_id)
+            .cloned()?;
+        self.peer(&url).ok()
+    }
+
+    /// Remembers that `url` owns `session_id`.
+    pub(crate) fn remember(&self, session_id: &str, url: &Arc<str>) {
+        let mut owners = self.owners.lock().unwrap_or_else(PoisonError::into_inner);
+        if owners.len() >= MAX_CACHED_OWNERS {
+            owners.clear();
+        }
+        owners.insert(session_id.to_string(), Arc::clone(url));
+    }
+
+    /// Forgets the owner of `session_id`: a call there was refused or failed.
+    pub(crate) fn forget(&self, session_id: &str) {
+        self.owners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(session_id);
+    }
+
+    /// `message` as a request forwarded by this replica.
+    pub(crate) fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Ok(value) = self.node_id.parse() {
+            request.metadata_mut().insert(FORWARDED_HEADER, value);
+        }
+        request
+    }
+}
+
+/// Whether a call arrived forwarded from another replica.
+pub(crate) fn is_forwarded(metadata: &tonic::metadata::MetadataMap) -> bool {
+    metadata.contains_key(FORWARDED_HEADER)
+}

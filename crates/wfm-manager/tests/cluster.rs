@@ -1,0 +1,116 @@
+//! Cluster mode in process: replicas sharing one JetStream server answer any session with
+//! the same results and errors as its owner. (Crashes, pauses and rolling restarts are
+//! tested with real processes in `crates/wfm/tests/cluster_*.rs`.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::nats::Nats;
+use common::{KEY, Manager, agent, create_request, update};
+use tokio::net::TcpListener;
+use tonic::Code;
+use wfm_manager::{ClusterConfig, ManagerConfig};
+use wfm_proto::v1 as pb;
+use wfm_reference::SigningKey;
+
+async fn replica(nats: &Nats, node: &str) -> Manager {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut config = ManagerConfig::new(SigningKey::from_bytes(KEY).unwrap());
+    config.cluster = Some(ClusterConfig {
+        nats_url: nats.url(),
+        node_id: node.to_string(),
+        advertise_url: format!("http://{addr}"),
+        lease_ttl: Duration::from_millis(2000),
+        replicas: 1,
+    });
+    Manager::start_on(listener, config).await
+}
+
+fn expected_sequence(status: &tonic::Status) -> Option<String> {
+    status
+        .metadata()
+        .get(wfm_manager::error::EXPECTED_SEQUENCE_KEY)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+#[tokio::test]
+#[ignore = "needs nats-server: set WFM_NATS_SERVER"]
+async fn every_call_works_at_a_replica_that_does_not_own_the_session() {
+    let nats = Nats::start();
+    let owner = replica(&nats, "a").await;
+    let other = replica(&nats, "b").await;
+    let (mut at_owner, mut at_other) = (owner.client().await, other.client().await);
+
+    let created = at_owner
+        .create_session(create_request("s1", "agent-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(created.next_sequence, 1);
+
+    // The same agent asking the other replica gets the same session re-issued.
+    let again = at_other
+        .create_session(create_request("s1", "agent-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.next_sequence, 1);
+    assert_eq!(again.view_state, created.view_state);
+    // Another agent is refused the same way by either.
+    let refused = at_other
+        .create_session(create_request("s1", "agent-2"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::AlreadyExists);
+
+    let ack = at_other
+        .apply_update(update("s1", 1, agent(pb::AgentState::NotReady)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!ack.duplicate);
+    let repeat = at_other
+        .apply_update(update("s1", 1, agent(pb::AgentState::NotReady)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(repeat.duplicate);
+
+    let gap = at_other
+        .apply_update(update("s1", 5, agent(pb::AgentState::Ready)))
+        .await
+        .unwrap_err();
+    assert_eq!(gap.code(), Code::FailedPrecondition);
+    assert_eq!(expected_sequence(&gap).as_deref(), Some("2"));
+    let gap_at_owner = at_owner
+        .apply_update(update("s1", 5, agent(pb::AgentState::Ready)))
+        .await
+        .unwrap_err();
+    assert_eq!(gap_at_owner.message(), gap.message());
+
+    let get = |session: &str| pb::GetSessionRequest {
+        session_id: session.into(),
+    };
+    let seen_there = at_other.get_session(get("s1")).await.unwrap().into_inner();
+    let seen_here = at_owner.get_session(get("s1")).await.unwrap().into_inner();
+    assert_eq!(seen_there, seen_here);
+    assert_eq!(seen_there.last_sequence, 1);
+
+    let unknown = at_other.get_session(get("nobody")).await.unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+
+    at_other
+        .end_session(pb::EndSessionRequest {
+            session_id: "s1".into(),
+        })
+        .await
+        .unwrap();
+    let ended = at_owner.get_session(get("s1")).await.unwrap_err();
+    assert_eq!(ended.code(), Code::NotFound);
+    let ended = at_other.get_session(get("s1")).await.unwrap_err();
+    assert_eq!(ended.code(), Code::NotFound);
+}
