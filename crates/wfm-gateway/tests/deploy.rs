@@ -191,28 +191,63 @@ fn the_dockerfile_builds_and_runs_the_one_binary() {
     }
 }
 
+/// `docker-compose.yml` as Compose reads it: with its `<<` merge keys applied, since the
+/// manager replicas share their definition through them.
+fn compose_file() -> Value {
+    let mut compose: Value = serde_yaml_ng::from_str(&read("docker-compose.yml")).unwrap();
+    compose.apply_merge().unwrap();
+    compose
+}
+
+/// The services that run `wfm manager`, in file order.
+fn manager_replicas(services: &Value) -> Vec<String> {
+    services
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, service)| service["command"][0] == wfm_manager::cli::COMMAND)
+        .map(|(name, _)| name.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A compose service's variable, which must be set.
+fn compose_env<'a>(service: &'a Value, name: &str) -> &'a str {
+    service["environment"][name]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {name}"))
+}
+
 #[test]
 fn the_compose_file_matches_the_binaries() {
-    let compose: Value = serde_yaml_ng::from_str(&read("docker-compose.yml")).unwrap();
+    let compose = compose_file();
     let services = &compose["services"];
-    let image = services["wfm-manager"]["image"].as_str().unwrap();
+    let replicas = manager_replicas(services);
+    assert_eq!(
+        replicas,
+        ["wfm-manager-1", "wfm-manager-2", "wfm-manager-3"],
+        "three manager replicas"
+    );
+    let image = services[&replicas[0]]["image"].as_str().unwrap();
     // (service, settings, subcommand, listen variable, healthcheck's listen variable and path)
-    for (name, command, role, listen, (probe_listen, probe)) in [
-        (
-            "wfm-manager",
-            manager(),
-            wfm_manager::cli::COMMAND,
-            "WFM_MANAGER_LISTEN",
-            ("WFM_MANAGER_METRICS_LISTEN", wfm_gateway::METRICS_PATH),
-        ),
-        (
+    let roles = replicas
+        .iter()
+        .map(|name| {
+            (
+                name.as_str(),
+                manager(),
+                wfm_manager::cli::COMMAND,
+                "WFM_MANAGER_LISTEN",
+                ("WFM_MANAGER_METRICS_LISTEN", wfm_gateway::METRICS_PATH),
+            )
+        })
+        .chain([(
             "wfm-gateway",
             gateway(),
             wfm_gateway::cli::COMMAND,
             "WFM_GATEWAY_LISTEN",
             ("WFM_GATEWAY_LISTEN", wfm_gateway::HEALTHZ_PATH),
-        ),
-    ] {
+        )]);
+    for (name, command, role, listen, (probe_listen, probe)) in roles {
         let service = &services[name];
         // The one image, built from the Dockerfile, run with the role as its command.
         assert_eq!(service["image"], image, "{name}");
@@ -266,18 +301,21 @@ fn the_compose_file_matches_the_binaries() {
     assert_eq!(default_port(manager(), "listen"), 50051);
     assert_eq!(default_port(manager(), "metrics_listen"), 9464);
     assert_eq!(default_port(gateway(), "listen"), 8080);
-    // The gateway reaches the manager on its listen port, and the simulator too.
-    let manager_port = port_of(
-        services["wfm-manager"]["environment"]["WFM_MANAGER_LISTEN"]
-            .as_str()
-            .unwrap(),
-    );
-    for name in ["wfm-gateway", "simulator"] {
-        let url = services[name]["environment"]["WFM_MANAGER_URL"]
-            .as_str()
-            .unwrap();
-        assert_eq!(url, format!("http://wfm-manager:{manager_port}"), "{name}");
+    // The simulator reaches a manager on its listen port, through the alias every replica
+    // answers to: any replica serves any call.
+    let manager_port = port_of(compose_env(&services[&replicas[0]], "WFM_MANAGER_LISTEN"));
+    for replica in &replicas {
+        let aliases = services[replica]["networks"]["default"]["aliases"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{replica} has no network aliases"));
+        assert!(aliases.iter().any(|a| a == "wfm-manager"), "{replica}");
     }
+    let url = compose_env(&services["simulator"], "WFM_MANAGER_URL");
+    assert_eq!(
+        url,
+        format!("http://wfm-manager:{manager_port}"),
+        "simulator"
+    );
     // The simulator is the same image, playing the scenario library the image ships.
     assert_eq!(services["simulator"]["image"], image);
     let simulator = services["simulator"]["command"][0].as_str().unwrap();
@@ -287,30 +325,35 @@ fn the_compose_file_matches_the_binaries() {
     );
     assert!(read("deploy/docker/Dockerfile").contains("COPY scenarios /usr/share/wfm/scenarios"));
 
-    // Prometheus scrapes both services where they serve /metrics.
+    // Prometheus scrapes every service where it serves /metrics: each manager replica,
+    // since each counts only what it owns, and the gateway.
     let prometheus: Value =
         serde_yaml_ng::from_str(&read("deploy/compose/prometheus.yml")).unwrap();
     let jobs = prometheus["scrape_configs"].as_sequence().unwrap();
-    let metrics_port = port_of(
-        services["wfm-manager"]["environment"]["WFM_MANAGER_METRICS_LISTEN"]
-            .as_str()
-            .unwrap(),
-    );
-    let gateway_port = port_of(
-        services["wfm-gateway"]["environment"]["WFM_GATEWAY_LISTEN"]
-            .as_str()
-            .unwrap(),
-    );
-    for (job, target) in [
-        ("wfm-manager", format!("wfm-manager:{metrics_port}")),
-        ("wfm-gateway", format!("wfm-gateway:{gateway_port}")),
+    let manager_targets: Vec<String> = replicas
+        .iter()
+        .map(|replica| {
+            let metrics = compose_env(&services[replica], "WFM_MANAGER_METRICS_LISTEN");
+            format!("{replica}:{}", port_of(metrics))
+        })
+        .collect();
+    let gateway_port = port_of(compose_env(&services["wfm-gateway"], "WFM_GATEWAY_LISTEN"));
+    for (job, targets) in [
+        ("wfm-manager", manager_targets),
+        ("wfm-gateway", vec![format!("wfm-gateway:{gateway_port}")]),
     ] {
         let job = jobs
             .iter()
             .find(|j| j["job_name"] == job)
             .unwrap_or_else(|| panic!("no job {job}"));
         assert_eq!(job["metrics_path"], wfm_gateway::METRICS_PATH);
-        assert_eq!(job["static_configs"][0]["targets"][0], target.as_str());
+        let scraped: Vec<&str> = job["static_configs"][0]["targets"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        assert_eq!(scraped, targets);
     }
     // The collector listens where the services export.
     let collector: Value =
@@ -318,10 +361,129 @@ fn the_compose_file_matches_the_binaries() {
     let grpc = collector["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"]
         .as_str()
         .unwrap();
-    let endpoint = services["wfm-manager"]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"]
+    for name in replicas.iter().map(String::as_str).chain(["wfm-gateway"]) {
+        let endpoint = compose_env(&services[name], "OTEL_EXPORTER_OTLP_ENDPOINT");
+        assert_eq!(
+            endpoint,
+            format!("http://otel-collector:{}", port_of(grpc)),
+            "{name}"
+        );
+    }
+}
+
+/// `(major, minor)` of an image tag or version such as `2.11-alpine` or `v2.14.2`.
+fn version_of(tag: &str) -> (u32, u32) {
+    let mut parts = tag
+        .trim_start_matches('v')
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>());
+    match (parts.next(), parts.next()) {
+        (Some(Ok(major)), Some(Ok(minor))) => (major, minor),
+        _ => panic!("no version in {tag:?}"),
+    }
+}
+
+/// Per-key TTLs and limit markers, which the manager's buckets use, arrived in 2.11.
+const NATS_MINIMUM: (u32, u32) = (2, 11);
+
+/// The value after `flag` in a command line.
+fn argument<'a>(command: &'a [&'a str], flag: &str) -> Option<&'a str> {
+    command
+        .iter()
+        .position(|a| *a == flag)
+        .map(|i| command[i + 1])
+}
+
+#[test]
+fn the_compose_cluster_is_three_manager_replicas_on_one_jetstream_node() {
+    let compose = compose_file();
+    let services = &compose["services"];
+    let replicas = manager_replicas(services);
+    assert_eq!(replicas.len(), 3);
+
+    // NATS: the official image, recent enough, JetStream on, its store on a volume.
+    let nats = &services["nats"];
+    let image = nats["image"].as_str().unwrap();
+    let (repository, tag) = image.split_once(':').unwrap();
+    assert_eq!(repository, "nats", "the official image");
+    assert!(version_of(tag) >= NATS_MINIMUM, "{image}");
+    let command: Vec<&str> = nats["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert!(command.contains(&"-js"), "{command:?}");
+    let store = argument(&command, "-sd").expect("a JetStream store directory");
+    let volumes: Vec<&str> = nats["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let volume = volumes
+        .iter()
+        .find_map(|v| v.strip_suffix(&format!(":{store}")))
+        .unwrap_or_else(|| panic!("the store {store} is on no volume: {volumes:?}"));
+    assert!(
+        compose["volumes"].get(volume).is_some(),
+        "{volume} is not a named volume"
+    );
+    let client_port: u16 = argument(&command, "-p").map_or(4222, |p| p.parse().unwrap());
+    // The healthcheck asks the monitoring port for JetStream's health.
+    let monitor = argument(&command, "-m").expect("a monitoring port");
+    let probe = nats["healthcheck"]["test"]
+        .as_sequence()
+        .unwrap()
+        .last()
+        .unwrap()
         .as_str()
         .unwrap();
-    assert_eq!(endpoint, format!("http://otel-collector:{}", port_of(grpc)));
+    assert!(
+        probe.starts_with(&format!("http://127.0.0.1:{monitor}/healthz")),
+        "{probe}"
+    );
+    let nats_url = format!("nats://nats:{client_port}");
+
+    let mut advertised = Vec::new();
+    let mut published = BTreeSet::new();
+    for replica in &replicas {
+        let service = &services[replica];
+        let env = |name| compose_env(service, name);
+        assert_eq!(env("WFM_NATS_URL"), nats_url, "{replica}");
+        // The node id names the replica, so it is unique and stable across restarts.
+        assert_eq!(env("WFM_NODE_ID"), replica.as_str());
+        // Other replicas and the gateway reach it by its service name, on its gRPC port.
+        let port = port_of(env("WFM_MANAGER_LISTEN"));
+        let advertise = env("WFM_ADVERTISE_URL");
+        assert_eq!(advertise, format!("http://{replica}:{port}"));
+        advertised.push(advertise.to_string());
+        // One compose NATS node cannot hold more copies of a bucket than one.
+        assert_eq!(env("WFM_NATS_REPLICAS"), "1", "{replica}");
+        assert!(service["depends_on"].get("nats").is_some(), "{replica}");
+        // One key for every replica (each service's key file is its mounted secret).
+        assert_eq!(
+            service["secrets"], services[&replicas[0]]["secrets"],
+            "{replica}"
+        );
+        for port in service["ports"].as_sequence().unwrap() {
+            let host = port.as_str().unwrap().split(':').next().unwrap();
+            assert!(
+                published.insert(host.to_string()),
+                "{replica}: {host} twice"
+            );
+        }
+    }
+
+    // The gateway finds owners through the same NATS and starts from every replica.
+    let gateway = &services["wfm-gateway"];
+    assert_eq!(compose_env(gateway, "WFM_NATS_URL"), nats_url);
+    let manager_urls: Vec<&str> = compose_env(gateway, "WFM_MANAGER_URL").split(',').collect();
+    assert_eq!(manager_urls, advertised);
+    assert_eq!(gateway["secrets"], services[&replicas[0]]["secrets"]);
+    for replica in &replicas {
+        assert!(gateway["depends_on"].get(replica).is_some(), "{replica}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -363,15 +525,18 @@ fn the_kubernetes_manifests_match_the_binaries() {
         .as_str()
         .unwrap()
         .to_string();
-    for (file, command, role, listen) in [
+    // The manager is a StatefulSet for its replicas' stable names; the gateway is stateless.
+    for (file, kind, command, role, listen) in [
         (
             "deploy/k8s/manager.yaml",
+            "StatefulSet",
             manager(),
             wfm_manager::cli::COMMAND,
             "WFM_MANAGER_LISTEN",
         ),
         (
             "deploy/k8s/gateway.yaml",
+            "Deployment",
             gateway(),
             wfm_gateway::cli::COMMAND,
             "WFM_GATEWAY_LISTEN",
@@ -379,7 +544,7 @@ fn the_kubernetes_manifests_match_the_binaries() {
     ] {
         let name = format!("wfm-{role}");
         let docs = documents(file);
-        let deployment = find(&docs, "Deployment", &name);
+        let deployment = find(&docs, kind, &name);
         let pod = &deployment["spec"]["template"]["spec"];
         let container = &pod["containers"][0];
         assert_eq!(container["image"], "wfm:latest", "{file}");
@@ -456,5 +621,179 @@ fn the_kubernetes_manifests_match_the_binaries() {
                 format!("http://wfm-manager:{}", default_port(manager(), "listen"))
             );
         }
+    }
+}
+
+/// Whether every label `selector` matches carries the same value in `labels`.
+fn selects(selector: &Value, labels: &Value) -> bool {
+    let selector = selector.as_mapping().unwrap();
+    !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// A container's variable by name, whatever its source (value or valueFrom).
+fn env_entry<'a>(container: &'a Value, name: &str) -> (usize, &'a Value) {
+    container["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .find(|(_, e)| e["name"] == name)
+        .unwrap_or_else(|| panic!("no env {name}"))
+}
+
+/// A setting's value in a container: its own, else the code's default.
+fn setting(container: &Value, command: clap::Command, env: &str) -> String {
+    container["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == env)
+        .and_then(|e| e["value"].as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            settings(command)
+                .into_iter()
+                .find(|(_, _, e, _)| e == env)
+                .map(|(.., default)| default)
+                .unwrap_or_else(|| panic!("{env} is no setting"))
+        })
+}
+
+#[test]
+fn the_kubernetes_manager_is_three_replicas_on_a_jetstream_cluster() {
+    let docs = documents("deploy/k8s/manager.yaml");
+    let set = find(&docs, "StatefulSet", "wfm-manager");
+    let replicas = set["spec"]["replicas"].as_u64().unwrap();
+    assert_eq!(replicas, 3);
+    let selector = &set["spec"]["selector"]["matchLabels"];
+    let template = &set["spec"]["template"];
+    let labels = &template["metadata"]["labels"];
+    assert!(selects(selector, labels), "the selector misses its pods");
+    let pod = &template["spec"];
+    let container = &pod["containers"][0];
+    let port = port_of(env_value(container, "WFM_MANAGER_LISTEN"));
+
+    // Peer addressing: the headless Service the StatefulSet names, over the same pods.
+    let headless_name = set["spec"]["serviceName"].as_str().unwrap();
+    let headless = find(&docs, "Service", headless_name);
+    assert_eq!(headless["spec"]["clusterIP"], "None");
+    assert!(selects(&headless["spec"]["selector"], labels));
+    assert_eq!(headless["spec"]["publishNotReadyAddresses"], true);
+    let headless_ports: Vec<u64> = headless["spec"]["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|p| p["port"].as_u64().unwrap())
+        .collect();
+    assert!(
+        headless_ports.contains(&u64::from(port)),
+        "{headless_ports:?}"
+    );
+    // The client Service selects the same pods, and is another Service.
+    let client = find(&docs, "Service", "wfm-manager");
+    assert!(selects(&client["spec"]["selector"], labels));
+    assert_ne!(client["spec"]["clusterIP"], "None");
+
+    // The node id is the pod's name, and the advertise URL that name under the headless
+    // Service, on the gRPC port. Kubernetes expands $(VAR) only from variables above it.
+    let (node_at, node) = env_entry(container, "WFM_NODE_ID");
+    assert_eq!(node["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name");
+    let (advertise_at, advertise) = env_entry(container, "WFM_ADVERTISE_URL");
+    assert!(node_at < advertise_at, "WFM_NODE_ID must come first");
+    let advertise = advertise["value"].as_str().unwrap();
+    assert_eq!(
+        advertise,
+        format!("http://$(WFM_NODE_ID).{headless_name}:{port}")
+    );
+    // Which, for every replica, is a pod of the StatefulSet.
+    let set_name = set["metadata"]["name"].as_str().unwrap();
+    for ordinal in 0..replicas {
+        let url = advertise.replace("$(WFM_NODE_ID)", &format!("{set_name}-{ordinal}"));
+        let host = url
+            .strip_prefix("http://")
+            .and_then(|u| u.split(':').next())
+            .unwrap();
+        assert_eq!(host, format!("{set_name}-{ordinal}.{headless_name}"));
+    }
+
+    // Evictions take one replica at a time, and the budget covers the manager's pods.
+    let budget = find(&docs, "PodDisruptionBudget", "wfm-manager");
+    assert!(selects(&budget["spec"]["selector"]["matchLabels"], labels));
+    let one_at_a_time = budget["spec"]["maxUnavailable"].as_u64() == Some(1)
+        || budget["spec"]["minAvailable"].as_u64() == Some(replicas - 1);
+    assert!(one_at_a_time, "{:?}", budget["spec"]);
+    // Replicas spread across nodes, by the manager's own labels.
+    let terms =
+        pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+            .as_sequence()
+            .expect("a preferred pod anti-affinity");
+    assert!(!terms.is_empty());
+    for term in terms {
+        let term = &term["podAffinityTerm"];
+        assert_eq!(term["topologyKey"], "kubernetes.io/hostname");
+        assert!(selects(&term["labelSelector"]["matchLabels"], labels));
+    }
+    // Kubernetes waits for the drain and the shutdown (and so the handover) before SIGKILL.
+    let drain_ms: u64 = setting(container, manager(), "WFM_MANAGER_DRAIN_DELAY_MS")
+        .parse()
+        .unwrap();
+    let grace_secs: u64 = setting(container, manager(), "WFM_MANAGER_SHUTDOWN_GRACE_SECS")
+        .parse()
+        .unwrap();
+    let termination = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
+    assert!(
+        termination * 1000 > drain_ms + grace_secs * 1000,
+        "terminationGracePeriodSeconds {termination} cuts a drain of {drain_ms} ms plus {grace_secs} s"
+    );
+
+    // NATS, as deploy/k8s/nats-values.yaml installs it with the documented release name.
+    let values: Value = serde_yaml_ng::from_str(&read("deploy/k8s/nats-values.yaml")).unwrap();
+    let install = "helm install nats nats/nats --version ";
+    assert!(read("deploy/k8s/nats-values.yaml").contains(install));
+    assert!(read("docs/operate.md").contains(install));
+    let config = &values["config"];
+    assert_eq!(config["jetstream"]["enabled"], true);
+    assert_eq!(config["jetstream"]["fileStore"]["enabled"], true);
+    assert_eq!(config["jetstream"]["fileStore"]["pvc"]["enabled"], true);
+    assert_eq!(config["jetstream"]["memoryStore"]["enabled"], false);
+    assert_eq!(config["cluster"]["enabled"], true);
+    let nats_nodes = config["cluster"]["replicas"].as_u64().unwrap();
+    assert_eq!(nats_nodes, 3);
+    let tag = values["container"]["image"]["tag"].as_str().unwrap();
+    assert!(version_of(tag) >= NATS_MINIMUM, "{tag}");
+    let nats_port = config["nats"]["port"].as_u64().unwrap();
+    // Every NATS pod, by its name under the chart's headless Service.
+    let nats_urls = (0..nats_nodes)
+        .map(|i| format!("nats://nats-{i}.nats-headless:{nats_port}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    assert_eq!(env_value(container, "WFM_NATS_URL"), nats_urls);
+    // Each bucket on every NATS node, so that it survives the loss of one.
+    let bucket_replicas: u64 = env_value(container, "WFM_NATS_REPLICAS").parse().unwrap();
+    assert_eq!(bucket_replicas, nats_nodes);
+
+    // The gateway finds owners through the same NATS.
+    let gateway_docs = documents("deploy/k8s/gateway.yaml");
+    let gateway = &find(&gateway_docs, "Deployment", "wfm-gateway")["spec"]["template"]["spec"]["containers"]
+        [0];
+    assert_eq!(env_value(gateway, "WFM_NATS_URL"), nats_urls);
+}
+
+/// The cluster settings the compose file and the manifests set, by the names they use.
+#[test]
+fn the_cluster_settings_exist_as_the_deployments_name_them() {
+    for (command, role, flag, env) in [
+        (manager(), "manager", "--nats-url", "WFM_NATS_URL"),
+        (manager(), "manager", "--node-id", "WFM_NODE_ID"),
+        (manager(), "manager", "--advertise-url", "WFM_ADVERTISE_URL"),
+        (manager(), "manager", "--lease-ttl-ms", "WFM_LEASE_TTL_MS"),
+        (manager(), "manager", "--nats-replicas", "WFM_NATS_REPLICAS"),
+        (gateway(), "gateway", "--nats-url", "WFM_NATS_URL"),
+        (gateway(), "gateway", "--manager-url", "WFM_MANAGER_URL"),
+    ] {
+        let found = settings(command)
+            .into_iter()
+            .any(|(_, f, e, _)| f == flag && e == env);
+        assert!(found, "wfm {role} has no setting {flag} / {env}");
     }
 }
