@@ -31,6 +31,9 @@ pub(crate) const NODES_BUCKET: &str = "wfm_nodes";
 /// cannot make it open channels without end.
 pub(crate) const MAX_ENDPOINTS: usize = 256;
 
+/// The watch filter of every key of a bucket.
+const ALL_KEYS: &str = ">";
+
 /// Most sessions whose owner a gateway remembers.
 const OWNER_CACHE: usize = 65_536;
 
@@ -230,7 +233,9 @@ async fn watch(
     let store = async_nats::jetstream::new(connected)
         .get_key_value(NODES_BUCKET)
         .await?;
-    let mut entries = store.watch_all().await?;
+    // Not `watch_all`, which in async-nats 0.51 delivers only changes made after it starts:
+    // the last value of every key first is what tells the gateway of the replicas up now.
+    let mut entries = store.watch_with_history(ALL_KEYS).await?;
     tracing::info!(bucket = NODES_BUCKET, "watching manager replicas");
     // The nodes known before this watch; those the bucket no longer holds are retired
     // once the watch has delivered every current value.
