@@ -78,9 +78,7 @@ pub enum ManagerError {
     Moved(String),
     /// Cluster mode: the session's owner cannot be reached, nor yet taken over (its lease
     /// has not expired).
-    #[error(
-        "the replica owning session {session} ({owner}) is unreachable; retry after its lease expires"
-    )]
+    #[error("the replica owning session {session} ({owner}) is unreachable; retry after its lease expires")]
     OwnerUnreachable {
         /// The session.
         session: String,
