@@ -33,6 +33,9 @@
 //!
 //! Locks: the routing table is taken before a connection's lock, which is a leaf lock; no
 //! lock is held across an `.await`.
+//!
+//! Its parts: `stream` (one stream's task), `replicas` (endpoints, redirects, moves) and
+//! `rebind` (the rebinder's sweep).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
