@@ -521,10 +521,13 @@ impl<'a> Session<'a> {
                 if self.conn.lock().binding != Binding::Unbound {
                     return fail(GatewayError::ConnectionAlreadyBound);
                 }
-                if let Err(error) = self.config().signing_key.verify(&reference, unix_now()) {
-                    tracing::debug!(connection = self.conn.id, %error, "reference refused");
-                    return fail(GatewayError::Unauthorized);
-                }
+                let claims = match self.config().signing_key.verify(&reference, unix_now()) {
+                    Ok(claims) => claims,
+                    Err(error) => {
+                        tracing::debug!(connection = self.conn.id, %error, "reference refused");
+                        return fail(GatewayError::Unauthorized);
+                    }
+                };
                 // Pending before the command leaves, so that the answer finds it waiting.
                 let binding_id = self.hub.upstream.next_binding_id();
                 self.conn.update(|s| {
@@ -533,11 +536,13 @@ impl<'a> Session<'a> {
                         request_id: request_id.to_string(),
                     });
                 });
-                match self
-                    .hub
-                    .upstream
-                    .bind(&self.conn, binding_id, reference, takeover)
-                {
+                match self.hub.upstream.bind(
+                    &self.conn,
+                    binding_id,
+                    reference,
+                    claims.session_id,
+                    takeover,
+                ) {
                     Ok(()) => {
                         self.timers.bind_sent(now);
                         None

@@ -230,18 +230,17 @@ impl UnboundReason {
         }
     }
 
-    /// The client-facing reason for a manager's unbound notice; `None` for notices that do
-    /// not end the client's binding (its own unbind, or a manager restart, after which the
-    /// gateway rebinds by itself).
-    pub fn from_manager(reason: pb::UnboundReason) -> Option<Self> {
+    /// What a manager's unbound notice means for the client's binding: the one table of
+    /// the manager's reasons.
+    pub fn from_manager(reason: pb::UnboundReason) -> ManagerUnbound {
         match reason {
             pb::UnboundReason::SessionEnded | pb::UnboundReason::Unspecified => {
-                Some(UnboundReason::SessionEnded)
+                ManagerUnbound::Ends(UnboundReason::SessionEnded)
             }
-            pb::UnboundReason::TakenOver => Some(UnboundReason::TakenOver),
-            pb::UnboundReason::ShuttingDown
-            | pb::UnboundReason::Unbound
-            | pb::UnboundReason::Moved => None,
+            pb::UnboundReason::TakenOver => ManagerUnbound::Ends(UnboundReason::TakenOver),
+            pb::UnboundReason::ShuttingDown => ManagerUnbound::RebindLater,
+            pb::UnboundReason::Moved => ManagerUnbound::RebindNow,
+            pb::UnboundReason::Unbound => ManagerUnbound::Released,
         }
     }
 
@@ -253,6 +252,22 @@ impl UnboundReason {
             _ => UnboundReason::SessionEnded,
         }
     }
+}
+
+/// What the gateway does with a binding the manager says has ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManagerUnbound {
+    /// The binding is over; the client is told `resourceUnbound` with this reason.
+    Ends(UnboundReason),
+    /// The manager is restarting: the client hears `service.unavailable`, and the gateway
+    /// rebinds once a manager answers, no sooner than the rebind retry delay, since this
+    /// one refuses binds.
+    RebindLater,
+    /// The session moved to another replica: the client hears `service.unavailable`, and
+    /// the gateway rebinds at once, at the new owner when the notice names it.
+    RebindNow,
+    /// The client's own unbind, confirmed; nothing to tell.
+    Released,
 }
 
 /// Why the gateway closes a WebSocket, with its close code (RFC 6455 section 7.4.1).
@@ -317,6 +332,28 @@ mod tests {
                 expected,
                 "{code:?}"
             );
+        }
+    }
+
+    #[test]
+    fn only_the_end_of_a_session_or_a_takeover_ends_a_binding() {
+        use pb::UnboundReason as R;
+        let cases = [
+            (
+                R::Unspecified,
+                ManagerUnbound::Ends(UnboundReason::SessionEnded),
+            ),
+            (
+                R::SessionEnded,
+                ManagerUnbound::Ends(UnboundReason::SessionEnded),
+            ),
+            (R::TakenOver, ManagerUnbound::Ends(UnboundReason::TakenOver)),
+            (R::ShuttingDown, ManagerUnbound::RebindLater),
+            (R::Moved, ManagerUnbound::RebindNow),
+            (R::Unbound, ManagerUnbound::Released),
+        ];
+        for (reason, expected) in cases {
+            assert_eq!(UnboundReason::from_manager(reason), expected, "{reason:?}");
         }
     }
 

@@ -23,8 +23,10 @@
 //! - `catalogue`: an `Attach` stream's capability catalogue, with each capability's JSON
 //!   rendered once.
 //! - `outbound`: a connection's queue, with state events conflated per target.
-//! - `upstream`: the `Attach` stream pool, the routing table, the Service Monitor, reconnect
-//!   and rebind; it renders no JSON.
+//! - `upstream`: the `Attach` stream pools, the routing table, the Service Monitor, reconnect,
+//!   redirects to a session's owner replica and rebind; it renders no JSON.
+//! - `endpoints`: the manager endpoints (the `manager_url` seeds, replicas found in NATS),
+//!   the per-session owner cache, and the discovery of replicas from the `wfm_nodes` bucket.
 //! - `limits`: the per-connection request budget.
 //! - `timers`: a connection's clocks (pings, pong, idle, bind), with time as an argument.
 //! - [`GatewayStats`]: the metrics (connections, bindings, upstream streams, events
@@ -38,6 +40,7 @@ mod client;
 mod connection;
 mod delivery;
 mod demo;
+mod endpoints;
 pub mod errors;
 mod http;
 mod limits;

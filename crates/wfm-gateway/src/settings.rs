@@ -67,9 +67,14 @@ pub struct Settings {
     /// Address for WebSocket, health, metrics and the demo page.
     #[arg(long, env = "WFM_GATEWAY_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
-    /// The workflow manager's gRPC endpoint.
+    /// The workflow manager's gRPC endpoint; a comma-separated list for several replicas,
+    /// or the seeds of a cluster.
     #[arg(long, env = "WFM_MANAGER_URL", default_value = DEFAULT_MANAGER_URL)]
     pub manager_url: String,
+    /// NATS servers of a manager cluster, comma-separated; the gateway finds the manager
+    /// replicas in the JetStream bucket `wfm_nodes`. Unset, only `manager_url` is used.
+    #[arg(long, env = "WFM_NATS_URL")]
+    pub nats_url: Option<String>,
     /// The key the manager signs session resource references with (at least 32 bytes);
     /// the gateway verifies references itself before binding. This or a key file is required.
     #[arg(
@@ -139,8 +144,12 @@ pub struct Settings {
 /// Everything `serve` needs besides its listener.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
-    /// The workflow manager's gRPC endpoint, e.g. `http://127.0.0.1:50051`.
+    /// The workflow manager's gRPC endpoint, e.g. `http://127.0.0.1:50051`, or a
+    /// comma-separated list of them (replicas, or the seeds of a cluster).
     pub manager_url: String,
+    /// NATS servers, comma-separated, whose `wfm_nodes` bucket lists the manager replicas;
+    /// `None` runs on [`Self::manager_url`] alone.
+    pub nats_url: Option<String>,
     /// Verifies session resource references before any bind reaches the manager.
     pub signing_key: SigningKey,
     /// Number of multiplexed `Attach` streams shared by all WebSocket connections.
@@ -206,6 +215,22 @@ pub struct GatewayConfig {
     pub demo: Option<DemoDirectory>,
 }
 
+/// The non-empty items of a comma-separated list, trimmed.
+fn split_list(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Whether `url` can be a gRPC endpoint of a manager: http or https with a host.
+pub(crate) fn is_manager_url(url: &str) -> bool {
+    (url.starts_with("http://") || url.starts_with("https://"))
+        && tonic::transport::Endpoint::from_shared(url.to_string())
+            .is_ok_and(|endpoint| endpoint.uri().host().is_some_and(|h| !h.is_empty()))
+}
+
 fn saturate<T: TryFrom<u64> + Copy>(value: u64, max: T) -> T {
     T::try_from(value).unwrap_or(max)
 }
@@ -229,6 +254,7 @@ impl GatewayConfig {
     pub fn new(manager_url: impl Into<String>, signing_key: SigningKey) -> Self {
         Self {
             manager_url: manager_url.into(),
+            nats_url: None,
             signing_key,
             upstream_streams: saturate(default::UPSTREAM_STREAMS, usize::MAX),
             reconnect_initial: Duration::from_millis(100),
@@ -258,15 +284,50 @@ impl GatewayConfig {
         }
     }
 
+    /// The manager URLs of [`Self::manager_url`], in order.
+    pub fn manager_urls(&self) -> Vec<String> {
+        split_list(&self.manager_url)
+    }
+
+    /// The NATS servers of [`Self::nats_url`]; empty without a cluster.
+    pub fn nats_urls(&self) -> Vec<String> {
+        self.nats_url.as_deref().map(split_list).unwrap_or_default()
+    }
+
     /// Refuses settings that cannot work, naming each by its setting's id and in its units.
     pub fn validate(&self) -> Result<(), SettingsError> {
-        let url = &self.manager_url;
+        let urls = self.manager_urls();
         check(
-            url.starts_with("http://") || url.starts_with("https://"),
+            !urls.is_empty(),
             "manager_url",
-            url,
-            "an http:// or https:// URL, e.g. http://wfm-manager:50051",
+            &self.manager_url,
+            "at least one http:// or https:// URL, e.g. http://wfm-manager:50051",
         )?;
+        for url in &urls {
+            check(
+                is_manager_url(url),
+                "manager_url",
+                url,
+                "each an http:// or https:// URL, e.g. http://wfm-manager:50051",
+            )?;
+        }
+        if let Some(list) = &self.nats_url {
+            let servers = self.nats_urls();
+            check(
+                !servers.is_empty(),
+                "nats_url",
+                list,
+                "at least one NATS server, e.g. nats://nats:4222",
+            )?;
+            for server in &servers {
+                check(
+                    server.parse::<async_nats::ServerAddr>().is_ok(),
+                    "nats_url",
+                    server,
+                    "each a NATS server URL, e.g. nats://nats:4222",
+                )?;
+            }
+        }
         let at_least = |value: u64, min: u64, setting: &str| {
             check(
                 value >= min,
@@ -362,6 +423,7 @@ impl Settings {
             ),
         )?;
         let mut config = GatewayConfig::new(self.manager_url, signing_key);
+        config.nats_url = self.nats_url.filter(|list| !list.trim().is_empty());
         config.upstream_streams = saturate(self.upstream_streams, usize::MAX);
         config.reconnect_max = Duration::from_millis(self.reconnect_max_ms);
         config.rebind_grace = Duration::from_secs(self.rebind_grace_secs);
@@ -461,5 +523,40 @@ mod tests {
             "invalid setting --request-burst (WFM_GATEWAY_REQUEST_BURST, `request_burst` in the \
              config file) = \"0\": must be at least 1"
         );
+    }
+
+    #[test]
+    fn every_manager_url_of_the_list_is_checked_and_a_bad_one_named() {
+        let parse = |urls: &str| {
+            Settings::try_parse_from([
+                BINARY,
+                "--signing-key",
+                "k".repeat(32).as_str(),
+                "--manager-url",
+                urls,
+            ])
+            .unwrap()
+            .into_config(Arc::default(), Tracer::disabled())
+        };
+        let config = parse("http://a:50051, https://b:50051").unwrap();
+        assert_eq!(config.manager_urls(), ["http://a:50051", "https://b:50051"]);
+        let error = parse("http://a:50051,b:50051").unwrap_err().to_string();
+        assert!(
+            error.starts_with("invalid setting --manager-url (WFM_MANAGER_URL, `manager_url` in the config file) = \"b:50051\""),
+            "{error}"
+        );
+        assert!(parse(" , ").is_err());
+    }
+
+    #[test]
+    fn nats_servers_are_optional_and_checked() {
+        let mut config = GatewayConfig::new(DEFAULT_MANAGER_URL, key());
+        assert!(config.nats_urls().is_empty());
+        config.nats_url = Some("nats://a:4222,b:4222".into());
+        assert_eq!(config.validate().map_err(|e| e.to_string()), Ok(()));
+        assert_eq!(config.nats_urls(), ["nats://a:4222", "b:4222"]);
+        config.nats_url = Some("nats://a:4222,nats://b:notaport".into());
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("nats://b:notaport"), "{error}");
     }
 }

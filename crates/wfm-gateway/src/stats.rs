@@ -12,6 +12,8 @@ pub struct GatewayStats {
     pub(crate) connections_refused: Counter,
     pub(crate) bindings: Gauge,
     pub(crate) upstream_streams: Gauge,
+    pub(crate) upstream_endpoints: Gauge,
+    pub(crate) redirects: Counter,
     pub(crate) events_received: Counter,
     pub(crate) events_sent: Counter,
     pub(crate) events_conflated: Counter,
@@ -55,6 +57,16 @@ impl GatewayStats {
             upstream_streams: r.gauge(
                 "wfm_gateway_upstream_streams",
                 "Attach gRPC streams connected to the workflow manager.",
+                &[],
+            ),
+            upstream_endpoints: r.gauge(
+                "wfm_gateway_upstream_endpoints",
+                "Workflow manager endpoints known: the manager URLs, and in a cluster the replicas found in NATS or named by a redirect.",
+                &[],
+            ),
+            redirects: r.counter(
+                "wfm_gateway_redirects_total",
+                "Binds redirected by a manager replica to the replica that owns the session.",
                 &[],
             ),
             events_received: r.counter(

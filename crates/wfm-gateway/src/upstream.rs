@@ -1,6 +1,6 @@
 //! The gateway's side of the workflow manager: a small pool of multiplexed `Attach` streams
-//! over one gRPC channel, the routing table from binding ids to client connections, the
-//! Service Monitor, and the rebinding of every session after a reconnect.
+//! per manager endpoint (see `endpoints`), the routing table from binding ids to client
+//! connections, the Service Monitor, and the rebinding of every session after a reconnect.
 //!
 //! Each stream opens with the manager's capability catalogue, against which its state
 //! events carry their capabilities as bits; a stream whose catalogue is missing or of
@@ -16,6 +16,16 @@
 //! stream is connected again the rebinder binds each lost session anew (`takeover=false`),
 //! and its client gets `service.available` followed by the full state the manager sends.
 //!
+//! Replicas: a bind goes to the endpoint of the replica that owns the session when the
+//! owner cache knows it and it is connected, else to any connected stream. A replica that
+//! does not own the session answers `UNAVAILABLE` with the owner's URL; the same bind
+//! (same binding id and takeover flag) then goes there, at most [`MAX_REDIRECTS`] times
+//! per attempt, waiting up to the request timeout for a new endpoint to connect. A session
+//! that moves away (`MOVED`) is handled as a lost stream whose rebind is due at once, at
+//! the new owner when the notice names it. Every bind carries the binder id
+//! `<instance>/<binding id>`, stable across rebinds, so that the new owner recognises the
+//! binder and needs no takeover. With a single manager all of this is inert.
+//!
 //! Queues: each stream's commands to the manager wait in a channel of
 //! [`COMMAND_QUEUE`]; a bind that finds it full fails with `serviceUnavailable`, an unbind
 //! is kept and retried by the rebinder. Events from the manager are handed to the
@@ -23,39 +33,43 @@
 //!
 //! Locks: the routing table is taken before a connection's lock, which is a leaf lock; no
 //! lock is held across an `.await`.
+//!
+//! Its parts: `stream` (one stream's task), `replicas` (endpoints, redirects, moves) and
+//! `rebind` (the rebinder's sweep).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Status, Streaming};
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
+use tonic::Code;
 use wfm_proto::v1 as pb;
 use wfm_proto::v1::attach_response::Kind;
-use wfm_proto::v1::workflow_manager_client::WorkflowManagerClient;
 
-use crate::catalogue::{Catalogue, CatalogueError};
+mod rebind;
+mod replicas;
+mod stream;
+
+use replicas::allocate;
+
+use crate::catalogue::Catalogue;
 use crate::client::ClientShared;
 use crate::delivery::{Availability, Delivery, ServiceInfo, StateDelivery};
-use crate::errors::{GatewayError, UnboundReason};
+use crate::endpoints::{self, Endpoints, OwnerCache};
+use crate::errors::{GatewayError, ManagerUnbound, UnboundReason};
 use crate::settings::GatewayConfig;
 use crate::stats::GatewayStats;
 
 /// Commands that may wait for one `Attach` stream to the manager.
 pub(crate) const COMMAND_QUEUE: usize = 1024;
 
-/// The gRPC service name the manager reports in `grpc.health.v1`.
-const HEALTH_SERVICE: &str = "wfm.v1.WorkflowManager";
+/// Redirects one bind attempt follows before the manager counts as unavailable, so that
+/// replicas disagreeing about an owner cannot bounce a bind forever.
+pub(crate) const MAX_REDIRECTS: u8 = 3;
 
 /// Seconds since the epoch, for reference expiry.
 pub(crate) fn unix_now() -> u64 {
@@ -88,8 +102,17 @@ enum Phase {
 struct Route {
     conn: Arc<ClientShared>,
     reference: String,
-    /// The stream the binding lives (or lived) on.
-    stream: usize,
+    /// The session the verified reference names: the owner cache's key.
+    session: String,
+    /// The client's takeover flag, which a redirected first bind keeps.
+    takeover: bool,
+    /// The stream slot the binding lives (or lived) on; `None` while parked.
+    stream: Option<usize>,
+    /// Redirects followed by the current bind attempt.
+    redirects: u8,
+    /// A redirected bind waiting for its owner's endpoint to connect: the endpoint, and
+    /// when to give up on it.
+    parked: Option<(usize, Instant)>,
     phase: Phase,
 }
 
@@ -114,20 +137,65 @@ impl Stream {
     }
 }
 
+/// A stream slot of an endpoint, connected or not.
+struct Slot {
+    endpoint: usize,
+    stream: Option<Stream>,
+}
+
 #[derive(Default)]
 struct Table {
     routes: HashMap<u64, Route>,
     lost: HashSet<u64>,
-    /// Each connected stream.
-    streams: Vec<Option<Stream>>,
-    /// Unbinds that found their stream's command queue full: (stream, binding id).
+    /// Bindings whose route is parked.
+    parked: HashSet<u64>,
+    /// Every stream slot of every endpoint ever active; retired slots stay empty.
+    slots: Vec<Slot>,
+    endpoints: Endpoints,
+    owners: OwnerCache,
+    /// Unbinds that found their stream's command queue full: (slot, binding id).
     unsent_unbinds: Vec<(usize, u64)>,
+}
+
+impl Table {
+    fn is_active(&self, endpoint: usize) -> bool {
+        self.endpoints.get(endpoint).is_some_and(|e| e.active)
+    }
+
+    /// A connected slot of `endpoint`, spread by binding id.
+    fn slot_of(&self, endpoint: usize, binding_id: u64) -> Option<usize> {
+        let slots = &self.endpoints.get(endpoint).filter(|e| e.active)?.slots;
+        spread(slots.len(), binding_id)
+            .map(|k| slots[k])
+            .find(|&slot| self.slots[slot].stream.is_some())
+    }
+
+    /// Any connected slot of an active endpoint, spread by binding id.
+    fn any_slot(&self, binding_id: u64) -> Option<usize> {
+        spread(self.slots.len(), binding_id).find(|&slot| {
+            self.slots[slot].stream.is_some() && self.is_active(self.slots[slot].endpoint)
+        })
+    }
+
+    /// The slot a bind of `session` goes to: the owner's if known and connected, else any.
+    fn pick(&self, session: &str, binding_id: u64) -> Option<usize> {
+        self.owners
+            .get(session)
+            .and_then(|owner| self.slot_of(owner, binding_id))
+            .or_else(|| self.any_slot(binding_id))
+    }
+}
+
+/// The indices `0..count` starting at one chosen by `binding_id`, so that bindings spread
+/// over the streams.
+fn spread(count: usize, binding_id: u64) -> impl Iterator<Item = usize> {
+    let start = usize::try_from(binding_id).unwrap_or(0);
+    (0..count).map(move |k| (start.wrapping_add(k)) % count)
 }
 
 /// Shared by every connection of a gateway.
 pub(crate) struct Upstream {
     config: Arc<GatewayConfig>,
-    channel: Channel,
     table: Mutex<Table>,
     /// Every open connection, for Service Monitor broadcasts.
     connections: Mutex<HashMap<u64, Arc<ClientShared>>>,
@@ -135,17 +203,39 @@ pub(crate) struct Upstream {
     connected: AtomicUsize,
     rebind_wake: Notify,
     next_binding: AtomicU64,
+    /// This process's part of every binder id.
+    instance: String,
+    /// Where stream tasks run, once [`Upstream::spawn`] has started them.
+    runtime: OnceLock<(TaskTracker, CancellationToken)>,
 }
 
-fn bind_command(binding_id: u64, reference: &str, takeover: bool) -> pb::AttachRequest {
+fn bind_command(
+    binding_id: u64,
+    reference: &str,
+    takeover: bool,
+    binder_id: String,
+) -> pb::AttachRequest {
     pb::AttachRequest {
         kind: Some(pb::attach_request::Kind::Bind(pb::AttachBind {
             binding_id,
             resource_reference: reference.to_string(),
             takeover,
-            binder_id: String::new(),
+            binder_id,
         })),
     }
+}
+
+/// 16 hex characters, random per process.
+fn instance_id() -> String {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        // Without OS randomness, time and pid still tell this process from its predecessor.
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        bytes = (nanos ^ u64::from(std::process::id()).rotate_left(32)).to_be_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn unbind_command(binding_id: u64) -> pb::AttachRequest {
@@ -157,37 +247,66 @@ fn unbind_command(binding_id: u64) -> pb::AttachRequest {
 }
 
 impl Upstream {
-    /// An upstream to `config.manager_url`; nothing connects until [`Upstream::spawn`].
+    /// An upstream to the URLs of `config.manager_url`; nothing connects until
+    /// [`Upstream::spawn`].
     pub(crate) fn new(config: Arc<GatewayConfig>) -> Result<Arc<Self>, tonic::transport::Error> {
-        let channel = Endpoint::from_shared(config.manager_url.clone())?
-            .connect_timeout(config.request_timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(config.upstream_keepalive)
-            .keep_alive_timeout(config.upstream_keepalive_timeout)
-            .keep_alive_while_idle(true)
-            .connect_lazy();
-        let table = Table {
-            streams: (0..config.upstream_streams).map(|_| None).collect(),
-            ..Table::default()
-        };
+        let mut table = Table::default();
+        for url in config.manager_urls() {
+            if table.endpoints.find(&url).is_some() {
+                continue;
+            }
+            let channel = endpoints::channel(&url, &config)?;
+            if let Some(endpoint) = table.endpoints.insert(&url, channel) {
+                allocate(&mut table, endpoint, config.upstream_streams);
+                if let Some(seed) = table.endpoints.get_mut(endpoint) {
+                    seed.seed = true;
+                }
+            }
+        }
+        config
+            .stats
+            .upstream_endpoints
+            .set(table.endpoints.active() as i64);
         Ok(Arc::new(Self {
             config,
-            channel,
             table: Mutex::new(table),
             connections: Mutex::default(),
             info: RwLock::default(),
             connected: AtomicUsize::new(0),
             rebind_wake: Notify::new(),
             next_binding: AtomicU64::new(1),
+            instance: instance_id(),
+            runtime: OnceLock::new(),
         }))
     }
 
-    /// Starts the stream tasks and the rebinder on `tracker`; they stop with `stop`.
+    /// Starts the stream tasks, the rebinder and, in a cluster, the discovery of replicas
+    /// on `tracker`; they stop with `stop`.
     pub(crate) fn spawn(self: &Arc<Self>, tracker: &TaskTracker, stop: &CancellationToken) {
-        for index in 0..self.config.upstream_streams {
-            tracker.spawn(Arc::clone(self).run_stream(index, stop.clone()));
+        {
+            // Under the table lock, so that an endpoint activated meanwhile is started once.
+            let table = self.table();
+            if self.runtime.set((tracker.clone(), stop.clone())).is_err() {
+                return;
+            }
+            for (_, endpoint) in table.endpoints.iter().filter(|(_, e)| e.active) {
+                self.spawn_streams(endpoint);
+            }
         }
         tracker.spawn(Arc::clone(self).run_rebinder(stop.clone()));
+        let servers = self.config.nats_urls();
+        if !servers.is_empty() {
+            tracker.spawn(endpoints::discover(Arc::clone(self), servers, stop.clone()));
+        }
+    }
+
+    /// The gateway's config.
+    pub(crate) fn config(&self) -> &Arc<GatewayConfig> {
+        &self.config
+    }
+
+    fn binder_id(&self, binding_id: u64) -> String {
+        format!("{}/{binding_id}", self.instance)
     }
 
     /// True while at least one stream to the manager is connected.
@@ -236,41 +355,64 @@ impl Upstream {
         self.next_binding.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Sends a client's bind to the manager; the answer arrives as a
-    /// [`Delivery::BindResult`].
+    /// Sends a client's bind for `session` (which the verified `reference` names) to the
+    /// manager; the answer arrives as a [`Delivery::BindResult`].
     pub(crate) fn bind(
         &self,
         conn: &Arc<ClientShared>,
         binding_id: u64,
         reference: String,
+        session: String,
         takeover: bool,
     ) -> Result<(), GatewayError> {
-        let mut table = self.table();
-        let Table {
-            routes, streams, ..
-        } = &mut *table;
-        let count = streams.len();
-        let start = usize::try_from(binding_id).unwrap_or(0);
-        let (stream, connected) = (0..count)
-            .map(|k| (start + k) % count)
-            .find_map(|i| streams[i].as_ref().map(|s| (i, s)))
+        let mut guard = self.table();
+        let table = &mut *guard;
+        let slot = table
+            .pick(&session, binding_id)
             .ok_or(GatewayError::ServiceUnavailable)?;
-        connected
-            .command(
-                bind_command(binding_id, &reference, takeover),
-                &self.config.stats,
-            )
-            .map_err(|_| GatewayError::ServiceUnavailable)?;
-        routes.insert(
+        table.routes.insert(
             binding_id,
             Route {
                 conn: Arc::clone(conn),
                 reference,
-                stream,
+                session,
+                takeover,
+                stream: None,
+                redirects: 0,
+                parked: None,
                 phase: Phase::Binding,
             },
         );
-        Ok(())
+        if self.send_bind(table, binding_id, slot) {
+            Ok(())
+        } else {
+            table.routes.remove(&binding_id);
+            Err(GatewayError::ServiceUnavailable)
+        }
+    }
+
+    /// Sends the binding's bind on `slot` (with the client's takeover flag for a first
+    /// bind, without for a rebind); false if the stream is gone or its queue is full.
+    fn send_bind(&self, table: &mut Table, binding_id: u64, slot: usize) -> bool {
+        let Some(route) = table.routes.get_mut(&binding_id) else {
+            return false;
+        };
+        let takeover = route.takeover && matches!(route.phase, Phase::Binding);
+        let command = bind_command(
+            binding_id,
+            &route.reference,
+            takeover,
+            self.binder_id(binding_id),
+        );
+        let sent = table.slots[slot]
+            .stream
+            .as_ref()
+            .is_some_and(|s| s.command(command, &self.config.stats).is_ok());
+        if sent {
+            route.stream = Some(slot);
+            route.parked = None;
+        }
+        sent
     }
 
     /// Whether `candidate` is the reference binding `binding_id` was made with.
@@ -288,8 +430,11 @@ impl Upstream {
             return false;
         };
         table.lost.remove(&binding_id);
-        if !matches!(route.phase, Phase::Lost { .. }) {
-            self.send_unbind(&mut table, route.stream, binding_id);
+        table.parked.remove(&binding_id);
+        if !matches!(route.phase, Phase::Lost { .. })
+            && let Some(stream) = route.stream
+        {
+            self.send_unbind(&mut table, stream, binding_id);
         }
         true
     }
@@ -303,153 +448,13 @@ impl Upstream {
         ) {
             return;
         }
+        table.parked.remove(&binding_id);
         if let Some(route) = table.routes.remove(&binding_id) {
-            self.send_unbind(&mut table, route.stream, binding_id);
+            if let Some(stream) = route.stream {
+                self.send_unbind(&mut table, stream, binding_id);
+            }
             fail_bind(&route.conn, binding_id, GatewayError::UpstreamTimeout);
         }
-    }
-
-    async fn run_stream(self: Arc<Self>, index: usize, stop: CancellationToken) {
-        // Exponential with jitter, so that gateways do not reconnect in lockstep.
-        let policy = ExponentialBuilder::default()
-            .with_min_delay(self.config.reconnect_initial)
-            .with_max_delay(self.config.reconnect_max)
-            .with_jitter()
-            .without_max_times();
-        let mut backoff = policy.build();
-        loop {
-            let opened = tokio::select! {
-                () = stop.cancelled() => return,
-                opened = tokio::time::timeout(self.config.request_timeout, self.open(index)) => opened,
-            };
-            match opened {
-                Ok(Ok(mut inbound)) => {
-                    tracing::info!(stream = index, "attach stream connected");
-                    backoff = policy.build();
-                    loop {
-                        let message = tokio::select! {
-                            () = stop.cancelled() => return,
-                            message = inbound.message() => message,
-                        };
-                        match message {
-                            Ok(Some(message)) => self.on_response(index, message),
-                            Ok(None) => {
-                                tracing::warn!(
-                                    stream = index,
-                                    "attach stream ended by the manager"
-                                );
-                                break;
-                            }
-                            Err(status) => {
-                                tracing::warn!(stream = index, %status, "attach stream failed");
-                                break;
-                            }
-                        }
-                    }
-                    self.stream_down(index);
-                }
-                Ok(Err(OpenError::Status(status))) => {
-                    tracing::debug!(stream = index, %status, "cannot open attach stream");
-                }
-                Ok(Err(OpenError::Catalogue(error))) => {
-                    tracing::error!(stream = index, %error, "attach stream refused");
-                }
-                Err(_) => tracing::debug!(stream = index, "opening attach stream timed out"),
-            }
-            let pause = backoff.next().unwrap_or(self.config.reconnect_max);
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(pause) => {}
-            }
-        }
-    }
-
-    /// Checks health, refreshes the service information, opens one `Attach` stream and
-    /// reads its catalogue.
-    async fn open(&self, index: usize) -> Result<Streaming<pb::AttachResponse>, OpenError> {
-        let health = HealthClient::new(self.channel.clone())
-            .check(HealthCheckRequest {
-                service: HEALTH_SERVICE.to_string(),
-            })
-            .await?
-            .into_inner();
-        if health.status() != ServingStatus::Serving {
-            return Err(Status::unavailable("workflow manager is not serving").into());
-        }
-        let mut client = WorkflowManagerClient::new(self.channel.clone());
-        let info = client
-            .get_service_info(pb::GetServiceInfoRequest {})
-            .await?
-            .into_inner();
-        *self.info.write().unwrap_or_else(PoisonError::into_inner) = Some(ServiceInfo {
-            vendor: info.vendor,
-            version: info.version,
-        });
-        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-        let mut request = tonic::Request::new(ReceiverStream::new(rx));
-        request.metadata_mut().insert(
-            wfm_proto::ATTACH_WIRE_HEADER,
-            wfm_proto::ATTACH_WIRE_VERSION.into(),
-        );
-        let mut inbound = client.attach(request).await?.into_inner();
-        let catalogue = match inbound.message().await? {
-            Some(pb::AttachResponse {
-                kind: Some(Kind::Catalogue(catalogue)),
-                ..
-            }) => Catalogue::from_wire(catalogue)?,
-            _ => return Err(CatalogueError::Missing.into()),
-        };
-        self.stream_up(
-            index,
-            Stream {
-                commands: tx,
-                catalogue: Arc::new(catalogue),
-            },
-        );
-        Ok(inbound)
-    }
-
-    fn stream_up(&self, index: usize, stream: Stream) {
-        let first = {
-            let mut table = self.table();
-            table.streams[index] = Some(stream);
-            let before = self.connected.fetch_add(1, Ordering::SeqCst);
-            self.config.stats.upstream_streams.set(before as i64 + 1);
-            before == 0
-        };
-        if first {
-            tracing::info!("workflow manager available");
-            self.broadcast();
-        }
-        self.rebind_wake.notify_one();
-    }
-
-    fn stream_down(&self, index: usize) {
-        let now = Instant::now();
-        let last = {
-            let mut table = self.table();
-            let last = table.streams[index].take().is_some()
-                && self.connected.fetch_sub(1, Ordering::SeqCst) == 1;
-            let connected = self.connected.load(Ordering::SeqCst);
-            self.config.stats.upstream_streams.set(connected as i64);
-            // The manager releases a lost stream's bindings itself.
-            table.unsent_unbinds.retain(|(stream, _)| *stream != index);
-            let ids: Vec<u64> = table
-                .routes
-                .iter()
-                .filter(|(_, r)| r.stream == index)
-                .map(|(id, _)| *id)
-                .collect();
-            for id in ids {
-                self.lose(&mut table, id, now, now, GatewayError::ServiceUnavailable);
-            }
-            last
-        };
-        if last {
-            tracing::warn!("workflow manager unavailable");
-            self.broadcast();
-        }
-        self.rebind_wake.notify_one();
     }
 
     /// A binding's stream is gone: a pending client bind fails, anything bound waits for
@@ -467,6 +472,7 @@ impl Upstream {
         };
         let grace_until = match route.phase {
             Phase::Binding => {
+                table.parked.remove(&id);
                 if let Some(route) = table.routes.remove(&id) {
                     fail_bind(&route.conn, id, error);
                 }
@@ -480,6 +486,8 @@ impl Upstream {
             retry_at: retry_at.max(now),
             grace_until,
         };
+        route.parked = None;
+        table.parked.remove(&id);
         route.conn.deliver(Delivery::Service {
             binding_id: Some(id),
             now: Availability {
@@ -503,7 +511,7 @@ impl Upstream {
         }
     }
 
-    fn on_response(&self, index: usize, message: pb::AttachResponse) {
+    fn on_response(self: &Arc<Self>, index: usize, message: pb::AttachResponse) {
         let Some(kind) = message.kind else {
             return;
         };
@@ -515,12 +523,13 @@ impl Upstream {
             // A binding the client has already released; the manager's answer is moot.
             return;
         };
-        if route.stream != index {
+        if route.stream != Some(index) {
             return;
         }
+        let endpoint = table.slots[index].endpoint;
         match (kind, route.phase) {
             (Kind::State(state), Phase::Bound) => {
-                let Some(stream) = &table.streams[index] else {
+                let Some(stream) = &table.slots[index].stream else {
                     return;
                 };
                 let state = StateDelivery {
@@ -541,9 +550,16 @@ impl Upstream {
                     state,
                 });
             }
+            (Kind::BindResult(result), Phase::Binding | Phase::Rebinding { .. })
+                if result.code == Code::Unavailable as i32 && !result.owner_url.is_empty() =>
+            {
+                tracing::debug!(binding_id = id, owner = %result.owner_url, "bind redirected to the owner replica");
+                self.redirect(table, id, &result.owner_url, now);
+            }
             (Kind::BindResult(result), Phase::Binding) => {
                 if result.code == Code::Ok as i32 {
                     route.phase = Phase::Bound;
+                    table.owners.insert(&route.session, endpoint);
                     route.conn.deliver(Delivery::BindResult {
                         binding_id: id,
                         result: Ok(result.session_id),
@@ -560,6 +576,7 @@ impl Upstream {
                     Code::Ok => {
                         tracing::info!(binding_id = id, session_id = %result.session_id, "session rebound");
                         route.phase = Phase::Bound;
+                        table.owners.insert(&route.session, endpoint);
                         route.conn.deliver(Delivery::Service {
                             binding_id: Some(id),
                             now: self.availability(),
@@ -580,14 +597,7 @@ impl Upstream {
                             self.end(table, id, UnboundReason::SessionEnded);
                         }
                     }
-                    Code::Unavailable => {
-                        route.phase = Phase::Lost {
-                            retry_at: now + self.config.rebind_retry,
-                            grace_until,
-                        };
-                        table.lost.insert(id);
-                        self.rebind_wake.notify_one();
-                    }
+                    Code::Unavailable => self.unavailable(table, id, now),
                     _ => {
                         tracing::info!(binding_id = id, ?code, message = %result.message, "rebind refused");
                         self.end(table, id, UnboundReason::from_rebind_code(code));
@@ -595,19 +605,15 @@ impl Upstream {
                 }
             }
             (Kind::Unbound(unbound), Phase::Bound | Phase::Binding) => {
-                match (
-                    unbound.reason(),
-                    UnboundReason::from_manager(unbound.reason()),
-                ) {
-                    (pb::UnboundReason::ShuttingDown, _) => {
-                        // The manager is restarting: keep the client bound and rebind once a
-                        // new manager answers; retry no sooner, since this one refuses binds.
+                match UnboundReason::from_manager(unbound.reason()) {
+                    ManagerUnbound::RebindLater => {
                         let retry_at = now + self.config.rebind_retry;
                         self.lose(table, id, now, retry_at, GatewayError::ServiceUnavailable);
                         self.rebind_wake.notify_one();
                     }
-                    (_, Some(reason)) => self.end(table, id, reason),
-                    (_, None) => {}
+                    ManagerUnbound::RebindNow => self.moved(table, id, &unbound.owner_url, now),
+                    ManagerUnbound::Ends(reason) => self.end(table, id, reason),
+                    ManagerUnbound::Released => {}
                 }
             }
             _ => {}
@@ -617,6 +623,7 @@ impl Upstream {
     /// Ends a binding for good and tells its client why.
     fn end(&self, table: &mut Table, id: u64, reason: UnboundReason) {
         table.lost.remove(&id);
+        table.parked.remove(&id);
         let Some(route) = table.routes.remove(&id) else {
             return;
         };
@@ -630,7 +637,7 @@ impl Upstream {
     /// Releases a binding on the manager, or keeps the unbind and wakes the rebinder to
     /// retry it when the stream's command queue is full.
     fn send_unbind(&self, table: &mut Table, stream: usize, binding_id: u64) {
-        let Some(connected) = &table.streams[stream] else {
+        let Some(connected) = &table.slots[stream].stream else {
             return;
         };
         if let Err(mpsc::error::TrySendError::Full(_)) =
@@ -640,110 +647,6 @@ impl Upstream {
             self.rebind_wake.notify_one();
         }
     }
-
-    async fn run_rebinder(self: Arc<Self>, stop: CancellationToken) {
-        loop {
-            let next = self.sweep();
-            let wait = async {
-                match next {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = self.rebind_wake.notified() => {}
-                () = wait => {}
-            }
-        }
-    }
-
-    /// Retries unsent unbinds and rebinds the lost bindings that are due; returns when
-    /// the next one will be.
-    fn sweep(&self) -> Option<Instant> {
-        let now = Instant::now();
-        let mut table = self.table();
-        for (stream, id) in std::mem::take(&mut table.unsent_unbinds) {
-            self.send_unbind(&mut table, stream, id);
-        }
-        let Table {
-            routes,
-            lost,
-            streams,
-            unsent_unbinds,
-        } = &mut *table;
-        let mut next = (!unsent_unbinds.is_empty()).then(|| now + self.config.rebind_retry);
-        let connected: Vec<usize> = (0..streams.len())
-            .filter(|&i| streams[i].is_some())
-            .collect();
-        if connected.is_empty() || lost.is_empty() {
-            return next;
-        }
-        let mut expired = Vec::new();
-        let ids: Vec<u64> = lost.iter().copied().collect();
-        for id in ids {
-            let Some(route) = routes.get_mut(&id) else {
-                lost.remove(&id);
-                continue;
-            };
-            let Phase::Lost {
-                retry_at,
-                grace_until,
-            } = route.phase
-            else {
-                lost.remove(&id);
-                continue;
-            };
-            if retry_at > now {
-                next = Some(next.map_or(retry_at, |n| n.min(retry_at)));
-                continue;
-            }
-            if self
-                .config
-                .signing_key
-                .verify(&route.reference, unix_now())
-                .is_err()
-            {
-                expired.push(id);
-                continue;
-            }
-            let stream = connected[usize::try_from(id).unwrap_or(0) % connected.len()];
-            let sent = streams[stream].as_ref().is_some_and(|s| {
-                s.command(
-                    bind_command(id, &route.reference, false),
-                    &self.config.stats,
-                )
-                .is_ok()
-            });
-            if sent {
-                route.stream = stream;
-                route.phase = Phase::Rebinding { grace_until };
-                lost.remove(&id);
-            } else {
-                let retry_at = now + self.config.rebind_retry;
-                route.phase = Phase::Lost {
-                    retry_at,
-                    grace_until,
-                };
-                next = Some(next.map_or(retry_at, |n| n.min(retry_at)));
-            }
-        }
-        for id in expired {
-            self.end(&mut table, id, UnboundReason::Expired);
-        }
-        next
-    }
-}
-
-/// Why an `Attach` stream could not be opened.
-#[derive(Debug, thiserror::Error)]
-enum OpenError {
-    /// A call failed.
-    #[error(transparent)]
-    Status(#[from] Status),
-    /// The manager's catalogue is missing or unusable.
-    #[error(transparent)]
-    Catalogue(#[from] CatalogueError),
 }
 
 /// Answers a client's pending bind with `error`.
