@@ -43,7 +43,7 @@ async fn a_matching_scenario_passes_and_a_wrong_expectation_fails_with_a_diff() 
         .unwrap();
     let gateway = stack.mediabar_url();
     let target = |session_id| Target {
-        manager: manager.clone(),
+        manager: manager.clone().into(),
         gateway: Some(&gateway),
         session_id,
         agent_id: "a",
