@@ -345,13 +345,18 @@ impl Shared {
 
     /// An update was applied: a repair's snapshot ends the repair.
     fn applied(&self, entry: &Entry) {
+        // Only a snapshot ends a repair; the common answer takes no lock.
+        if !matches!(entry.update, Update::Snapshot { .. }) {
+            return;
+        }
         let Some(agent) = self.agents.get(entry.agent) else {
             return;
         };
         let mut state = lock(&agent.state);
-        if let Repair::Resync { snapshot } = state.repair
-            && matches!(entry.update, Update::Snapshot { .. })
-            && entry.sequence == snapshot
+        if state.repair
+            == (Repair::Resync {
+                snapshot: entry.sequence,
+            })
         {
             state.repair = Repair::None;
         }
@@ -559,6 +564,11 @@ impl Generator {
     /// The handle that readers of answers report to.
     pub fn probe(&self) -> Probe {
         Probe(Arc::clone(&self.shared))
+    }
+
+    /// The session id of agent `index`.
+    pub fn session_id(&self, index: usize) -> Option<&str> {
+        self.shared.agents.get(index).map(|a| a.session_id.as_str())
     }
 
     /// Agents driven.
@@ -1068,5 +1078,22 @@ impl LoadReport {
             ms(self.latency_us.p999),
             ms(self.latency_us.max),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_written_before_the_recovery_counters_still_reads() {
+        let old = r#"{"sessions":1,"target_rate":0,"seconds":1.0,"updates":2,"updates_per_sec":2.0,
+            "events":2,"events_per_sec":2.0,"errors":0,"missing":0,"bytes_received":10,
+            "latency_us":{"p50":1,"p90":1,"p99":1,"p999":1,"max":1}}"#;
+        let report: LoadReport = serde_json::from_str(old).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (report.retries, report.resyncs, report.recreations),
+            (0, 0, 0)
+        );
     }
 }

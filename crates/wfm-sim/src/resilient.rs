@@ -276,8 +276,8 @@ impl Manager {
         Ok(Self::from_clients(clients, policy))
     }
 
-    /// Replicas reached through `clients`, tried in this order.
-    pub fn from_clients(clients: Vec<WorkflowManagerClient<Channel>>, policy: RetryPolicy) -> Self {
+    /// Replicas reached through `clients` (never empty), tried in this order.
+    fn from_clients(clients: Vec<WorkflowManagerClient<Channel>>, policy: RetryPolicy) -> Self {
         Self {
             rotation: Arc::new(Rotation::new(clients.len())),
             clients: clients.into(),
@@ -416,29 +416,14 @@ impl Session {
         })
     }
 
-    /// The session id.
-    pub fn id(&self) -> &str {
-        &self.identity.session_id
-    }
-
     /// The session resource reference; a recreated session has a new one.
     pub fn reference(&self) -> &str {
         &self.reference
     }
 
-    /// The CTI state reported so far.
-    pub fn state(&self) -> &CtiState {
-        &self.state
-    }
-
     /// The sequence number of the next update.
     pub fn next_sequence(&self) -> u64 {
         self.next_sequence
-    }
-
-    /// The recovery counters of this session's manager.
-    pub fn recovery(&self) -> &Arc<Recovery> {
-        self.manager.recovery()
     }
 
     /// Reports `kind` as the next update. A gap is repaired with a snapshot that includes
