@@ -6,11 +6,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::load::LoadOptions;
+use crate::resilient::{Manager, ManagerUrls, RetryPolicy};
 use crate::run::{self, Target};
 use crate::scenario::{self, Scenario};
 use crate::stack::{Stack, StackOptions};
 use clap::{Parser, Subcommand};
-use wfm_proto::v1::workflow_manager_client::WorkflowManagerClient;
 
 /// The subcommand of the `wfm` binary that runs the simulator.
 pub const COMMAND: &str = "sim";
@@ -30,13 +30,15 @@ enum Command {
         /// Scenario files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// The manager's gRPC URL.
+        /// The manager's gRPC URL, or a comma-separated list of a cluster's replicas: a call
+        /// the replica cannot serve is retried at the next one.
         #[arg(
             long,
+            visible_alias = "manager-url",
             env = "WFM_MANAGER_URL",
             default_value = "http://127.0.0.1:50051"
         )]
-        manager: String,
+        manager: ManagerUrls,
         /// Multiplies every step delay.
         #[arg(long, default_value_t = 1.0)]
         pace: f64,
@@ -47,9 +49,10 @@ enum Command {
         /// Scenario files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// A running manager's gRPC URL (needs --gateway too).
-        #[arg(long, requires = "gateway")]
-        manager: Option<String>,
+        /// A running manager's gRPC URL, or a comma-separated list of replicas (needs
+        /// --gateway too).
+        #[arg(long, visible_alias = "manager-url", requires = "gateway")]
+        manager: Option<ManagerUrls>,
         /// A running gateway's MediaBar WebSocket URL.
         #[arg(long, requires = "manager")]
         gateway: Option<String>,
@@ -79,9 +82,10 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
-        /// A running manager's gRPC URL (needs --gateway too).
-        #[arg(long, requires = "gateway")]
-        manager: Option<String>,
+        /// A running manager's gRPC URL, or a comma-separated list of replicas (needs
+        /// --gateway too).
+        #[arg(long, visible_alias = "manager-url", requires = "gateway")]
+        manager: Option<ManagerUrls>,
         /// A running gateway's MediaBar WebSocket URL.
         #[arg(long, requires = "manager")]
         gateway: Option<String>,
@@ -122,10 +126,10 @@ pub async fn run(cli: Cli) -> ExitCode {
 
 /// The given stack's URLs, or an in-process stack's when none is given.
 async fn stack_or(
-    manager: Option<String>,
+    manager: Option<ManagerUrls>,
     gateway: Option<String>,
     profiles: Option<&Path>,
-) -> Result<(Option<Stack>, String, String), String> {
+) -> Result<(Option<Stack>, ManagerUrls, String), String> {
     if let (Some(manager), Some(gateway)) = (manager, gateway) {
         return Ok((None, manager, gateway));
     }
@@ -137,14 +141,17 @@ async fn stack_or(
         demo: None,
     };
     let stack = Stack::start(options).await.map_err(|e| e.to_string())?;
-    let urls = (stack.manager_url.clone(), stack.mediabar_url());
-    Ok((Some(stack), urls.0, urls.1))
+    let manager = stack
+        .manager_url
+        .parse()
+        .map_err(|e: crate::resilient::UrlsError| e.to_string())?;
+    let gateway = stack.mediabar_url();
+    Ok((Some(stack), manager, gateway))
 }
 
-async fn connect(url: &str) -> Result<WorkflowManagerClient<tonic::transport::Channel>, String> {
-    WorkflowManagerClient::connect(url.to_string())
-        .await
-        .map_err(|e| format!("cannot reach the manager at {url}: {e}"))
+/// The replicas at `urls`, connected lazily: one that is down is skipped on first use.
+fn connect(urls: &ManagerUrls) -> Result<Manager, String> {
+    Manager::new(urls, RetryPolicy::default()).map_err(|e| e.to_string())
 }
 
 /// Runs a command; `Ok(false)` when some scenario failed.
@@ -156,7 +163,7 @@ async fn run_command(command: Command) -> Result<bool, String> {
             pace,
         } => {
             let scenarios = load(&files)?;
-            let client = connect(&manager).await?;
+            let client = connect(&manager)?;
             for (index, scenario) in scenarios.iter().enumerate() {
                 let session_id = format!("sim-{}-{index}", std::process::id());
                 println!("{}: {}", scenario.origin, scenario.description);
@@ -186,7 +193,7 @@ async fn run_command(command: Command) -> Result<bool, String> {
             gateway,
         } => {
             let (local, manager_url, gateway_url) = stack_or(manager, gateway, None).await?;
-            let client = connect(&manager_url).await?;
+            let client = connect(&manager_url)?;
             let options = LoadOptions {
                 sessions,
                 rate,
@@ -221,7 +228,7 @@ async fn run_command(command: Command) -> Result<bool, String> {
             let scenarios = load(&files)?;
             let (local, manager_url, gateway_url) =
                 stack_or(manager, gateway, profiles.as_deref()).await?;
-            let client = connect(&manager_url).await?;
+            let client = connect(&manager_url)?;
             let mut failed = 0;
             for (index, scenario) in scenarios.iter().enumerate() {
                 let session_id = format!("check-{}-{index}", std::process::id());

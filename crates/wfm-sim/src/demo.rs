@@ -4,10 +4,9 @@
 
 use std::time::Duration;
 
-use tonic::transport::Channel;
 use wfm_proto::v1 as pb;
-use wfm_proto::v1::workflow_manager_client::WorkflowManagerClient;
 
+use crate::resilient::{Manager, Session};
 use crate::run::{Outcome, Player, RunError};
 use crate::scenario::Scenario;
 
@@ -27,9 +26,9 @@ const BETWEEN_SCENARIOS: Duration = Duration::from_secs(2);
 
 /// Creates the session of demo agent `index` with every media channel the library uses.
 pub async fn create(
-    manager: &mut WorkflowManagerClient<Channel>,
+    manager: &Manager,
     index: usize,
-) -> Result<(DemoAgent, u64), tonic::Status> {
+) -> Result<(DemoAgent, Session), tonic::Status> {
     let agent_id = format!("agent-{index}");
     let session_id = format!("demo-{index}");
     let channel = |id: &str, media: pb::Media| pb::Channel {
@@ -38,33 +37,33 @@ pub async fn create(
         state: pb::AgentState::LoggedOut.into(),
         ..Default::default()
     };
-    let created = manager
-        .create_session(pb::CreateSessionRequest {
+    let session = Session::create(
+        manager.clone(),
+        pb::CreateSessionRequest {
             session_id: session_id.clone(),
             agent_id: agent_id.clone(),
             channels: vec![channel("voice", pb::Media::Voice)],
             ..Default::default()
-        })
-        .await?
-        .into_inner();
+        },
+    )
+    .await?;
     let agent = DemoAgent {
         agent_id,
         session_id,
-        reference: created.resource_reference,
+        reference: session.reference().to_string(),
     };
-    Ok((agent, created.next_sequence))
+    Ok((agent, session))
 }
 
 /// Replays `scenarios` in `agent`'s session forever, starting at scenario `offset` so that
 /// agents are not in lockstep. Returns only when the manager refuses an update.
 pub async fn replay_forever(
-    manager: WorkflowManagerClient<Channel>,
+    session: Session,
     agent: &DemoAgent,
-    next_sequence: u64,
     scenarios: &[Scenario],
     offset: usize,
 ) -> Result<(), RunError> {
-    let mut player = Player::new(manager, &agent.session_id, next_sequence, 1.0);
+    let mut player = Player::new(session, 1.0);
     for scenario in scenarios.iter().cycle().skip(offset) {
         player.reset(scenario).await?;
         let mut outcome = Outcome {

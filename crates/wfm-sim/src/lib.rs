@@ -10,12 +10,17 @@
 //! - [`load`]: the load generator and its latency report.
 //! - [`library`]: the scenario library, embedded.
 //! - [`demo`]: demo agents replaying the library in a loop, for `wfm up`.
+//! - [`resilient`]: the manager as a list of replicas: retries at the next one, gap →
+//!   snapshot resync, lost session → recreation, and their counters.
+//! - [`cti`]: the CTI state a session has reported, for snapshots and recreation.
 
 pub mod cli;
+pub mod cti;
 pub mod demo;
 pub mod library;
 pub mod load;
 pub mod mediabar;
+pub mod resilient;
 pub mod run;
 pub mod scenario;
 pub mod stack;

@@ -16,10 +16,15 @@
 //! - [`Pipeline`]: sessions on a real manager, each bound through a real gateway by its own
 //!   WebSocket, wired to a generator; measured again and again on the same bindings.
 //! - [`run`]: one pipeline, one measurement, as `wfm-sim load` does.
+//!
+//! The pipeline is an Interaction Processor as a cluster expects one: its streams move to the
+//! next replica when theirs fails and send again what was not answered (see `lane`), a
+//! sequence gap is repaired with a snapshot of the agent's state at the expected sequence,
+//! and a session the manager lost is created again. The report counts each repair.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
@@ -28,11 +33,15 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_tungstenite::tungstenite::Message;
-use tonic::transport::Channel;
+use tonic::{Code, Status, Streaming};
 use wfm_proto::v1 as pb;
-use wfm_proto::v1::workflow_manager_client::WorkflowManagerClient;
 
 use crate::mediabar::MediaBarClient;
+use crate::resilient::{self, Manager, Recovery, RecoveryCounts};
+
+mod lane;
+
+use lane::{Entry, Inbox, Lane, Update};
 
 /// What to drive.
 #[derive(Debug, Clone)]
@@ -101,6 +110,16 @@ pub struct LoadReport {
     pub bytes_received: u64,
     /// Latency percentiles in microseconds.
     pub latency_us: Percentiles,
+    /// Calls and streams retried at another replica (after `UNAVAILABLE` or a transport
+    /// error) since the previous report; setup included in the first.
+    #[serde(default)]
+    pub retries: u64,
+    /// Sequence gaps repaired with a snapshot, likewise.
+    #[serde(default)]
+    pub resyncs: u64,
+    /// Sessions the manager lost, created again with their state, likewise.
+    #[serde(default)]
+    pub recreations: u64,
 }
 
 /// Latency percentiles, microseconds.
@@ -123,7 +142,7 @@ pub struct Percentiles {
 pub enum LoadError {
     /// A gRPC call failed.
     #[error("manager: {0}")]
-    Manager(#[from] tonic::Status),
+    Manager(#[from] Status),
     /// A MediaBar client failed to connect or bind.
     #[error("mediabar: {0}")]
     MediaBar(#[from] crate::mediabar::ClientError),
@@ -158,16 +177,85 @@ struct Sent {
 /// One simulated agent.
 struct Agent {
     session_id: String,
-    sequence: AtomicU64,
-    held: AtomicBool,
+    state: Mutex<AgentState>,
+}
+
+/// What an agent has sent, under one lock so that a repair renumbers it atomically.
+struct AgentState {
+    /// The sequence number of its next update.
+    sequence: u64,
+    /// Whether its call is on hold, after its latest update.
+    held: bool,
     /// Updates whose frame has not arrived yet, oldest first.
-    in_flight: Mutex<VecDeque<Sent>>,
+    in_flight: VecDeque<Sent>,
+    repair: Repair,
+    /// After a repair, the one frame its snapshot may cause, which nothing asked for.
+    spare_frame: bool,
+}
+
+/// A repair under way for one agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Repair {
+    None,
+    /// A snapshot at this sequence is on its way; answers to what was sent before it are
+    /// stale.
+    Resync {
+        snapshot: u64,
+    },
+    /// The session is being created again; the agent sends nothing meanwhile.
+    Recreate,
+}
+
+impl Repair {
+    /// Whether the answer to `entry` concerns an update that an ongoing repair replaces.
+    fn supersedes(self, entry: &Entry) -> bool {
+        match self {
+            Repair::None => false,
+            Repair::Resync { snapshot } => {
+                !(matches!(entry.update, Update::Snapshot { .. }) && entry.sequence == snapshot)
+            }
+            Repair::Recreate => true,
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The voice channel of a load agent: busy on its one call.
+fn load_channels() -> Vec<pb::Channel> {
+    vec![pb::Channel {
+        channel_id: "voice".into(),
+        media: pb::Media::Voice.into(),
+        state: pb::AgentState::Busy.into(),
+        ..Default::default()
+    }]
+}
+
+/// The one call of a load agent.
+fn load_call(held: bool) -> pb::Interaction {
+    pb::Interaction {
+        interaction_id: "c1".into(),
+        channel_id: "voice".into(),
+        direction: pb::Direction::Inbound.into(),
+        state: call_state(held).into(),
+        ..Default::default()
+    }
+}
+
+fn call_state(held: bool) -> pb::InteractionState {
+    if held {
+        pb::InteractionState::Held
+    } else {
+        pb::InteractionState::Connected
+    }
 }
 
 /// State shared by the scheduler, the readers and the measurement.
 struct Shared {
     agents: Vec<Agent>,
-    outlets: Vec<Outlet>,
+    lanes: Vec<Lane>,
     /// When the generator was made; the window below is in nanoseconds since then.
     origin: Instant,
     window_start: AtomicU64,
@@ -182,6 +270,9 @@ struct Shared {
     errors: AtomicU64,
     bytes: AtomicU64,
     latency: Mutex<Histogram<u64>>,
+    recovery: Arc<Recovery>,
+    /// The recovery counts at the previous report.
+    reported: Mutex<RecoveryCounts>,
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -201,40 +292,144 @@ impl Shared {
         let Some(agent) = self.agents.get(index) else {
             return;
         };
-        if !self.running.load(Ordering::Relaxed) || self.outlets.is_empty() {
+        if !self.running.load(Ordering::Relaxed) || self.lanes.is_empty() {
             return;
         }
-        let held = !agent.held.fetch_xor(true, Ordering::Relaxed);
-        let state = if held {
-            pb::InteractionState::Held
-        } else {
-            pb::InteractionState::Connected
-        };
-        let sequence = agent.sequence.fetch_add(1, Ordering::Relaxed);
         let counted = self.counted(at);
-        agent
-            .in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push_back(Sent { at, counted });
-        let request = pb::ApplyUpdateRequest {
-            session_id: agent.session_id.clone(),
-            sequence,
-            update: Some(pb::CtiUpdate {
-                kind: Some(pb::cti_update::Kind::InteractionChanged(
-                    pb::InteractionChange {
-                        interaction_id: "c1".into(),
-                        state: Some(state.into()),
-                        ..Default::default()
-                    },
-                )),
-            }),
+        let mut state = lock(&agent.state);
+        if state.repair == Repair::Recreate {
+            return;
+        }
+        state.held = !state.held;
+        let entry = Entry {
+            agent: index,
+            sequence: state.sequence,
+            update: Update::Toggle { held: state.held },
         };
+        state.sequence += 1;
+        state.in_flight.push_back(Sent { at, counted });
+        // Queued under the agent's lock, so that a repair's snapshot cannot overtake it.
+        self.lanes[index % self.lanes.len()].send(entry, self.request(&entry));
+        drop(state);
         if counted {
             self.updates.fetch_add(1, Ordering::Relaxed);
         }
         self.sent.fetch_add(1, Ordering::Relaxed);
-        let _ = self.outlets[index % self.outlets.len()].send(request);
+    }
+
+    /// The request `entry` describes.
+    fn request(&self, entry: &Entry) -> pb::ApplyUpdateRequest {
+        let kind = match entry.update {
+            Update::Toggle { held } => {
+                pb::cti_update::Kind::InteractionChanged(pb::InteractionChange {
+                    interaction_id: "c1".into(),
+                    state: Some(call_state(held).into()),
+                    ..Default::default()
+                })
+            }
+            Update::Snapshot { held } => pb::cti_update::Kind::Snapshot(pb::Snapshot {
+                channels: load_channels(),
+                interactions: vec![load_call(held)],
+            }),
+        };
+        pb::ApplyUpdateRequest {
+            session_id: self
+                .agents
+                .get(entry.agent)
+                .map(|agent| agent.session_id.clone())
+                .unwrap_or_default(),
+            sequence: entry.sequence,
+            update: Some(pb::CtiUpdate { kind: Some(kind) }),
+        }
+    }
+
+    /// An update was applied: a repair's snapshot ends the repair.
+    fn applied(&self, entry: &Entry) {
+        // Only a snapshot ends a repair; the common answer takes no lock.
+        if !matches!(entry.update, Update::Snapshot { .. }) {
+            return;
+        }
+        let Some(agent) = self.agents.get(entry.agent) else {
+            return;
+        };
+        let mut state = lock(&agent.state);
+        if state.repair
+            == (Repair::Resync {
+                snapshot: entry.sequence,
+            })
+        {
+            state.repair = Repair::None;
+        }
+    }
+
+    /// The manager expects `expected` instead of `entry`: the agent's current state goes as
+    /// a snapshot at `expected`, and its numbering continues after it. `false` when an
+    /// ongoing repair already covers `entry`.
+    fn gap(&self, entry: &Entry, expected: u64) -> bool {
+        let Some(agent) = self.agents.get(entry.agent) else {
+            return false;
+        };
+        let mut state = lock(&agent.state);
+        if state.repair.supersedes(entry) {
+            return false;
+        }
+        let snapshot = Entry {
+            agent: entry.agent,
+            sequence: expected,
+            update: Update::Snapshot { held: state.held },
+        };
+        state.sequence = expected + 1;
+        state.repair = Repair::Resync { snapshot: expected };
+        // What was in flight is refused or replaced; its frames will not come.
+        state.in_flight.clear();
+        state.spare_frame = true;
+        self.lanes[entry.agent % self.lanes.len()].send(snapshot, self.request(&snapshot));
+        drop(state);
+        self.recovery.resynced();
+        self.kick(entry.agent);
+        true
+    }
+
+    /// The manager no longer knows `entry`'s session: the agent stops sending, and the call's
+    /// current state is returned for the new session. `None` when a repair covers `entry`.
+    fn lost(&self, entry: &Entry) -> Option<bool> {
+        let agent = self.agents.get(entry.agent)?;
+        let mut state = lock(&agent.state);
+        if state.repair.supersedes(entry) {
+            return None;
+        }
+        state.repair = Repair::Recreate;
+        state.in_flight.clear();
+        Some(state.held)
+    }
+
+    /// The agent's session exists again (or could not be made, `None`): it resumes.
+    fn recreated(&self, index: usize, next_sequence: Option<u64>) {
+        let Some(agent) = self.agents.get(index) else {
+            return;
+        };
+        let mut state = lock(&agent.state);
+        state.repair = Repair::None;
+        match next_sequence {
+            Some(next) => {
+                state.sequence = next;
+                state.spare_frame = true;
+                drop(state);
+                self.recovery.recreated();
+            }
+            None => {
+                drop(state);
+                self.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.kick(index);
+    }
+
+    /// In closed loop, restarts an agent whose chain of answers a repair cut.
+    fn kick(&self, index: usize) {
+        if self.closed_loop.load(Ordering::Relaxed) {
+            self.send(index, Instant::now());
+        }
     }
 
     /// Records the frame answering agent `index`'s oldest update.
@@ -242,11 +437,13 @@ impl Shared {
         let Some(agent) = self.agents.get(index) else {
             return;
         };
-        let sent = agent
-            .in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop_front();
+        let mut state = lock(&agent.state);
+        let sent = state.in_flight.pop_front();
+        if sent.is_none() && state.spare_frame {
+            state.spare_frame = false;
+            return;
+        }
+        drop(state);
         match sent {
             Some(Sent { at, counted: true }) => {
                 let micros = u64::try_from(at.elapsed().as_micros())
@@ -278,11 +475,7 @@ impl Shared {
     /// Clears the counters and the in-flight queues before a measurement.
     fn reset(&self) {
         for agent in &self.agents {
-            agent
-                .in_flight
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clear();
+            lock(&agent.state).in_flight.clear();
         }
         for counter in [&self.updates, &self.events, &self.errors, &self.bytes] {
             counter.store(0, Ordering::Relaxed);
@@ -322,21 +515,35 @@ const GRACE: Duration = Duration::from_secs(2);
 impl Generator {
     /// A generator driving `agents` through `outlets`.
     pub fn new(agents: Vec<AgentSpec>, outlets: Vec<Outlet>) -> Result<Self, LoadError> {
+        let lanes = outlets.into_iter().map(Lane::plain).collect();
+        Self::with_lanes(agents, lanes, Arc::default())
+    }
+
+    fn with_lanes(
+        agents: Vec<AgentSpec>,
+        lanes: Vec<Lane>,
+        recovery: Arc<Recovery>,
+    ) -> Result<Self, LoadError> {
         let histogram = Histogram::new_with_bounds(1, 60_000_000, 3)
             .map_err(|e| LoadError::Histogram(e.to_string()))?;
         let agents = agents
             .into_iter()
             .map(|spec| Agent {
                 session_id: spec.session_id,
-                sequence: AtomicU64::new(spec.next_sequence),
-                held: AtomicBool::new(false),
-                in_flight: Mutex::new(VecDeque::new()),
+                state: Mutex::new(AgentState {
+                    sequence: spec.next_sequence,
+                    held: false,
+                    in_flight: VecDeque::new(),
+                    repair: Repair::None,
+                    spare_frame: false,
+                }),
             })
             .collect();
+        let reported = Mutex::new(recovery.counts());
         Ok(Self {
             shared: Arc::new(Shared {
                 agents,
-                outlets,
+                lanes,
                 origin: Instant::now(),
                 window_start: AtomicU64::new(0),
                 window_end: AtomicU64::new(0),
@@ -348,6 +555,8 @@ impl Generator {
                 errors: AtomicU64::new(0),
                 bytes: AtomicU64::new(0),
                 latency: Mutex::new(histogram),
+                recovery,
+                reported,
             }),
         })
     }
@@ -355,6 +564,11 @@ impl Generator {
     /// The handle that readers of answers report to.
     pub fn probe(&self) -> Probe {
         Probe(Arc::clone(&self.shared))
+    }
+
+    /// The session id of agent `index`.
+    pub fn session_id(&self, index: usize) -> Option<&str> {
+        self.shared.agents.get(index).map(|a| a.session_id.as_str())
     }
 
     /// Agents driven.
@@ -423,6 +637,13 @@ impl Generator {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
+        let recovery = {
+            let now = shared.recovery.counts();
+            let mut reported = lock(&shared.reported);
+            let since = now.since(*reported);
+            *reported = now;
+            since
+        };
         LoadReport {
             sessions: shared.agents.len(),
             target_rate: schedule.rate,
@@ -441,6 +662,9 @@ impl Generator {
                 p999: histogram.value_at_quantile(0.999),
                 max: histogram.max(),
             },
+            retries: recovery.retries,
+            resyncs: recovery.resyncs,
+            recreations: recovery.recreations,
         }
     }
 }
@@ -520,12 +744,13 @@ impl Pipeline {
     /// Creates `sessions` sessions (each a busy voice channel with one connected inbound
     /// call), binds a lean MediaBar client to each, and opens `push_streams` streams.
     pub async fn setup(
-        manager: WorkflowManagerClient<Channel>,
+        manager: impl Into<Manager>,
         mediabar_url: &str,
         sessions: usize,
         push_streams: usize,
         progress: bool,
     ) -> Result<Self, LoadError> {
+        let manager = manager.into();
         let run_id = std::process::id();
         let mut bound = Vec::with_capacity(sessions);
         let mut pending = JoinSet::new();
@@ -539,8 +764,9 @@ impl Pipeline {
                 let number = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
                 let session_id = format!("load-{run_id}-{number}");
                 let index = next;
-                pending
-                    .spawn(async move { bind_one(manager, &url, session_id, number, index).await });
+                pending.spawn(
+                    async move { bind_one(&manager, &url, session_id, number, index).await },
+                );
                 next += 1;
             }
             if let Some(done) = pending.join_next().await {
@@ -552,50 +778,34 @@ impl Pipeline {
         }
         bound.sort_by_key(|(index, _, _)| *index);
 
-        let mut manager = manager;
-        let mut outlets = Vec::new();
-        let mut acks = Vec::new();
+        let mut lanes = Vec::new();
+        let mut inboxes = Vec::new();
         for _ in 0..push_streams.max(1) {
             let (tx, rx) = mpsc::unbounded_channel();
-            let responses = manager
-                .push_updates(tokio_stream_from(rx))
-                .await?
-                .into_inner();
-            outlets.push(tx);
-            acks.push(responses);
+            lanes.push(Lane::logged(tx));
+            inboxes.push(Inbox::new(rx));
         }
         let mut agents = Vec::with_capacity(sessions);
         let mut clients = Vec::with_capacity(sessions);
-        for (_, spec, client) in bound {
+        let mut agent_ids = Vec::with_capacity(sessions);
+        for (_, (spec, agent_id), client) in bound {
             agents.push(spec);
+            agent_ids.push(agent_id);
             clients.push(client);
         }
-        let generator = Generator::new(agents, outlets)?;
-        let mut tasks = Vec::with_capacity(sessions + acks.len());
-        for mut responses in acks {
-            let probe = generator.probe();
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    match responses.message().await {
-                        Ok(Some(response)) => {
-                            if matches!(
-                                response.result,
-                                Some(pb::push_updates_response::Result::Error(_))
-                            ) {
-                                probe.refused();
-                            }
-                        }
-                        Ok(None) => {
-                            eprintln!("wfm-sim load: a PushUpdates stream ended");
-                            break;
-                        }
-                        Err(status) => {
-                            eprintln!("wfm-sim load: a PushUpdates stream failed: {status}");
-                            break;
-                        }
-                    }
-                }
-            }));
+        let generator = Generator::with_lanes(agents, lanes, Arc::clone(manager.recovery()))?;
+        let agent_ids: Arc<[String]> = agent_ids.into();
+        let mut tasks = Vec::with_capacity(sessions + inboxes.len());
+        for (index, inbox) in inboxes.into_iter().enumerate() {
+            let stream = LaneStream {
+                shared: Arc::clone(&generator.shared),
+                index,
+                inbox,
+                manager: manager.clone(),
+                agent_ids: Arc::clone(&agent_ids),
+            };
+            let (replica, responses) = stream.open().await?;
+            tasks.push(tokio::spawn(stream.drive(replica, responses)));
         }
         // Unusual frames and lost clients: the first is reported, the rest only counted, so
         // that a gateway going away does not print thousands of lines.
@@ -652,48 +862,163 @@ impl Drop for Pipeline {
     }
 }
 
+/// What to do after an answer.
+enum Next {
+    Read,
+    /// The replica refused with `UNAVAILABLE`: move to the next one.
+    MoveOn,
+}
+
+/// One lane's `PushUpdates` stream and the repairs of its agents.
+struct LaneStream {
+    shared: Arc<Shared>,
+    index: usize,
+    inbox: Arc<Inbox>,
+    manager: Manager,
+    agent_ids: Arc<[String]>,
+}
+
+impl LaneStream {
+    fn lane(&self) -> &Lane {
+        &self.shared.lanes[self.index]
+    }
+
+    /// Opens the stream at the current replica, moving on while replicas are unavailable:
+    /// it first sends what earlier streams sent and got no answer for.
+    async fn open(&self) -> Result<(usize, Streaming<pb::PushUpdatesResponse>), Status> {
+        let mut delays = self.manager.policy().delays();
+        loop {
+            let (replica, mut client) = self.manager.client();
+            let (replay, feed) = self.lane().replay(&self.inbox);
+            let replay: Vec<_> = replay
+                .iter()
+                .map(|entry| self.shared.request(entry))
+                .collect();
+            let requests = futures_util::stream::iter(replay).chain(feed);
+            let status = match client.push_updates(requests).await {
+                Ok(response) => return Ok((replica, response.into_inner())),
+                Err(status) if resilient::retryable(&status) => status,
+                Err(status) => return Err(status),
+            };
+            let Some(delay) = delays.next() else {
+                return Err(status);
+            };
+            self.manager.failed(replica);
+            self.manager.recovery().retried();
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Reads answers until the pipeline is dropped, reopening the stream when it fails.
+    async fn drive(self, mut replica: usize, mut responses: Streaming<pb::PushUpdatesResponse>) {
+        loop {
+            let failure = match responses.message().await {
+                Ok(Some(response)) => match self.answer(response).await {
+                    Next::Read => continue,
+                    Next::MoveOn => "the replica is unavailable".to_string(),
+                },
+                Ok(None) => "the stream ended".to_string(),
+                Err(status) => status.to_string(),
+            };
+            tracing::warn!(lane = self.index, replica, %failure, "push stream lost; moving to the next replica");
+            self.manager.failed(replica);
+            self.manager.recovery().retried();
+            let first = self.manager.policy().min_delay;
+            tokio::time::sleep(first).await;
+            (replica, responses) = loop {
+                match self.open().await {
+                    Ok(opened) => break opened,
+                    Err(status) => {
+                        tracing::warn!(lane = self.index, %status, "no replica takes the push stream; still trying");
+                        tokio::time::sleep(self.manager.policy().max_delay).await;
+                    }
+                }
+            };
+        }
+    }
+
+    /// Handles the answer to the lane's oldest unanswered update.
+    async fn answer(&self, response: pb::PushUpdatesResponse) -> Next {
+        let Some(entry) = self.lane().answered() else {
+            self.shared.errors.fetch_add(1, Ordering::Relaxed);
+            return Next::Read;
+        };
+        let error = match response.result {
+            Some(pb::push_updates_response::Result::Ack(_)) => {
+                self.shared.applied(&entry);
+                return Next::Read;
+            }
+            Some(pb::push_updates_response::Result::Error(error)) => error,
+            None => pb::UpdateError::default(),
+        };
+        match Code::from(error.code) {
+            Code::FailedPrecondition if error.expected_sequence > 0 => {
+                self.shared.gap(&entry, error.expected_sequence);
+            }
+            Code::NotFound => self.recreate(&entry).await,
+            Code::Unavailable => {
+                self.lane().unanswered(entry);
+                return Next::MoveOn;
+            }
+            _ => {
+                self.shared.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Next::Read
+    }
+
+    /// Creates `entry`'s session again with the agent's current state.
+    async fn recreate(&self, entry: &Entry) {
+        let Some(held) = self.shared.lost(entry) else {
+            return;
+        };
+        let request = pb::CreateSessionRequest {
+            session_id: self.shared.agents[entry.agent].session_id.clone(),
+            agent_id: self.agent_ids.get(entry.agent).cloned().unwrap_or_default(),
+            channels: load_channels(),
+            interactions: vec![load_call(held)],
+            ..Default::default()
+        };
+        let created = self.manager.create_session(&request).await;
+        if let Err(status) = &created {
+            tracing::warn!(session_id = %request.session_id, %status, "cannot create a lost session again");
+        }
+        self.shared
+            .recreated(entry.agent, created.ok().map(|c| c.next_sequence));
+    }
+}
+
 /// Creates session `session_id` (agent number `number`) and binds a MediaBar client to it;
 /// `index` is its place in the pipeline.
 async fn bind_one(
-    mut manager: WorkflowManagerClient<Channel>,
+    manager: &Manager,
     mediabar_url: &str,
     session_id: String,
     number: u64,
     index: usize,
-) -> Result<(usize, AgentSpec, MediaBarClient), LoadError> {
+) -> Result<(usize, (AgentSpec, String), MediaBarClient), LoadError> {
+    let agent_id = format!("agent-{number}");
     let created = manager
-        .create_session(pb::CreateSessionRequest {
+        .create_session(&pb::CreateSessionRequest {
             session_id: session_id.clone(),
-            agent_id: format!("agent-{number}"),
-            channels: vec![pb::Channel {
-                channel_id: "voice".into(),
-                media: pb::Media::Voice.into(),
-                state: pb::AgentState::Busy.into(),
-                ..Default::default()
-            }],
-            interactions: vec![pb::Interaction {
-                interaction_id: "c1".into(),
-                channel_id: "voice".into(),
-                direction: pb::Direction::Inbound.into(),
-                state: pb::InteractionState::Connected.into(),
-                ..Default::default()
-            }],
+            agent_id: agent_id.clone(),
+            channels: load_channels(),
+            interactions: vec![load_call(false)],
             ..Default::default()
         })
-        .await?
-        .into_inner();
+        .await?;
     let mut client = MediaBarClient::connect_lean(mediabar_url).await?;
     client.bind(&created.resource_reference, false).await?;
     let spec = AgentSpec {
         session_id,
         next_sequence: created.next_sequence,
     };
-    Ok((index, spec, client))
+    Ok((index, (spec, agent_id), client))
 }
 
 /// Creates the sessions, binds a MediaBar to each, drives them once, and reports.
 pub async fn run(
-    manager: WorkflowManagerClient<Channel>,
+    manager: impl Into<Manager>,
     mediabar_url: &str,
     options: &LoadOptions,
 ) -> Result<LoadReport, LoadError> {
@@ -733,6 +1058,7 @@ impl LoadReport {
              \x20 errors            {:>10}\n\
              \x20 missing events    {:>10}\n\
              \x20 bytes received    {:>10}\n\
+             \x20 recovery          retries {}  resyncs {}  recreations {}\n\
              \x20 latency (ms)      p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}\n",
             self.sessions,
             self.seconds,
@@ -743,11 +1069,31 @@ impl LoadReport {
             self.errors,
             self.missing,
             self.bytes_received,
+            self.retries,
+            self.resyncs,
+            self.recreations,
             ms(self.latency_us.p50),
             ms(self.latency_us.p90),
             ms(self.latency_us.p99),
             ms(self.latency_us.p999),
             ms(self.latency_us.max),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_written_before_the_recovery_counters_still_reads() {
+        let old = r#"{"sessions":1,"target_rate":0,"seconds":1.0,"updates":2,"updates_per_sec":2.0,
+            "events":2,"events_per_sec":2.0,"errors":0,"missing":0,"bytes_received":10,
+            "latency_us":{"p50":1,"p90":1,"p99":1,"p999":1,"max":1}}"#;
+        let report: LoadReport = serde_json::from_str(old).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (report.retries, report.resyncs, report.recreations),
+            (0, 0, 0)
+        );
     }
 }

@@ -3,11 +3,10 @@
 
 use std::time::Duration;
 
-use tonic::transport::Channel;
 use wfm_proto::v1 as pb;
-use wfm_proto::v1::workflow_manager_client::WorkflowManagerClient;
 
 use crate::mediabar::{ClientError, Difference, MediaBarClient};
+use crate::resilient::{Manager, Session};
 use crate::scenario::Scenario;
 
 /// How long a checkpoint waits for the view state to arrive before it reports a difference.
@@ -51,8 +50,8 @@ pub enum RunError {
 /// Where the stack is and who plays.
 #[derive(Debug, Clone)]
 pub struct Target<'a> {
-    /// The manager's gRPC client.
-    pub manager: WorkflowManagerClient<Channel>,
+    /// The manager's replicas.
+    pub manager: Manager,
     /// The gateway's MediaBar WebSocket URL; `None` plays without checking.
     pub gateway: Option<&'a str>,
     /// Session id to create.
@@ -69,7 +68,7 @@ pub struct Target<'a> {
 /// What a run did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
-    /// The session resource reference.
+    /// The session resource reference (the latest, if the session had to be created again).
     pub reference: String,
     /// Updates pushed.
     pub updates: usize,
@@ -79,38 +78,24 @@ pub struct Outcome {
 
 /// Pushes a scenario's steps into one session, numbering the updates.
 pub struct Player {
-    manager: WorkflowManagerClient<Channel>,
-    session_id: String,
-    sequence: u64,
+    session: Session,
     pace: f64,
 }
 
 impl Player {
-    /// A player for `session_id`, whose next expected sequence is `sequence`.
-    pub fn new(
-        manager: WorkflowManagerClient<Channel>,
-        session_id: &str,
-        sequence: u64,
-        pace: f64,
-    ) -> Self {
-        Self {
-            manager,
-            session_id: session_id.to_string(),
-            sequence,
-            pace,
-        }
+    /// A player of `session`.
+    pub fn new(session: Session, pace: f64) -> Self {
+        Self { session, pace }
     }
 
-    /// Pushes one update as the next sequence number.
-    pub async fn push(&mut self, kind: pb::cti_update::Kind) -> Result<(), tonic::Status> {
-        let request = pb::ApplyUpdateRequest {
-            session_id: self.session_id.clone(),
-            sequence: self.sequence,
-            update: Some(pb::CtiUpdate { kind: Some(kind) }),
-        };
-        self.manager.apply_update(request).await?;
-        self.sequence += 1;
-        Ok(())
+    /// The session played.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// Pushes one update as the next sequence number, repairing gaps and lost sessions.
+    pub async fn push(&mut self, kind: &pb::cti_update::Kind) -> Result<(), tonic::Status> {
+        self.session.push(kind).await
     }
 
     /// Resets the session to the scenario's initial channels, with no interactions: a
@@ -120,7 +105,7 @@ impl Player {
             channels: scenario.channels.clone(),
             interactions: vec![],
         };
-        self.push(pb::cti_update::Kind::Snapshot(snapshot))
+        self.push(&pb::cti_update::Kind::Snapshot(snapshot))
             .await
             .map_err(|status| manager_error(&scenario.origin, 1, "ApplyUpdate", &status))
     }
@@ -137,7 +122,7 @@ impl Player {
                 tokio::time::sleep(step.delay.mul_f64(self.pace)).await;
             }
             if let Some(update) = &step.update {
-                self.push(update.clone()).await.map_err(|status| {
+                self.push(update).await.map_err(|status| {
                     manager_error(&scenario.origin, step.line, "ApplyUpdate", &status)
                 })?;
                 outcome.updates += 1;
@@ -181,31 +166,32 @@ fn manager_error(
 
 /// Plays `scenario`: creates the session, binds a MediaBar if checking, pushes each step,
 /// compares checkpoints, and ends the session.
-pub async fn play(scenario: &Scenario, mut target: Target<'_>) -> Result<Outcome, RunError> {
+pub async fn play(scenario: &Scenario, target: Target<'_>) -> Result<Outcome, RunError> {
     let origin = scenario.origin.as_str();
-    let created = target
-        .manager
-        .create_session(pb::CreateSessionRequest {
+    let session = Session::create(
+        target.manager.clone(),
+        pb::CreateSessionRequest {
             session_id: target.session_id.to_string(),
             agent_id: target.agent_id.to_string(),
             channels: scenario.channels.clone(),
             profile: scenario.profile.clone(),
             ..Default::default()
-        })
-        .await
-        .map_err(|status| manager_error(origin, 1, "CreateSession", &status))?
-        .into_inner();
+        },
+    )
+    .await
+    .map_err(|status| manager_error(origin, 1, "CreateSession", &status))?;
     if target.announce {
         println!(
             "  session {}  reference {}",
-            target.session_id, created.resource_reference
+            target.session_id,
+            session.reference()
         );
     }
     let mut client = match target.gateway {
         Some(url) => {
             let bound = async {
                 let mut client = MediaBarClient::connect(url).await?;
-                client.bind(&created.resource_reference, false).await?;
+                client.bind(session.reference(), false).await?;
                 Ok(client)
             };
             Some(bound.await.map_err(|source| RunError::MediaBar {
@@ -216,23 +202,14 @@ pub async fn play(scenario: &Scenario, mut target: Target<'_>) -> Result<Outcome
         None => None,
     };
     let mut outcome = Outcome {
-        reference: created.resource_reference,
+        reference: String::new(),
         updates: 0,
         checkpoints: 0,
     };
-    let mut player = Player::new(
-        target.manager.clone(),
-        target.session_id,
-        created.next_sequence,
-        target.pace,
-    );
+    let mut player = Player::new(session, target.pace);
     let result = player.steps(scenario, client.as_mut(), &mut outcome).await;
-    let ended = target
-        .manager
-        .end_session(pb::EndSessionRequest {
-            session_id: target.session_id.to_string(),
-        })
-        .await;
+    outcome.reference = player.session().reference().to_string();
+    let ended = player.session().end().await;
     result?;
     ended.map_err(|status| manager_error(origin, 1, "EndSession", &status))?;
     Ok(outcome)

@@ -43,7 +43,7 @@ async fn a_matching_scenario_passes_and_a_wrong_expectation_fails_with_a_diff() 
         .unwrap();
     let gateway = stack.mediabar_url();
     let target = |session_id| Target {
-        manager: manager.clone(),
+        manager: manager.clone().into(),
         gateway: Some(&gateway),
         session_id,
         agent_id: "a",
@@ -90,5 +90,74 @@ async fn load_mode_receives_one_frame_per_update() {
     assert_eq!(report.errors, 0);
     assert_eq!(report.missing, 0, "{report:?}");
     assert!(report.latency_us.p50 > 0 && report.latency_us.p50 <= report.latency_us.p99);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn load_mode_repairs_a_gap_with_a_snapshot_and_recreates_a_lost_session() {
+    let stack = stack().await;
+    let mut manager = WorkflowManagerClient::connect(stack.manager_url.clone())
+        .await
+        .unwrap();
+    let pipeline = load::Pipeline::setup(manager.clone(), &stack.mediabar_url(), 4, 1, false)
+        .await
+        .unwrap();
+    let generator = pipeline.generator();
+    let (gapped, lost) = (
+        generator.session_id(0).unwrap().to_string(),
+        generator.session_id(1).unwrap().to_string(),
+    );
+    let schedule = load::Schedule {
+        rate: 200,
+        warmup: Duration::from_millis(100),
+        duration: Duration::from_millis(1500),
+        progress: false,
+    };
+    let measuring = generator.measure(&schedule);
+    let meddling = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Another party resets one session's sequence, as a replica restored from an older
+        // persisted state would, and ends another, as a cluster that lost it would.
+        let snapshot = manager
+            .get_session(wfm_proto::v1::GetSessionRequest {
+                session_id: gapped.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .state;
+        manager
+            .apply_update(wfm_proto::v1::ApplyUpdateRequest {
+                session_id: gapped.clone(),
+                sequence: 1,
+                update: Some(wfm_proto::v1::CtiUpdate {
+                    kind: Some(wfm_proto::v1::cti_update::Kind::Snapshot(
+                        snapshot.unwrap_or_default(),
+                    )),
+                }),
+            })
+            .await
+            .unwrap();
+        manager
+            .end_session(wfm_proto::v1::EndSessionRequest {
+                session_id: lost.clone(),
+            })
+            .await
+            .unwrap();
+    };
+    let (report, ()) = tokio::join!(measuring, meddling);
+    assert!(report.resyncs >= 1, "{report:?}");
+    assert_eq!(report.recreations, 1, "{report:?}");
+    for session_id in [&gapped, &lost] {
+        let session = manager
+            .get_session(wfm_proto::v1::GetSessionRequest {
+                session_id: session_id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(session.last_sequence > 1, "{session_id}: {session:?}");
+    }
+    drop(pipeline);
     stack.stop().await;
 }

@@ -42,12 +42,12 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     let manager = WorkflowManagerClient::connect(stack.manager_url.clone())
         .await
         .context("cannot reach the in-process manager")?;
+    let manager = wfm_sim::resilient::Manager::from(manager);
 
     let mut agents = JoinSet::new();
     let mut listed = Vec::new();
     for index in 1..=args.agents {
-        let mut client = manager.clone();
-        let (agent, next_sequence) = wfm_sim::demo::create(&mut client, index).await?;
+        let (agent, session) = wfm_sim::demo::create(&manager, index).await?;
         listed.push(DemoSession {
             agent_id: agent.agent_id.clone(),
             session_id: agent.session_id.clone(),
@@ -56,8 +56,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
         let scenarios = scenarios.clone();
         agents.spawn(async move {
             if let Err(error) =
-                wfm_sim::demo::replay_forever(client, &agent, next_sequence, &scenarios, index - 1)
-                    .await
+                wfm_sim::demo::replay_forever(session, &agent, &scenarios, index - 1).await
             {
                 tracing::error!(%error, agent = %agent.agent_id, "demo agent stopped");
             }
