@@ -114,3 +114,93 @@ async fn every_call_works_at_a_replica_that_does_not_own_the_session() {
     let ended = at_other.get_session(get("s1")).await.unwrap_err();
     assert_eq!(ended.code(), Code::NotFound);
 }
+
+#[tokio::test]
+#[ignore = "needs nats-server: set WFM_NATS_SERVER"]
+async fn a_replica_shut_down_hands_its_sessions_over_with_nothing_lost() {
+    let nats = Nats::start();
+    let leaving = replica(&nats, "a").await;
+    let staying = replica(&nats, "b").await;
+    let mut at_leaving = leaving.client().await;
+    at_leaving
+        .create_session(create_request("s1", "agent-1"))
+        .await
+        .unwrap();
+    for (sequence, state) in [(1, pb::AgentState::NotReady), (2, pb::AgentState::Ready)] {
+        at_leaving
+            .apply_update(update("s1", sequence, agent(state)))
+            .await
+            .unwrap();
+    }
+    // Straight away: the write-behind persist may not have happened yet; the handoff
+    // writes the final state itself.
+    leaving.shutdown.cancel();
+    leaving.task.await.unwrap().unwrap();
+    let metrics = leaving.stats.registry().render();
+    assert!(
+        metrics.contains("wfm_manager_cluster_handoffs_total 1"),
+        "{metrics}"
+    );
+
+    let mut at_staying = staying.client().await;
+    let seen = at_staying
+        .get_session(pb::GetSessionRequest {
+            session_id: "s1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(seen.last_sequence, 2, "no update lost, so no gap");
+    let next = at_staying
+        .apply_update(update("s1", 3, agent(pb::AgentState::NotReady)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!next.duplicate);
+}
+
+/// A fake NATS server that announces `version` and answers pings, as an old server would.
+async fn old_nats(version: &'static str) -> String {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("nats://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (read, mut write) = socket.into_split();
+                let info = format!(
+                    "INFO {{\"server_id\":\"old\",\"server_name\":\"old\",\"version\":\"{version}\",\"proto\":1,\"headers\":true,\"max_payload\":1048576}}\r\n"
+                );
+                if write.write_all(info.as_bytes()).await.is_err() {
+                    return;
+                }
+                let mut lines = BufReader::new(read).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if line.starts_with("PING") && write.write_all(b"PONG\r\n").await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_replica_refuses_to_start_against_a_nats_server_older_than_2_11() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut config = ManagerConfig::new(SigningKey::from_bytes(KEY).unwrap());
+    config.cluster = Some(ClusterConfig {
+        nats_url: old_nats("2.9.10").await,
+        node_id: "a".into(),
+        advertise_url: "http://127.0.0.1:1".into(),
+        lease_ttl: Duration::from_millis(2000),
+        replicas: 1,
+    });
+    let served = wfm_manager::serve(listener, config, Default::default()).await;
+    let error = served.unwrap_err().to_string();
+    assert!(
+        error.contains("NATS server 2.9.10 is older than 2.11, the minimum for cluster mode"),
+        "{error}"
+    );
+}

@@ -125,3 +125,48 @@ fn a_bad_setting_stops_the_process_with_one_line_naming_it() {
         "{stderr}"
     );
 }
+
+#[test]
+fn cluster_settings_that_cannot_work_are_refused_before_anything_starts() {
+    let key = "0123456789abcdef0123456789abcdef-cluster";
+    let cluster = |extra: &[&str]| {
+        let mut command = wfm("manager");
+        command
+            .env_remove("WFM_SIGNING_KEY")
+            .args(["--nats-url", "nats://127.0.0.1:1"])
+            .args(extra);
+        refusal(&mut command)
+    };
+    let ephemeral = cluster(&["--node-id", "a"]);
+    assert!(
+        ephemeral.contains("--signing-key")
+            && ephemeral.contains("an ephemeral one is refused in cluster mode"),
+        "{ephemeral}"
+    );
+    let wildcard = cluster(&[
+        "--signing-key",
+        key,
+        "--node-id",
+        "a",
+        "--listen",
+        "0.0.0.0:50051",
+    ]);
+    assert!(
+        wildcard.contains("--advertise-url") && wildcard.contains("is a wildcard"),
+        "{wildcard}"
+    );
+    let dotted = cluster(&["--signing-key", key, "--node-id", "host.example.com"]);
+    assert!(
+        dotted.contains("--node-id") && dotted.contains("letters, digits"),
+        "{dotted}"
+    );
+    let replicas = cluster(&[
+        "--signing-key",
+        key,
+        "--node-id",
+        "a",
+        "--nats-replicas",
+        "7",
+    ]);
+    assert!(replicas.contains("--nats-replicas"), "{replicas}");
+}

@@ -73,10 +73,11 @@ impl Fence {
         let Some(owned) = entry.owned.as_mut() else {
             return;
         };
-        if owned.dirty_since.is_none() && !owned.in_flight {
+        if owned.dirty_since.is_none() {
+            // One pending unit per change set; its write settles it (see `persist`).
             self.stats.persist_pending.inc();
+            owned.dirty_since = Some(Instant::now());
         }
-        owned.dirty_since.get_or_insert_with(Instant::now);
         if !owned.queued && !owned.in_flight {
             owned.queued = true;
             // Closed only when the persister stops at shutdown, after the handoff.

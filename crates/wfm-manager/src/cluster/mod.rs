@@ -338,6 +338,11 @@ impl Cluster {
                 Ok(())
             }
             Err(StoreError::Conflict) => {
+                if let Some(owned) = lock(entry).owned.as_mut()
+                    && owned.dirty_since.take().is_some()
+                {
+                    self.stats.persist_pending.dec();
+                }
                 self.release_write(entry, None);
                 self.stats.fencing_refusals.inc();
                 tracing::warn!(session_id = %id, "session taken by another replica during a lapse; dropped here");

@@ -65,9 +65,8 @@ fn finish(
         Ok(revision) => {
             owned.revision = revision;
             stats.persist_lag.observe(since.elapsed());
-            if owned.dirty_since.is_none() {
-                stats.persist_pending.dec();
-            } else if !owned.queued && !owned.moving {
+            stats.persist_pending.dec();
+            if owned.dirty_since.is_some() && !owned.queued && !owned.moving {
                 owned.queued = true;
                 drop(entry);
                 cluster.fence.requeue(shared);
@@ -75,6 +74,9 @@ fn finish(
         }
         Err(StoreError::Conflict) => {
             stats.persist_pending.dec();
+            if owned.dirty_since.take().is_some() {
+                stats.persist_pending.dec();
+            }
             stats.fencing_refusals.inc();
             tracing::warn!(%session_id, "session taken by another replica; dropped here");
             drop(entry);
@@ -84,8 +86,11 @@ fn finish(
         }
         Err(error) => {
             tracing::debug!(%session_id, %error, "persisting failed; retrying");
-            let earliest = owned.dirty_since.map_or(since, |later| later.min(since));
-            owned.dirty_since = Some(earliest);
+            // The failed write's changes join any made since: one pending unit again.
+            if owned.dirty_since.is_some() {
+                stats.persist_pending.dec();
+            }
+            owned.dirty_since = Some(since);
             if !owned.queued {
                 owned.queued = true;
                 drop(entry);
