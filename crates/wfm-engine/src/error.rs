@@ -54,6 +54,34 @@ pub enum UpdateError {
     /// An interaction names itself as the call it consults for.
     #[error("interaction {0} cannot consult for itself")]
     ConsultOfSelf(Id),
+    /// The sequence number is 0 (unset on the wire) or the largest number, after which
+    /// no update could follow.
+    #[error("invalid sequence {0}: sequences run from 1 to 2^64-2")]
+    InvalidSequence(u64),
+    /// More of something than a session may hold.
+    #[error("too many {what}: at most {limit}")]
+    TooMany {
+        /// What (e.g. "channels").
+        what: &'static str,
+        /// The most accepted.
+        limit: usize,
+    },
+    /// A text field is longer than accepted.
+    #[error("{what} is longer than {limit} bytes")]
+    TooLong {
+        /// Which field.
+        what: &'static str,
+        /// The longest accepted, in bytes.
+        limit: usize,
+    },
+    /// An interaction consults for one the session does not have.
+    #[error("interaction {interaction} consults for unknown interaction {consult_of}")]
+    UnknownConsult {
+        /// The consulting interaction.
+        interaction: Id,
+        /// The interaction it names.
+        consult_of: Id,
+    },
     /// The sequence number skips ahead; the session expects `expected`.
     #[error("sequence gap: expected {expected}, got {got}")]
     SequenceGap {

@@ -6,6 +6,7 @@
 //! - [`id`]: validated identifiers, safe as dot-notation target segments.
 //! - [`model`]: the CTI state of a session (channels, agent states, interactions).
 //! - [`update`]: CTI updates, validated completely before they are applied.
+//! - [`limits`]: the largest session accepted.
 //! - [`capability`]: the capability catalogue and the [`CapSet`] bitset.
 //! - [`profile`]: options, feature switches and custom rules.
 //! - [`custom`]: the hook through which compiled custom rules narrow enablement.
@@ -21,6 +22,7 @@ pub mod custom;
 pub mod error;
 pub mod explain;
 pub mod id;
+pub mod limits;
 pub mod model;
 pub mod profile;
 mod rules;

@@ -64,8 +64,12 @@ impl Session {
     ///
     /// The next number is applied, a repeat is acknowledged as [`Applied::Duplicate`], a gap is
     /// refused with the expected number, and a snapshot is applied whatever its number and
-    /// resets the sequence to it. A refused update changes nothing, including the sequence.
+    /// resets the sequence to it. 0 (unset on the wire) and `u64::MAX` (no number could
+    /// follow it) are refused. A refused update changes nothing, including the sequence.
     pub fn apply(&mut self, sequence: u64, update: CtiUpdate) -> Result<Applied, UpdateError> {
+        if sequence == 0 || sequence == u64::MAX {
+            return Err(UpdateError::InvalidSequence(sequence));
+        }
         let is_snapshot = matches!(update, CtiUpdate::Snapshot(_));
         if !is_snapshot {
             if sequence <= self.last_sequence {

@@ -3,8 +3,11 @@
 //! Every update is validated completely before anything is written, so a refused update
 //! leaves the state exactly as it was.
 
+use std::collections::HashSet;
+
 use crate::error::UpdateError;
 use crate::id::Id;
+use crate::limits;
 use crate::model::{
     AgentState, Interaction, InteractionState, Media, Pending, Recording, SessionState,
 };
@@ -65,15 +68,33 @@ pub(crate) fn validate_state(mut state: SessionState) -> Result<SessionState, Up
     if state.channels.is_empty() {
         return Err(UpdateError::NoChannels);
     }
-    for (index, channel) in state.channels.iter().enumerate() {
-        if state.channels[..index].iter().any(|c| c.id == channel.id) {
+    // Counts first, so that nothing below runs over an oversized state.
+    at_most("channels", state.channels.len(), limits::MAX_CHANNELS)?;
+    at_most(
+        "interactions",
+        state.interactions.len(),
+        limits::MAX_INTERACTIONS,
+    )?;
+    let mut seen = HashSet::with_capacity(state.channels.len());
+    for channel in &state.channels {
+        check_channel_text(&channel.reason, &channel.pending_reason)?;
+        if !seen.insert(&channel.id) {
             return Err(UpdateError::DuplicateChannel(channel.id.clone()));
         }
     }
-    for (index, item) in state.interactions.iter().enumerate() {
+    let mut ids = HashSet::with_capacity(state.interactions.len());
+    for item in &state.interactions {
         // Ended ones too: an id listed twice is malformed even if one copy is being dropped.
-        if state.interactions[..index].iter().any(|i| i.id == item.id) {
+        if !ids.insert(&item.id) {
             return Err(UpdateError::DuplicateInteraction(item.id.clone()));
+        }
+    }
+    for item in &state.interactions {
+        if let Some(consult_of) = item.consult_of.as_ref().filter(|c| !ids.contains(c)) {
+            return Err(UpdateError::UnknownConsult {
+                interaction: item.id.clone(),
+                consult_of: consult_of.clone(),
+            });
         }
     }
     let mut checked: Vec<Interaction> = Vec::with_capacity(state.interactions.len());
@@ -96,9 +117,61 @@ fn admit(state: &SessionState, mut item: Interaction) -> Result<Interaction, Upd
     if item.consult_of.as_ref() == Some(&item.id) {
         return Err(UpdateError::ConsultOfSelf(item.id));
     }
+    at_most(
+        "parties",
+        item.parties as usize,
+        limits::MAX_PARTIES as usize,
+    )?;
+    at_most_bytes("disposition", &item.disposition, limits::MAX_TEXT)?;
+    at_most(
+        "attached-data entries",
+        item.data.len(),
+        limits::MAX_DATA_ENTRIES,
+    )?;
+    for (key, value) in &item.data {
+        check_data(key, value)?;
+    }
+    at_most_bytes_total(item.data.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     // Sharing the channel's Arc turns later id comparisons into pointer comparisons.
     item.channel = channel.id.clone();
     Ok(item)
+}
+
+fn at_most(what: &'static str, count: usize, limit: usize) -> Result<(), UpdateError> {
+    if count > limit {
+        return Err(UpdateError::TooMany { what, limit });
+    }
+    Ok(())
+}
+
+fn at_most_bytes(what: &'static str, text: &str, limit: usize) -> Result<(), UpdateError> {
+    if text.len() > limit {
+        return Err(UpdateError::TooLong { what, limit });
+    }
+    Ok(())
+}
+
+fn at_most_bytes_total<'a>(
+    data: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Result<(), UpdateError> {
+    let bytes: usize = data.map(|(k, v)| k.len() + v.len()).sum();
+    if bytes > limits::MAX_DATA_BYTES {
+        return Err(UpdateError::TooLong {
+            what: "attached data",
+            limit: limits::MAX_DATA_BYTES,
+        });
+    }
+    Ok(())
+}
+
+fn check_channel_text(reason: &str, pending_reason: &str) -> Result<(), UpdateError> {
+    at_most_bytes("reason", reason, limits::MAX_TEXT)?;
+    at_most_bytes("pending reason", pending_reason, limits::MAX_TEXT)
+}
+
+fn check_data(key: &str, value: &str) -> Result<(), UpdateError> {
+    at_most_bytes("attached-data key", key, limits::MAX_DATA_KEY)?;
+    at_most_bytes("attached-data value", value, limits::MAX_DATA_VALUE)
 }
 
 fn check_state(id: &Id, state: InteractionState, media: Media) -> Result<(), UpdateError> {
@@ -132,6 +205,7 @@ pub(crate) fn apply(state: &mut SessionState, update: CtiUpdate) -> Result<(), U
                     claimed,
                 });
             }
+            check_channel_text(&update.reason, &update.pending_reason)?;
             channel.state = update.state;
             channel.reason = update.reason;
             channel.pending = update.pending;
@@ -141,7 +215,22 @@ pub(crate) fn apply(state: &mut SessionState, update: CtiUpdate) -> Result<(), U
             if state.interaction(&item.id).is_some() {
                 return Err(UpdateError::DuplicateInteraction(item.id));
             }
+            at_most(
+                "interactions",
+                state.interactions.len() + 1,
+                limits::MAX_INTERACTIONS,
+            )?;
             let item = admit(state, item)?;
+            if let Some(consult_of) = item
+                .consult_of
+                .as_ref()
+                .filter(|c| state.interaction(c).is_none())
+            {
+                return Err(UpdateError::UnknownConsult {
+                    interaction: item.id.clone(),
+                    consult_of: consult_of.clone(),
+                });
+            }
             if item.state != InteractionState::Ended {
                 state.interactions.push(item);
             }
@@ -168,6 +257,49 @@ fn apply_change(state: &mut SessionState, change: InteractionChange) -> Result<(
     if change.consult_of.as_ref().and_then(Option::as_ref) == Some(&id) {
         return Err(UpdateError::ConsultOfSelf(id));
     }
+    if let Some(consult_of) = change
+        .consult_of
+        .as_ref()
+        .and_then(Option::as_ref)
+        .filter(|c| state.interaction(c).is_none())
+    {
+        return Err(UpdateError::UnknownConsult {
+            interaction: id,
+            consult_of: consult_of.clone(),
+        });
+    }
+    if let Some(parties) = change.parties {
+        at_most("parties", parties as usize, limits::MAX_PARTIES as usize)?;
+    }
+    if let Some(disposition) = &change.disposition {
+        at_most_bytes("disposition", disposition, limits::MAX_TEXT)?;
+    }
+    for (key, value) in &change.data {
+        check_data(key, value)?;
+    }
+    let item = &state.interactions[index];
+    let added = change
+        .data
+        .iter()
+        .filter(|(key, value)| !value.is_empty() && !item.data.contains_key(key))
+        .count();
+    at_most(
+        "attached-data entries",
+        item.data.len() + added,
+        limits::MAX_DATA_ENTRIES,
+    )?;
+    // The data as it would be after the change: kept entries not overwritten, plus the new.
+    let kept = item
+        .data
+        .iter()
+        .filter(|(key, _)| !change.data.iter().any(|(k, _)| k == *key))
+        .map(|(k, v)| (k.as_str(), v.as_str()));
+    let set = change
+        .data
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k.as_str(), v.as_str()));
+    at_most_bytes_total(kept.chain(set))?;
 
     if change.state == Some(InteractionState::Ended) {
         state.interactions.remove(index);

@@ -105,7 +105,11 @@ impl ManagerError {
                 | UpdateError::DuplicateChannel(_)
                 | UpdateError::ChannelMediaMismatch { .. }
                 | UpdateError::StateNotForMedia { .. }
-                | UpdateError::ConsultOfSelf(_) => Code::InvalidArgument,
+                | UpdateError::ConsultOfSelf(_)
+                | UpdateError::UnknownConsult { .. }
+                | UpdateError::InvalidSequence(_)
+                | UpdateError::TooMany { .. }
+                | UpdateError::TooLong { .. } => Code::InvalidArgument,
             },
             ManagerError::MissingField(_)
             | ManagerError::UnknownEnumValue { .. }

@@ -37,5 +37,5 @@ mod streams;
 
 pub use cluster::ClusterConfig;
 pub use config::ManagerConfig;
-pub use server::{ServeError, serve};
+pub use server::{MAX_MESSAGE_BYTES, MAX_STREAMS_PER_CONNECTION, ServeError, serve};
 pub use stats::ManagerStats;

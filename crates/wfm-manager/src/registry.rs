@@ -281,6 +281,15 @@ pub(crate) struct Registry {
     fence: Option<Arc<Fence>>,
 }
 
+/// Refuses a session id longer than any session's: no session has it, and refusing it
+/// keeps every error that names the id short.
+fn check_length(session_id: &str) -> Result<(), ManagerError> {
+    if session_id.len() > wfm_engine::id::MAX_ID_LEN {
+        Id::parse("session id", session_id)?;
+    }
+    Ok(())
+}
+
 /// Locks a session entry.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Entries are only written after validation succeeds, so a panicking writer cannot
@@ -408,6 +417,7 @@ impl Registry {
     }
 
     fn entry(&self, session_id: &str) -> Result<Arc<Mutex<Entry>>, ManagerError> {
+        check_length(session_id)?;
         let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
         sessions
             .get(session_id)
@@ -483,6 +493,7 @@ impl Registry {
             .sessions
             .write()
             .unwrap_or_else(PoisonError::into_inner);
+        check_length(session_id)?;
         let unknown = || ManagerError::UnknownSession(session_id.to_string());
         let found = sessions.get(session_id).ok_or_else(unknown)?;
         if let Some(fence) = &self.fence {

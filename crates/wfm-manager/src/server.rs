@@ -19,6 +19,17 @@ use crate::registry::Registry;
 use crate::service::WorkflowManagerService;
 use crate::stats::ManagerStats;
 
+/// How often an idle HTTP/2 connection is pinged.
+const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(20);
+/// How long a ping may go unanswered before the connection is closed.
+const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+/// Concurrent calls and streams one connection may have open.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 1024;
+/// Largest gRPC message in either direction, in bytes: a session at every limit of
+/// `wfm_engine::limits` fits several times over; a larger message is refused with
+/// OUT_OF_RANGE before it is decoded.
+pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
+
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -127,10 +138,19 @@ pub async fn serve(
         .with_nodelay(Some(true))
         .map(move |accepted| accepted.map(|tcp| Counted::new(tcp, &stats)));
     Server::builder()
+        // A peer that vanishes without closing its connection (a frozen gateway, a dropped
+        // NAT mapping) is noticed and its streams and bindings released.
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(WorkflowManagerServer::new(service))
+        .add_service(
+            WorkflowManagerServer::new(service)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
         .serve_with_incoming_shutdown(incoming, drain)
         .await?;
     tracing::info!("workflow manager stopped");

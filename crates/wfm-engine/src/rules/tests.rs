@@ -895,7 +895,8 @@ fn option_max_conference_parties_bounds_the_joined_call() {
         (1, 6, 6, false),
         (2, 2, 3, true),
         (2, 2, 2, false),
-        (u32::MAX, u32::MAX, u32::MAX, true),
+        (64, 64, 127, true),
+        (64, 64, 126, false),
     ];
     for (held_parties, connected_parties, max, conference) in cases {
         let options = Options {
@@ -1333,12 +1334,14 @@ fn the_default_profile_defines_the_whole_catalogue() {
 // Robustness
 
 #[test]
-fn many_legs_on_one_channel_do_not_overflow_the_tally() {
-    // More legs than a u8 counts: the tally saturates instead of panicking or wrapping.
-    let calls: Vec<Interaction> = (0..300)
+fn as_many_legs_as_a_session_holds_on_one_channel_keep_the_tally_sound() {
+    // As many legs as a session may hold, on one channel: the tally neither panics nor wraps.
+    let half = crate::limits::MAX_INTERACTIONS / 2;
+    let calls: Vec<Interaction> = (0..half)
         .map(|n| call(&format!("h{n}"), "voice", Held))
-        .chain((0..300).map(|n| call(&format!("c{n}"), "voice", Connected)))
+        .chain((0..half).map(|n| call(&format!("c{n}"), "voice", Connected)))
         .collect();
+    assert_eq!(calls.len(), crate::limits::MAX_INTERACTIONS);
     let s = session(on_voice(calls));
     assert_eq!(
         caps(&s, "voice.h0"),

@@ -80,10 +80,9 @@ fn a_repeat_is_acknowledged_and_changes_nothing() {
     s.apply(2, to_state("c1", Connected)).unwrap();
     let before = observe(&s);
 
-    // The same number again, an older one, and 0, whatever they carry.
+    // The same number again, and an older one, whatever they carry.
     assert_eq!(s.apply(2, to_state("c1", Held)), Ok(Applied::Duplicate));
     assert_eq!(s.apply(1, to_state("c1", WrapUp)), Ok(Applied::Duplicate));
-    assert_eq!(s.apply(0, to_state("c1", Held)), Ok(Applied::Duplicate));
     // A retry is not validated again: the original was, when it was applied.
     assert_eq!(s.apply(2, to_state("ghost", Held)), Ok(Applied::Duplicate));
     assert_eq!(observe(&s), before);
@@ -107,10 +106,10 @@ fn a_gap_is_refused_naming_the_expected_number() {
         })
     );
     assert_eq!(
-        s.apply(u64::MAX, to_state("c1", Connected)),
+        s.apply(u64::MAX - 1, to_state("c1", Connected)),
         Err(UpdateError::SequenceGap {
             expected: 2,
-            got: u64::MAX
+            got: u64::MAX - 1
         })
     );
     assert_eq!(observe(&s), before);
@@ -928,5 +927,109 @@ fn a_restored_session_continues_where_its_original_stopped() {
     assert_eq!(
         targets(&events(restored.apply(3, to_state("c1", Held)).unwrap())),
         ["s1.voice.c1"]
+    );
+}
+
+#[test]
+fn sequence_zero_and_the_largest_number_are_refused_whatever_the_update() {
+    let mut s = busy();
+    s.apply(1, to_state("c1", Held)).unwrap();
+    let before = observe(&s);
+    for sequence in [0, u64::MAX] {
+        assert_eq!(
+            s.apply(sequence, to_state("c1", Connected)),
+            Err(UpdateError::InvalidSequence(sequence))
+        );
+        let snapshot = CtiUpdate::Snapshot(s.state().clone());
+        assert_eq!(
+            s.apply(sequence, snapshot),
+            Err(UpdateError::InvalidSequence(sequence))
+        );
+        assert_eq!(observe(&s), before);
+    }
+    // The largest usable number still leaves room for nothing after it but a snapshot.
+    let snapshot = CtiUpdate::Snapshot(s.state().clone());
+    assert!(s.apply(u64::MAX - 1, snapshot).is_ok());
+    assert_eq!(
+        s.apply(u64::MAX, to_state("c1", Connected)),
+        Err(UpdateError::InvalidSequence(u64::MAX))
+    );
+}
+
+#[test]
+fn every_size_a_peer_controls_is_capped() {
+    use crate::limits::{MAX_CHANNELS, MAX_DATA_VALUE, MAX_INTERACTIONS, MAX_TEXT};
+    let channels: Vec<_> = (0..=MAX_CHANNELS)
+        .map(|n| voice(&format!("v{n}"), Busy))
+        .collect();
+    let too_many = Session::new(id("s1"), Default::default(), state(channels, vec![]));
+    assert_eq!(
+        too_many.err(),
+        Some(UpdateError::TooMany {
+            what: "channels",
+            limit: MAX_CHANNELS
+        })
+    );
+    let calls: Vec<_> = (0..=MAX_INTERACTIONS)
+        .map(|n| call(&format!("c{n}"), "voice", Held))
+        .collect();
+    let too_many = Session::new(
+        id("s1"),
+        Default::default(),
+        state(vec![voice("voice", Busy)], calls),
+    );
+    assert_eq!(
+        too_many.err(),
+        Some(UpdateError::TooMany {
+            what: "interactions",
+            limit: MAX_INTERACTIONS
+        })
+    );
+
+    let mut s = busy();
+    let mut big = change("c1");
+    big.data = vec![("k".into(), "v".repeat(MAX_DATA_VALUE + 1))];
+    assert_refused(
+        &mut s,
+        CtiUpdate::InteractionChanged(big),
+        UpdateError::TooLong {
+            what: "attached-data value",
+            limit: MAX_DATA_VALUE,
+        },
+    );
+    let mut long = change("c1");
+    long.disposition = Some("d".repeat(MAX_TEXT + 1));
+    assert_refused(
+        &mut s,
+        CtiUpdate::InteractionChanged(long),
+        UpdateError::TooLong {
+            what: "disposition",
+            limit: MAX_TEXT,
+        },
+    );
+}
+
+#[test]
+fn a_consult_for_an_interaction_the_session_does_not_have_is_refused() {
+    let mut s = busy();
+    let mut consult = call("c2", "voice", Connected);
+    consult.consult_of = Some(id("ghost"));
+    assert_refused(
+        &mut s,
+        CtiUpdate::InteractionCreated(consult),
+        UpdateError::UnknownConsult {
+            interaction: id("c2"),
+            consult_of: id("ghost"),
+        },
+    );
+    let mut pointing = change("c1");
+    pointing.consult_of = Some(Some(id("ghost")));
+    assert_refused(
+        &mut s,
+        CtiUpdate::InteractionChanged(pointing),
+        UpdateError::UnknownConsult {
+            interaction: id("c1"),
+            consult_of: id("ghost"),
+        },
     );
 }
