@@ -489,6 +489,9 @@ fn the_compose_cluster_is_three_manager_replicas_on_one_jetstream_node() {
 // ---------------------------------------------------------------------------------------
 // deploy/k8s
 
+/// The image name every manifest runs, without registry or tag.
+const IMAGE: &str = "wfm";
+
 fn documents(path: &str) -> Vec<Value> {
     use serde::Deserialize;
     serde_yaml_ng::Deserializer::from_str(&read(path))
@@ -547,7 +550,9 @@ fn the_kubernetes_manifests_match_the_binaries() {
         let deployment = find(&docs, kind, &name);
         let pod = &deployment["spec"]["template"]["spec"];
         let container = &pod["containers"][0];
-        assert_eq!(container["image"], "wfm:latest", "{file}");
+        // The placeholder that kustomization.yaml pins to a registry and release (checked in
+        // the_kustomization_applies_every_manifest_with_its_images_pinned).
+        assert_eq!(container["image"], IMAGE, "{file}");
         let run: Vec<&str> = container["command"]
             .as_sequence()
             .unwrap()
@@ -795,5 +800,745 @@ fn the_cluster_settings_exist_as_the_deployments_name_them() {
             .into_iter()
             .any(|(_, f, e, _)| f == flag && e == env);
         assert!(found, "wfm {role} has no setting {flag} / {env}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// deploy/k8s: hardening (Pod Security, NetworkPolicy, Ingress TLS, kustomization)
+
+const K8S: &str = "deploy/k8s";
+
+/// Helm values files are input to a chart, not resources: neither applied nor validated as
+/// manifests.
+fn is_values_file(name: &str) -> bool {
+    let stem = name.trim_end_matches(".yaml").trim_end_matches(".yml");
+    stem.ends_with("-values") || stem == "values"
+}
+
+/// The manifests in deploy/k8s: every YAML file but the values files and the kustomization
+/// itself, by file name (.ci/run validates the same selection against the API schemas).
+fn manifest_files() -> BTreeSet<String> {
+    std::fs::read_dir(root().join(K8S))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".yaml") || n.ends_with(".yml"))
+        .filter(|n| !is_values_file(n) && !n.starts_with("kustomization."))
+        .collect()
+}
+
+/// Every document of every manifest, with the file it came from.
+fn manifest_documents() -> Vec<(String, Value)> {
+    manifest_files()
+        .into_iter()
+        .flat_map(|file| {
+            documents(&format!("{K8S}/{file}"))
+                .into_iter()
+                .map(move |d| (file.clone(), d))
+        })
+        .collect()
+}
+
+/// The pod spec a workload runs, whatever its kind; None for what runs no pod.
+fn pod_spec(doc: &Value) -> Option<&Value> {
+    let spec = match doc["kind"].as_str()? {
+        "Pod" => &doc["spec"],
+        "Deployment"
+        | "StatefulSet"
+        | "DaemonSet"
+        | "ReplicaSet"
+        | "Job"
+        | "ReplicationController" => &doc["spec"]["template"]["spec"],
+        "CronJob" => &doc["spec"]["jobTemplate"]["spec"]["template"]["spec"],
+        _ => return None,
+    };
+    Some(spec)
+}
+
+/// Every container of a pod: init and ephemeral ones too, since the standard covers them.
+fn all_containers(pod: &Value) -> Vec<&Value> {
+    ["initContainers", "containers", "ephemeralContainers"]
+        .iter()
+        .filter_map(|k| pod[*k].as_sequence())
+        .flatten()
+        .collect()
+}
+
+fn strings(value: &Value) -> Vec<&str> {
+    value
+        .as_sequence()
+        .map(|s| s.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// The volume types the restricted level allows.
+const RESTRICTED_VOLUMES: [&str; 8] = [
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+];
+
+/// The SELinux types the baseline level allows (unset is allowed too).
+const BASELINE_SELINUX_TYPES: [&str; 4] = [
+    "container_t",
+    "container_init_t",
+    "container_kvm_t",
+    "container_engine_t",
+];
+
+/// What the Pod Security Standards' "restricted" level (which includes "baseline") refuses
+/// in a pod spec, one line each; empty when the pod is admitted. Written from the
+/// standard's rules, field by field, so that it needs no cluster. Stricter in one place:
+/// sysctls are refused altogether rather than checked against the safe set, since no pod
+/// here sets one.
+fn restricted_violations(pod: &Value) -> Vec<String> {
+    let mut found = Vec::new();
+    let pod_context = &pod["securityContext"];
+    // Baseline: no host namespaces, host ports, host paths, privilege or extra kernel access.
+    for host in ["hostNetwork", "hostPID", "hostIPC"] {
+        if pod[host].as_bool() == Some(true) {
+            found.push(format!("{host}: true"));
+        }
+    }
+    if !pod_context["sysctls"].is_null() {
+        found.push("pod sysctls".to_string());
+    }
+    if pod_context["windowsOptions"]["hostProcess"].as_bool() == Some(true) {
+        found.push("pod windowsOptions.hostProcess".to_string());
+    }
+    for volume in pod["volumes"].as_sequence().into_iter().flatten() {
+        let name = volume["name"].as_str().unwrap_or("?");
+        let types: Vec<&str> = volume
+            .as_mapping()
+            .unwrap()
+            .keys()
+            .filter_map(Value::as_str)
+            .filter(|k| *k != "name")
+            .collect();
+        for kind in types {
+            if !RESTRICTED_VOLUMES.contains(&kind) {
+                found.push(format!("volume {name}: type {kind}"));
+            }
+        }
+    }
+    // Settings that may be made for the pod or per container: a container's own wins.
+    let seccomp_ok = |t: &Value| matches!(t.as_str(), Some("RuntimeDefault" | "Localhost"));
+    let pod_seccomp = &pod_context["seccompProfile"]["type"];
+    if !pod_seccomp.is_null() && !seccomp_ok(pod_seccomp) {
+        found.push(format!("pod seccompProfile {pod_seccomp:?}"));
+    }
+    if pod_context["runAsNonRoot"].as_bool() == Some(false) {
+        found.push("pod runAsNonRoot: false".to_string());
+    }
+    if pod_context["runAsUser"].as_u64() == Some(0) {
+        found.push("pod runAsUser: 0".to_string());
+    }
+    let selinux_ok = |options: &Value| {
+        let kind = options["type"].as_str();
+        options["user"].is_null()
+            && options["role"].is_null()
+            && kind.is_none_or(|t| t.is_empty() || BASELINE_SELINUX_TYPES.contains(&t))
+    };
+    if !selinux_ok(&pod_context["seLinuxOptions"]) {
+        found.push("pod seLinuxOptions".to_string());
+    }
+    if pod_context["appArmorProfile"]["type"] == "Unconfined" {
+        found.push("pod appArmorProfile Unconfined".to_string());
+    }
+    let containers = all_containers(pod);
+    if containers.is_empty() {
+        found.push("no container".to_string());
+    }
+    for container in containers {
+        let name = container["name"].as_str().unwrap_or("?");
+        let context = &container["securityContext"];
+        let mut refuse = |what: &str| found.push(format!("container {name}: {what}"));
+        if context["privileged"].as_bool() == Some(true) {
+            refuse("privileged");
+        }
+        if context["procMount"]
+            .as_str()
+            .is_some_and(|m| m != "Default")
+        {
+            refuse("procMount");
+        }
+        if context["windowsOptions"]["hostProcess"].as_bool() == Some(true) {
+            refuse("windowsOptions.hostProcess");
+        }
+        if !selinux_ok(&context["seLinuxOptions"]) {
+            refuse("seLinuxOptions");
+        }
+        if context["appArmorProfile"]["type"] == "Unconfined" {
+            refuse("appArmorProfile Unconfined");
+        }
+        for port in container["ports"].as_sequence().into_iter().flatten() {
+            if port["hostPort"].as_u64().is_some_and(|p| p != 0) {
+                refuse("hostPort");
+            }
+        }
+        // Restricted: explicitly no privilege escalation.
+        if context["allowPrivilegeEscalation"].as_bool() != Some(false) {
+            refuse("allowPrivilegeEscalation is not false");
+        }
+        // Non-root, from the container or else the pod.
+        let non_root = context["runAsNonRoot"]
+            .as_bool()
+            .or(pod_context["runAsNonRoot"].as_bool());
+        if non_root != Some(true) {
+            refuse("runAsNonRoot is not true");
+        }
+        if context["runAsUser"].as_u64() == Some(0) {
+            refuse("runAsUser: 0");
+        }
+        // A seccomp profile of the runtime or the node, from the container or else the pod.
+        let seccomp = if context["seccompProfile"]["type"].is_null() {
+            pod_seccomp
+        } else {
+            &context["seccompProfile"]["type"]
+        };
+        if !seccomp_ok(seccomp) {
+            refuse("seccompProfile is neither RuntimeDefault nor Localhost");
+        }
+        // Every capability dropped; only binding low ports may come back.
+        let capabilities = &context["capabilities"];
+        if !strings(&capabilities["drop"]).contains(&"ALL") {
+            refuse("capabilities do not drop ALL");
+        }
+        for added in strings(&capabilities["add"]) {
+            if added != "NET_BIND_SERVICE" {
+                refuse(&format!("adds capability {added}"));
+            }
+        }
+    }
+    found
+}
+
+/// A pod that the restricted level admits, for the check's own test.
+const RESTRICTED_POD: &str = r#"
+securityContext:
+  runAsNonRoot: true
+  runAsUser: 10001
+  seccompProfile: {type: RuntimeDefault}
+containers:
+  - name: app
+    ports: [{containerPort: 8080}]
+    securityContext:
+      allowPrivilegeEscalation: false
+      capabilities: {drop: [ALL], add: [NET_BIND_SERVICE]}
+volumes:
+  - {name: key, secret: {secretName: key}}
+  - {name: tmp, emptyDir: {}}
+"#;
+
+/// The check refuses each thing the standard refuses: without this, a check that admitted
+/// everything would pass on the manifests too.
+#[test]
+fn the_restricted_check_refuses_what_the_standard_refuses() {
+    let admitted: Value = serde_yaml_ng::from_str(RESTRICTED_POD).unwrap();
+    assert_eq!(restricted_violations(&admitted), Vec::<String>::new());
+    let cases: [(&[&str], &str, &str); 20] = [
+        (&["hostNetwork"], "true", "hostNetwork"),
+        (&["hostPID"], "true", "hostPID"),
+        (&["hostIPC"], "true", "hostIPC"),
+        (
+            &["volumes"],
+            "[{name: root, hostPath: {path: /}}]",
+            "type hostPath",
+        ),
+        (
+            &["volumes"],
+            "[{name: n, nfs: {server: s, path: /}}]",
+            "type nfs",
+        ),
+        (
+            &["securityContext", "sysctls"],
+            "[{name: a, value: b}]",
+            "sysctls",
+        ),
+        (
+            &["securityContext", "runAsNonRoot"],
+            "false",
+            "runAsNonRoot",
+        ),
+        (&["securityContext", "runAsUser"], "0", "runAsUser: 0"),
+        (
+            &["securityContext", "seccompProfile"],
+            "{type: Unconfined}",
+            "seccompProfile",
+        ),
+        (
+            &["securityContext", "seccompProfile"],
+            "null",
+            "seccompProfile",
+        ),
+        (
+            &["securityContext", "seLinuxOptions"],
+            "{type: spc_t}",
+            "seLinuxOptions",
+        ),
+        (
+            &["containers", "0", "securityContext", "privileged"],
+            "true",
+            "privileged",
+        ),
+        (
+            &[
+                "containers",
+                "0",
+                "securityContext",
+                "allowPrivilegeEscalation",
+            ],
+            "null",
+            "allowPrivilegeEscalation",
+        ),
+        (
+            &["containers", "0", "securityContext", "capabilities", "drop"],
+            "[NET_RAW]",
+            "drop ALL",
+        ),
+        (
+            &["containers", "0", "securityContext", "capabilities", "add"],
+            "[SYS_ADMIN]",
+            "SYS_ADMIN",
+        ),
+        (
+            &["containers", "0", "securityContext", "seccompProfile"],
+            "{type: Unconfined}",
+            "seccompProfile",
+        ),
+        (
+            &["containers", "0", "securityContext", "runAsNonRoot"],
+            "false",
+            "runAsNonRoot",
+        ),
+        (
+            &["containers", "0", "securityContext", "procMount"],
+            "Unmasked",
+            "procMount",
+        ),
+        (
+            &["containers", "0", "ports", "0", "hostPort"],
+            "80",
+            "hostPort",
+        ),
+        // An init container is held to the same rules.
+        (
+            &["initContainers"],
+            "[{name: init, securityContext: {capabilities: {drop: [ALL]}}}]",
+            "container init: allowPrivilegeEscalation",
+        ),
+    ];
+    for (path, value, expected) in cases {
+        let mut pod = admitted.clone();
+        // A sequence index is written as a number in the path.
+        let mut at = &mut pod;
+        for key in path {
+            at = match key.parse::<usize>() {
+                Ok(i) => &mut at[i],
+                Err(_) => &mut at[*key],
+            };
+        }
+        *at = serde_yaml_ng::from_str(value).unwrap();
+        let found = restricted_violations(&pod);
+        assert!(
+            found.iter().any(|f| f.contains(expected)),
+            "{path:?} = {value}: expected a violation naming {expected:?}, found {found:?}"
+        );
+    }
+}
+
+#[test]
+fn every_pod_meets_the_restricted_pod_security_standard() {
+    let mut checked = BTreeSet::new();
+    for (file, doc) in manifest_documents() {
+        let Some(pod) = pod_spec(&doc) else { continue };
+        let name = format!("{file}: {}", doc["metadata"]["name"].as_str().unwrap());
+        assert_eq!(restricted_violations(pod), Vec::<String>::new(), "{name}");
+        // Beyond the standard, as the security review asks: a numeric non-root user (the
+        // kubelet cannot check a name against runAsNonRoot), a read-only root (the binary
+        // writes no file), and no API token, which neither service uses.
+        let context = &pod["securityContext"];
+        assert!(
+            context["runAsUser"].as_u64().is_some_and(|u| u > 0),
+            "{name}: runAsUser"
+        );
+        assert!(
+            context["runAsGroup"].as_u64().is_some_and(|g| g > 0),
+            "{name}: runAsGroup"
+        );
+        assert_eq!(pod["automountServiceAccountToken"], false, "{name}");
+        for container in all_containers(pod) {
+            assert_eq!(
+                container["securityContext"]["readOnlyRootFilesystem"], true,
+                "{name}"
+            );
+        }
+        checked.insert(doc["metadata"]["name"].as_str().unwrap().to_string());
+    }
+    // The check saw the workloads it is for (a renamed kind would hide them).
+    for workload in ["wfm-manager", "wfm-gateway"] {
+        assert!(checked.contains(workload), "{workload} was not checked");
+    }
+    // The image runs as the uid the manifests name, so runAsNonRoot holds in the image too.
+    let dockerfile = read("deploy/docker/Dockerfile");
+    assert!(dockerfile.contains("USER 10001:10001\n"));
+}
+
+/// Who a NetworkPolicy rule may admit: the labels that identify its pods (and, in another
+/// namespace, the labels of that namespace), and the labels those pods carry.
+struct Caller {
+    name: &'static str,
+    namespace: Option<Value>,
+    identity: Value,
+    labels: Value,
+}
+
+fn labels(yaml: &str) -> Value {
+    serde_yaml_ng::from_str(yaml).unwrap()
+}
+
+impl Caller {
+    /// Pods this repository does not define, known by the labels they are documented with.
+    fn external(name: &'static str, namespace: Option<&str>, pods: &str) -> Self {
+        Caller {
+            name,
+            namespace: namespace.map(labels),
+            identity: labels(pods),
+            labels: labels(pods),
+        }
+    }
+
+    /// One of our workloads: identified by its selector, carrying its template's labels.
+    fn workload(name: &'static str, file: &str, kind: &str) -> Self {
+        let docs = documents(file);
+        let workload = find(&docs, kind, name);
+        Caller {
+            name,
+            namespace: None,
+            identity: workload["spec"]["selector"]["matchLabels"].clone(),
+            labels: workload["spec"]["template"]["metadata"]["labels"].clone(),
+        }
+    }
+
+    /// Whether `peer` admits this caller's pods and no one else's: it asks for at least the
+    /// identifying labels, and the pods carry all that it asks for.
+    fn is(&self, peer: &Value) -> bool {
+        let namespace = match (&self.namespace, &peer["namespaceSelector"]) {
+            (None, selector) => selector.is_null(),
+            (Some(expected), selector) => selector["matchLabels"] == *expected,
+        };
+        let pods = &peer["podSelector"]["matchLabels"];
+        namespace && selects(&self.identity, pods) && selects(pods, &self.labels)
+    }
+}
+
+/// The NetworkPolicies that select pods carrying `labels`.
+fn policies_for<'a>(docs: &'a [(String, Value)], labels: &Value) -> Vec<&'a Value> {
+    docs.iter()
+        .map(|(_, d)| d)
+        .filter(|d| d["kind"] == "NetworkPolicy")
+        .filter(|d| selects(&d["spec"]["podSelector"]["matchLabels"], labels))
+        .collect()
+}
+
+/// Per port, the peers the policies admit to it. Refuses what this check cannot read or
+/// what opens a door to anyone: a rule for every port or every source, an IP block, label
+/// expressions, a protocol other than TCP. `port` turns a rule's port (name or number) into
+/// the number, and refuses one the pod does not expose.
+fn admitted<'a>(
+    policies: &[&'a Value],
+    port: impl Fn(&Value) -> u16,
+) -> std::collections::BTreeMap<u16, Vec<&'a Value>> {
+    let mut by_port = std::collections::BTreeMap::<u16, Vec<&Value>>::new();
+    assert!(!policies.is_empty(), "no NetworkPolicy selects these pods");
+    for policy in policies {
+        let name = policy["metadata"]["name"].as_str().unwrap();
+        assert!(
+            strings(&policy["spec"]["policyTypes"]).contains(&"Ingress"),
+            "{name}: not an ingress policy"
+        );
+        assert!(
+            policy["spec"]["podSelector"]["matchExpressions"].is_null(),
+            "{name}"
+        );
+        for rule in policy["spec"]["ingress"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+        {
+            let peers = rule["from"].as_sequence().map(Vec::as_slice).unwrap_or(&[]);
+            let ports = rule["ports"]
+                .as_sequence()
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            assert!(!peers.is_empty(), "{name}: a rule admits every source");
+            assert!(!ports.is_empty(), "{name}: a rule admits every port");
+            for peer in peers {
+                assert!(peer["ipBlock"].is_null(), "{name}: an ipBlock");
+                for selector in ["podSelector", "namespaceSelector"] {
+                    assert!(
+                        peer[selector]["matchExpressions"].is_null(),
+                        "{name}: {selector} expressions"
+                    );
+                }
+                // A peer without pod labels would admit every pod (of its namespaces).
+                assert!(
+                    peer["podSelector"]["matchLabels"]
+                        .as_mapping()
+                        .is_some_and(|m| !m.is_empty()),
+                    "{name}: a peer without pod labels: {peer:?}"
+                );
+            }
+            for p in ports {
+                assert!(p["endPort"].is_null(), "{name}: a port range");
+                assert!(
+                    p["protocol"].is_null() || p["protocol"] == "TCP",
+                    "{name}: {p:?}"
+                );
+                by_port
+                    .entry(port(&p["port"]))
+                    .or_default()
+                    .extend(peers.iter());
+            }
+        }
+    }
+    by_port
+}
+
+/// Checks that the peers admitted to each port are exactly the callers listed for it, and
+/// that no other port is open.
+fn assert_admits(
+    what: &str,
+    by_port: &std::collections::BTreeMap<u16, Vec<&Value>>,
+    expected: &[(u16, Vec<&Caller>)],
+) {
+    let open: BTreeSet<u16> = by_port.keys().copied().collect();
+    let wanted: BTreeSet<u16> = expected.iter().map(|(p, _)| *p).collect();
+    assert_eq!(open, wanted, "{what}: the open ports");
+    for (port, callers) in expected {
+        let peers = &by_port[port];
+        for caller in callers {
+            assert!(
+                peers.iter().any(|peer| caller.is(peer)),
+                "{what}: {} cannot reach port {port}",
+                caller.name
+            );
+        }
+        for peer in peers {
+            assert!(
+                callers.iter().any(|caller| caller.is(peer)),
+                "{what}: port {port} admits {peer:?}, which is none of {:?}",
+                callers.iter().map(|c| c.name).collect::<Vec<_>>()
+            );
+        }
+    }
+}
+
+/// A pod's container port by number, from the number or the name a policy gives.
+fn container_port(container: &Value, port: &Value) -> u16 {
+    let ports = container["ports"].as_sequence().unwrap();
+    let found = ports.iter().find(|p| match port.as_str() {
+        Some(name) => p["name"] == name,
+        None => p["containerPort"] == *port,
+    });
+    let found = found.unwrap_or_else(|| {
+        panic!(
+            "{}: a policy names port {port:?}, which the container does not expose",
+            container["name"].as_str().unwrap()
+        )
+    });
+    u16::try_from(found["containerPort"].as_u64().unwrap()).unwrap()
+}
+
+/// The labels the policies expect on pods and namespaces this repository does not define;
+/// docs/operate.md must tell an operator to set them.
+const INTERACTION_PROCESSOR: &str = "{wfm.io/role: interaction-processor}";
+const PROMETHEUS_NAMESPACE: &str = "{wfm.io/prometheus: \"true\"}";
+const PROMETHEUS_PODS: &str = "{app.kubernetes.io/name: prometheus}";
+const INGRESS_NAMESPACE: &str = "{kubernetes.io/metadata.name: ingress-nginx}";
+const INGRESS_PODS: &str = "{app.kubernetes.io/name: ingress-nginx}";
+/// The NATS chart's selector labels for release `nats`, and its nats-box pod's.
+const NATS_PODS: &str = "{app.kubernetes.io/name: nats, app.kubernetes.io/instance: nats, app.kubernetes.io/component: nats}";
+const NATS_BOX_PODS: &str = "{app.kubernetes.io/name: nats, app.kubernetes.io/instance: nats, app.kubernetes.io/component: nats-box}";
+
+#[test]
+fn the_network_policies_admit_only_the_documented_callers() {
+    let docs = manifest_documents();
+    let manager = Caller::workload("wfm-manager", "deploy/k8s/manager.yaml", "StatefulSet");
+    let gateway = Caller::workload("wfm-gateway", "deploy/k8s/gateway.yaml", "Deployment");
+    let processor = Caller::external("interaction processors", None, INTERACTION_PROCESSOR);
+    let prometheus = Caller::external("prometheus", Some(PROMETHEUS_NAMESPACE), PROMETHEUS_PODS);
+    let ingress = Caller::external("ingress-nginx", Some(INGRESS_NAMESPACE), INGRESS_PODS);
+    let nats = Caller::external("nats", None, NATS_PODS);
+    let nats_box = Caller::external("nats-box", None, NATS_BOX_PODS);
+
+    // The manager: gRPC from the processors, the gateways and its peers; metrics from
+    // Prometheus. The ports are the ones its container listens on.
+    let manager_docs = documents("deploy/k8s/manager.yaml");
+    let container = &find(&manager_docs, "StatefulSet", "wfm-manager")["spec"]["template"]["spec"]
+        ["containers"][0];
+    let grpc = port_of(env_value(container, "WFM_MANAGER_LISTEN"));
+    let metrics = port_of(env_value(container, "WFM_MANAGER_METRICS_LISTEN"));
+    let by_port = admitted(&policies_for(&docs, &manager.labels), |p| {
+        container_port(container, p)
+    });
+    assert_admits(
+        "wfm-manager",
+        &by_port,
+        &[
+            (grpc, vec![&processor, &gateway, &manager]),
+            (metrics, vec![&prometheus]),
+        ],
+    );
+
+    // The gateway: its one port, from the ingress controller and Prometheus.
+    let gateway_docs = documents("deploy/k8s/gateway.yaml");
+    let container = &find(&gateway_docs, "Deployment", "wfm-gateway")["spec"]["template"]["spec"]["containers"]
+        [0];
+    let http = port_of(env_value(container, "WFM_GATEWAY_LISTEN"));
+    let by_port = admitted(&policies_for(&docs, &gateway.labels), |p| {
+        container_port(container, p)
+    });
+    assert_admits(
+        "wfm-gateway",
+        &by_port,
+        &[(http, vec![&ingress, &prometheus])],
+    );
+    // The controller the policy admits is the class the Ingress asks for.
+    assert_eq!(
+        find(&gateway_docs, "Ingress", "wfm-gateway")["spec"]["ingressClassName"],
+        "nginx"
+    );
+
+    // NATS, on the ports nats-values.yaml configures: clients from the manager and the
+    // gateway (and the chart's nats-box), routes between the NATS peers only.
+    let values: Value = serde_yaml_ng::from_str(&read("deploy/k8s/nats-values.yaml")).unwrap();
+    let client = u16::try_from(values["config"]["nats"]["port"].as_u64().unwrap()).unwrap();
+    let cluster = u16::try_from(values["config"]["cluster"]["port"].as_u64().unwrap()).unwrap();
+    let by_port = admitted(&policies_for(&docs, &nats.labels), |p| {
+        u16::try_from(p.as_u64().expect("NATS ports by number")).unwrap()
+    });
+    assert_admits(
+        "nats",
+        &by_port,
+        &[
+            (client, vec![&manager, &gateway, &nats_box]),
+            (cluster, vec![&nats]),
+        ],
+    );
+    // Which is the port the services are told to use.
+    assert!(env_value(container, "WFM_NATS_URL").contains(&format!(":{client}")));
+
+    // An operator learns from the docs which labels to set.
+    let operate = read("docs/operate.md");
+    for label in ["wfm.io/role: interaction-processor", "wfm.io/prometheus"] {
+        assert!(
+            operate.contains(label),
+            "docs/operate.md does not name {label}"
+        );
+    }
+}
+
+#[test]
+fn the_ingress_serves_tls_through_a_named_class() {
+    let docs = documents("deploy/k8s/gateway.yaml");
+    let ingress = find(&docs, "Ingress", "wfm-gateway");
+    let spec = &ingress["spec"];
+    // A named class: a cluster default could be a controller the annotations (and the
+    // NetworkPolicy) do not fit.
+    assert!(
+        spec["ingressClassName"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty()),
+        "no ingressClassName"
+    );
+    // Every host it serves has a certificate.
+    let tls = spec["tls"].as_sequence().expect("no tls section");
+    assert!(!tls.is_empty());
+    for entry in tls {
+        assert!(
+            entry["secretName"].as_str().is_some_and(|s| !s.is_empty()),
+            "{entry:?}"
+        );
+    }
+    let rules = spec["rules"].as_sequence().unwrap();
+    assert!(!rules.is_empty());
+    for rule in rules {
+        let host = rule["host"].as_str().expect("a rule without a host");
+        assert!(
+            tls.iter().any(|t| strings(&t["hosts"]).contains(&host)),
+            "{host} has no certificate"
+        );
+    }
+}
+
+#[test]
+fn the_kustomization_applies_every_manifest_with_its_images_pinned() {
+    let kustomization: Value =
+        serde_yaml_ng::from_str(&read("deploy/k8s/kustomization.yaml")).unwrap();
+    assert_eq!(kustomization["kind"], "Kustomization");
+    let resources: BTreeSet<String> = strings(&kustomization["resources"])
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    // Every manifest but the Secret, whose placeholder key would replace the real one.
+    let mut expected = manifest_files();
+    assert!(expected.remove("secret.yaml"), "secret.yaml is gone");
+    assert_eq!(resources, expected, "kustomization.yaml resources");
+    for file in &resources {
+        assert!(
+            !is_values_file(file),
+            "{file} is Helm values, not a resource"
+        );
+    }
+
+    // Every image the listed manifests run is pinned: a registry and a release tag (or a
+    // digest), never `latest`, and no pin names an image nothing runs.
+    let images = kustomization["images"].as_sequence().expect("no images");
+    let mut used = BTreeSet::new();
+    for file in &resources {
+        for doc in documents(&format!("{K8S}/{file}")) {
+            let Some(pod) = pod_spec(&doc) else { continue };
+            for container in all_containers(pod) {
+                let image = container["image"].as_str().unwrap();
+                // A tag in the manifest would be what runs under a plain `kubectl apply -f`.
+                assert!(
+                    !image.contains(':') && !image.contains('@'),
+                    "{file}: {image} carries its own tag"
+                );
+                used.insert(image.to_string());
+            }
+        }
+    }
+    assert!(used.contains(IMAGE));
+    let pinned: BTreeSet<String> = images
+        .iter()
+        .map(|i| i["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(pinned, used, "images pinned vs. images run");
+    for image in images {
+        let name = image["name"].as_str().unwrap();
+        let new_name = image["newName"].as_str().unwrap_or_default();
+        assert!(
+            new_name.contains('/'),
+            "{name}: no registry in {new_name:?}"
+        );
+        let tag = image["newTag"].as_str();
+        let digest = image["digest"].as_str();
+        assert!(
+            tag.is_some() || digest.is_some(),
+            "{name}: no tag or digest"
+        );
+        assert_ne!(tag, Some("latest"), "{name}");
+        if name == IMAGE
+            && let Some(tag) = tag
+        {
+            // The image of this release, built from the code these tests check.
+            assert_eq!(tag, env!("CARGO_PKG_VERSION"), "{name}");
+        }
     }
 }
