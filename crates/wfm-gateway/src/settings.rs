@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{CommandFactory as _, Parser};
-use wfm_reference::{MIN_KEY_LEN, SigningKey};
+use wfm_reference::KeyRing;
+#[cfg(test)]
+use wfm_reference::SigningKey;
 use wfm_telemetry::settings::{SettingsError, at_least, secret};
 use wfm_telemetry::{TelemetryArgs, Tracer};
 
@@ -88,6 +90,10 @@ pub struct Settings {
     /// line break is ignored.
     #[arg(long, env = "WFM_SIGNING_KEY_FILE")]
     pub signing_key_file: Option<PathBuf>,
+    /// File of the manager's previous signing keys, one per line, newest first: references
+    /// they signed still verify until they expire (key rotation).
+    #[arg(long, env = "WFM_PREVIOUS_SIGNING_KEYS_FILE")]
+    pub previous_signing_keys_file: Option<PathBuf>,
     /// Multiplexed Attach streams to the manager.
     #[arg(long, env = "WFM_GATEWAY_UPSTREAM_STREAMS", default_value_t = default::UPSTREAM_STREAMS)]
     pub upstream_streams: u64,
@@ -151,7 +157,7 @@ pub struct GatewayConfig {
     /// `None` runs on [`Self::manager_url`] alone.
     pub nats_url: Option<String>,
     /// Verifies session resource references before any bind reaches the manager.
-    pub signing_key: SigningKey,
+    pub signing_key: KeyRing,
     /// Number of multiplexed `Attach` streams shared by all WebSocket connections.
     pub upstream_streams: usize,
     /// First delay before reconnecting to the manager; doubles on each failure.
@@ -251,11 +257,11 @@ fn check(
 
 impl GatewayConfig {
     /// Defaults around the manager's address and the references' signing key.
-    pub fn new(manager_url: impl Into<String>, signing_key: SigningKey) -> Self {
+    pub fn new(manager_url: impl Into<String>, signing_key: impl Into<KeyRing>) -> Self {
         Self {
             manager_url: manager_url.into(),
             nats_url: None,
-            signing_key,
+            signing_key: signing_key.into(),
             upstream_streams: saturate(default::UPSTREAM_STREAMS, usize::MAX),
             reconnect_initial: Duration::from_millis(100),
             reconnect_max: Duration::from_millis(default::RECONNECT_MAX_MS),
@@ -376,8 +382,9 @@ impl Settings {
         Duration::from_secs(self.shutdown_grace_secs)
     }
 
-    /// The signing key from the flag or the key file; the gateway cannot run without it.
-    fn signing_key(&self) -> Result<SigningKey, SettingsError> {
+    /// The signing keys (the flag or the key file, and the previous keys); the gateway
+    /// cannot run without them.
+    fn signing_key(&self) -> Result<KeyRing, SettingsError> {
         let given = secret(
             &Settings::command(),
             ("signing_key", self.signing_key.as_deref()),
@@ -390,10 +397,7 @@ impl Settings {
                 "required: the manager's signing key, or --signing-key-file",
             ));
         };
-        SigningKey::from_bytes(&bytes).map_err(|_| {
-            let value = format!("<{} bytes, redacted>", bytes.len());
-            SettingsError::invalid(id, value, format!("at least {MIN_KEY_LEN} bytes"))
-        })
+        wfm_telemetry::settings::key_ring(id, &bytes, self.previous_signing_keys_file.as_deref())
     }
 
     /// Validates the settings and builds the gateway's config around `stats` and `tracer`;
@@ -459,14 +463,16 @@ impl Settings {
 mod tests {
     use super::*;
 
+    /// A key that passes the key checks (not repetitive, not a placeholder).
+    const TEST_KEY: &str = "k3Jq9vXz2Lw8Rt5Yp1Nc7Hb4Gd6Fs0Ma+/Qe=";
+
     fn key() -> SigningKey {
         SigningKey::from_bytes(&[1; 32]).unwrap()
     }
 
     #[test]
     fn the_flags_defaults_are_the_configs_defaults_and_valid() {
-        let settings =
-            Settings::try_parse_from([BINARY, "--signing-key", "k".repeat(32).as_str()]).unwrap();
+        let settings = Settings::try_parse_from([BINARY, "--signing-key", TEST_KEY]).unwrap();
         let from_flags = settings
             .into_config(Arc::default(), Tracer::disabled())
             .unwrap();
@@ -506,14 +512,9 @@ mod tests {
             config.validate().map_err(|e| e.to_string()),
             Err("invalid setting upstream_streams = \"0\": must be at least 1".to_string())
         );
-        let settings = Settings::try_parse_from([
-            BINARY,
-            "--signing-key",
-            "k".repeat(32).as_str(),
-            "--request-burst",
-            "0",
-        ])
-        .unwrap();
+        let settings =
+            Settings::try_parse_from([BINARY, "--signing-key", TEST_KEY, "--request-burst", "0"])
+                .unwrap();
         let error = settings
             .into_config(Arc::default(), Tracer::disabled())
             .unwrap_err()
@@ -528,15 +529,9 @@ mod tests {
     #[test]
     fn every_manager_url_of_the_list_is_checked_and_a_bad_one_named() {
         let parse = |urls: &str| {
-            Settings::try_parse_from([
-                BINARY,
-                "--signing-key",
-                "k".repeat(32).as_str(),
-                "--manager-url",
-                urls,
-            ])
-            .unwrap()
-            .into_config(Arc::default(), Tracer::disabled())
+            Settings::try_parse_from([BINARY, "--signing-key", TEST_KEY, "--manager-url", urls])
+                .unwrap()
+                .into_config(Arc::default(), Tracer::disabled())
         };
         let config = parse("http://a:50051, https://b:50051").unwrap();
         assert_eq!(config.manager_urls(), ["http://a:50051", "https://b:50051"]);

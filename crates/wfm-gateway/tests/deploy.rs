@@ -292,10 +292,9 @@ fn the_compose_file_matches_the_binaries() {
             Some(format!("http://127.0.0.1:{probe_port}{probe}").as_str()),
             "{name}"
         );
-        // The key file is the mounted secret.
+        // The key file is on the key volume, mounted read-only, once the key service made it.
         let key_file = environment["WFM_SIGNING_KEY_FILE"].as_str().unwrap();
-        let secret = service["secrets"][0].as_str().unwrap();
-        assert_eq!(key_file, format!("/run/secrets/{secret}"));
+        assert_key_mount(&compose, name, service, key_file);
     }
     // The manager's default ports are the ones the image and compose use.
     assert_eq!(default_port(manager(), "listen"), 50051);
@@ -461,9 +460,9 @@ fn the_compose_cluster_is_three_manager_replicas_on_one_jetstream_node() {
         // One compose NATS node cannot hold more copies of a bucket than one.
         assert_eq!(env("WFM_NATS_REPLICAS"), "1", "{replica}");
         assert!(service["depends_on"].get("nats").is_some(), "{replica}");
-        // One key for every replica (each service's key file is its mounted secret).
+        // One key for every replica: the same volume.
         assert_eq!(
-            service["secrets"], services[&replicas[0]]["secrets"],
+            service["volumes"], services[&replicas[0]]["volumes"],
             "{replica}"
         );
         for port in service["ports"].as_sequence().unwrap() {
@@ -480,10 +479,43 @@ fn the_compose_cluster_is_three_manager_replicas_on_one_jetstream_node() {
     assert_eq!(compose_env(gateway, "WFM_NATS_URL"), nats_url);
     let manager_urls: Vec<&str> = compose_env(gateway, "WFM_MANAGER_URL").split(',').collect();
     assert_eq!(manager_urls, advertised);
-    assert_eq!(gateway["secrets"], services[&replicas[0]]["secrets"]);
+    assert_eq!(gateway["volumes"], services[&replicas[0]]["volumes"]);
     for replica in &replicas {
         assert!(gateway["depends_on"].get(replica).is_some(), "{replica}");
     }
+}
+
+/// `service` reads its signing key at `key_file` from the `signing-key` volume, mounted
+/// read-only, and starts only once the `signing-key` service (which writes the key there,
+/// as the uid the image runs as) has completed.
+fn assert_key_mount(doc: &Value, name: &str, service: &Value, key_file: &str) {
+    let mounts: Vec<&str> = service["volumes"]
+        .as_sequence()
+        .unwrap_or_else(|| panic!("{name} mounts no volume"))
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let mount = mounts
+        .iter()
+        .find_map(|m| m.strip_prefix("signing-key:"))
+        .unwrap_or_else(|| panic!("{name} does not mount the signing-key volume"));
+    let (dir, mode) = mount.rsplit_once(':').unwrap_or((mount, ""));
+    assert_eq!(mode, "ro", "{name}: the key is mounted read-only");
+    assert_eq!(key_file, format!("{dir}/signing-key"), "{name}");
+    assert_eq!(
+        service["depends_on"]["signing-key"]["condition"].as_str(),
+        Some("service_completed_successfully"),
+        "{name}"
+    );
+    let keygen = &doc["services"]["signing-key"];
+    let script = keygen["command"][2].as_str().unwrap_or_default();
+    assert!(
+        script.contains("/keys/signing-key")
+            && script.contains("/dev/urandom")
+            && script.contains("chown 10001:10001"),
+        "{script}"
+    );
+    assert!(doc["volumes"].get("signing-key").is_some());
 }
 
 // ---------------------------------------------------------------------------------------

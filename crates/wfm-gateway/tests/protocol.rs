@@ -358,11 +358,12 @@ async fn forged_expired_malformed_and_other_session_references_are_unauthorized(
     let forged =
         SigningKey::from_bytes(&[7u8; 32])
             .unwrap()
-            .issue("victim", "agent-1", u64::MAX / 2);
+            .issue("victim", "agent-1", 0, u64::MAX / 2);
     let expired = SigningKey::from_bytes(KEY)
         .unwrap()
-        .issue("victim", "agent-1", 1);
-    let tampered = genuine.replacen("v1.", "v1.x", 1);
+        .issue("victim", "agent-1", 0, 1);
+    let tampered = genuine.replacen("v2.", "v2.x", 1);
+    assert_ne!(tampered, genuine);
     let refused = failure(
         "r",
         "bindResource",

@@ -276,7 +276,7 @@ fn rendered(session: &str, state: (u64, u64)) -> Vec<String> {
 fn reference(session: &str) -> String {
     SigningKey::from_bytes(KEY)
         .unwrap()
-        .issue(session, "agent-1", u64::MAX / 2)
+        .issue(session, "agent-1", 0, u64::MAX / 2)
 }
 
 fn config(manager_url: String) -> GatewayConfig {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wfm_profiles::ProfileSet;
-use wfm_reference::SigningKey;
+use wfm_reference::KeyRing;
 use wfm_telemetry::Tracer;
 
 use crate::stats::ManagerStats;
@@ -13,8 +13,9 @@ use crate::stats::ManagerStats;
 /// Everything `serve` needs besides its listener.
 #[derive(Debug, Clone)]
 pub struct ManagerConfig {
-    /// Signs and verifies session resource references.
-    pub signing_key: SigningKey,
+    /// Signs session resource references with its current key, and verifies them with it or
+    /// a previous one.
+    pub signing_key: KeyRing,
     /// How long a newly issued reference stays valid.
     pub reference_ttl: Duration,
     /// The workflow profiles in force at start.
@@ -44,9 +45,9 @@ pub struct ManagerConfig {
 impl ManagerConfig {
     /// Defaults around `signing_key`: 12-hour references (an agent's shift), only the
     /// built-in profile, and this crate's version.
-    pub fn new(signing_key: SigningKey) -> Self {
+    pub fn new(signing_key: impl Into<KeyRing>) -> Self {
         Self {
-            signing_key,
+            signing_key: signing_key.into(),
             reference_ttl: Duration::from_secs(12 * 60 * 60),
             profiles: ProfileSet::default(),
             profiles_path: None,

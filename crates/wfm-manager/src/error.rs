@@ -60,6 +60,9 @@ pub enum ManagerError {
     /// The reference is genuine but names a session now owned by another agent.
     #[error("session reference belongs to another session")]
     ReferenceForOtherSession,
+    /// The reference was issued for an earlier session with this id, which has ended.
+    #[error("session reference was issued for a session that has ended")]
+    ReferenceForEndedSession,
     /// The session has a live binder and takeover was not asked for.
     #[error("session is already bound to another client; bind with takeover to replace it")]
     AlreadyBound,
@@ -123,6 +126,7 @@ impl ManagerError {
                 Code::Unauthenticated
             }
             ManagerError::ReferenceForOtherSession => Code::PermissionDenied,
+            ManagerError::ReferenceForEndedSession => Code::NotFound,
             ManagerError::AlreadyBound => Code::FailedPrecondition,
             ManagerError::ShuttingDown
             | ManagerError::NotOwner(_)
@@ -146,9 +150,9 @@ impl ManagerError {
             ManagerError::Update(_)
             | ManagerError::MissingField(_)
             | ManagerError::UnknownEnumValue { .. } => "invalid_update",
-            ManagerError::Reference(_) | ManagerError::ReferenceForOtherSession => {
-                "invalid_reference"
-            }
+            ManagerError::Reference(_)
+            | ManagerError::ReferenceForOtherSession
+            | ManagerError::ReferenceForEndedSession => "invalid_reference",
             ManagerError::SessionOwnedByOtherAgent(_)
             | ManagerError::UnknownProfile(_)
             | ManagerError::AlreadyBound

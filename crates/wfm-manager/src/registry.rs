@@ -97,6 +97,8 @@ pub(crate) struct Entry {
     pub(crate) session: Session,
     /// Its agent.
     pub(crate) agent_id: String,
+    /// Random per created session, and named by its references.
+    pub(crate) incarnation: u64,
     binder: Option<Binder>,
     reservation: Option<Reservation>,
     /// Cluster mode only.
@@ -109,6 +111,7 @@ impl Entry {
     pub(crate) fn new(
         session: Session,
         agent_id: String,
+        incarnation: u64,
         binder_id: String,
         owned: Option<Owned>,
         now: Instant,
@@ -120,6 +123,7 @@ impl Entry {
         Self {
             session,
             agent_id,
+            incarnation,
             binder: None,
             reservation,
             owned,
@@ -200,6 +204,8 @@ pub(crate) struct Created {
     pub(crate) session_id: Id,
     /// Its agent.
     pub(crate) agent_id: String,
+    /// Its incarnation, for its references.
+    pub(crate) incarnation: u64,
     /// The full current view state.
     pub(crate) view_state: Vec<StateEvent>,
     /// The next sequence the session accepts.
@@ -256,6 +262,7 @@ type Sessions = HashMap<Id, Arc<Mutex<Entry>>, foldhash::fast::RandomState>;
 pub(crate) struct Prepared {
     session: Session,
     agent_id: String,
+    incarnation: u64,
 }
 
 impl Prepared {
@@ -268,6 +275,11 @@ impl Prepared {
     pub(crate) fn agent_id(&self) -> &str {
         &self.agent_id
     }
+
+    /// Its incarnation.
+    pub(crate) fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
 }
 
 /// All live sessions.
@@ -279,6 +291,17 @@ pub(crate) struct Registry {
     stats: Arc<ManagerStats>,
     /// Cluster mode: the lease that admits updates, and the persister they feed.
     fence: Option<Arc<Fence>>,
+}
+
+/// A random incarnation for a new session (the clock, should the OS have no randomness).
+fn new_incarnation() -> u64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        return std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+    }
+    u64::from_le_bytes(bytes)
 }
 
 /// Refuses a session id longer than any session's: no session has it, and refusing it
@@ -384,6 +407,7 @@ impl Registry {
         Ok(Prepared {
             session: Session::new(id, profile, state()?)?,
             agent_id: who.agent_id.to_string(),
+            incarnation: new_incarnation(),
         })
     }
 
@@ -398,6 +422,7 @@ impl Registry {
         let entry = Entry::new(
             prepared.session,
             prepared.agent_id,
+            prepared.incarnation,
             String::new(),
             owned,
             Instant::now(),
@@ -450,6 +475,7 @@ impl Registry {
         Ok(Created {
             session_id: entry.session.id().clone(),
             agent_id: entry.agent_id.clone(),
+            incarnation: entry.incarnation,
             view_state: entry.session.full_view(),
             next_sequence: entry.session.last_sequence() + 1,
         })
@@ -545,6 +571,9 @@ impl Registry {
         }
         if entry.agent_id != claims.agent_id {
             return Err(ManagerError::ReferenceForOtherSession);
+        }
+        if entry.incarnation != claims.incarnation {
+            return Err(ManagerError::ReferenceForEndedSession);
         }
         if let Some(reservation) = entry.reservation.take() {
             let kept = reservation.until > Instant::now() && reservation.binder_id != binder_id;

@@ -368,6 +368,7 @@ impl pb::workflow_manager_server::WorkflowManager for WorkflowManagerService {
         let reference = self.config.signing_key.issue(
             created.session_id.as_str(),
             &created.agent_id,
+            created.incarnation,
             expires_at,
         );
         tracing::info!(session_id = %created.session_id, agent_id = %created.agent_id, "session created");

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory as _, Parser};
 use wfm_profiles::ProfileSet;
-use wfm_reference::{MIN_KEY_LEN, SigningKey};
+use wfm_reference::{KeyRing, SigningKey};
 use wfm_telemetry::settings::{SettingsError, at_least, secret};
 use wfm_telemetry::{TelemetryArgs, Tracer};
 
@@ -50,6 +50,10 @@ pub struct Settings {
     /// line break is ignored.
     #[arg(long, env = "WFM_SIGNING_KEY_FILE")]
     pub signing_key_file: Option<PathBuf>,
+    /// File of previous signing keys, one per line, newest first: they no longer sign, but
+    /// still verify the references they signed until those expire (key rotation).
+    #[arg(long, env = "WFM_PREVIOUS_SIGNING_KEYS_FILE")]
+    pub previous_signing_keys_file: Option<PathBuf>,
     /// Lifetime of a session resource reference, in seconds (12 h: an agent's shift).
     #[arg(long, env = "WFM_REFERENCE_TTL_SECS", default_value_t = 12 * 60 * 60, value_parser = at_least::<60>)]
     pub reference_ttl_secs: u64,
@@ -113,8 +117,9 @@ impl Settings {
         Duration::from_secs(self.shutdown_grace_secs)
     }
 
-    /// The signing key from the flag, the key file, or `None` for an ephemeral one.
-    fn signing_key(&self) -> Result<Option<SigningKey>, SettingsError> {
+    /// The configured keys (the flag or the key file, and the previous keys), or `None`
+    /// for an ephemeral key.
+    fn signing_key(&self) -> Result<Option<KeyRing>, SettingsError> {
         let given = secret(
             &Settings::command(),
             ("signing_key", self.signing_key.as_deref()),
@@ -123,10 +128,8 @@ impl Settings {
         let Some((id, bytes)) = given else {
             return Ok(None);
         };
-        SigningKey::from_bytes(&bytes).map(Some).map_err(|_| {
-            let value = format!("<{} bytes, redacted>", bytes.len());
-            SettingsError::invalid(id, value, format!("at least {MIN_KEY_LEN} bytes"))
-        })
+        wfm_telemetry::settings::key_ring(id, &bytes, self.previous_signing_keys_file.as_deref())
+            .map(Some)
     }
 
     /// Validates the settings and builds the service's config around `stats` and `tracer`;
@@ -212,16 +215,19 @@ impl Settings {
         tracer: Tracer,
     ) -> Result<ManagerConfig, SettingsError> {
         let cluster = self.cluster()?;
-        let signing_key = match self.signing_key()? {
-            Some(key) => key,
+        let signing_key: KeyRing = match self.signing_key()? {
+            Some(keys) => keys,
             None => {
                 tracing::warn!(
                     "no signing key configured: using an ephemeral key; references will not survive a restart"
                 );
-                SigningKey::generate().map_err(|error| {
-                    let allowed = format!("a key, as no ephemeral one can be generated ({error})");
-                    SettingsError::invalid("signing_key", "", allowed)
-                })?
+                SigningKey::generate()
+                    .map_err(|error| {
+                        let allowed =
+                            format!("a key, as no ephemeral one can be generated ({error})");
+                        SettingsError::invalid("signing_key", "", allowed)
+                    })?
+                    .into()
             }
         };
         let mut config = ManagerConfig::new(signing_key);

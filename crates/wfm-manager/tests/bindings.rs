@@ -150,8 +150,9 @@ async fn forged_malformed_expired_and_other_session_references_bind_nothing() {
     let genuine = create(&mut client, "victim").await.resource_reference;
 
     let foreign_key = SigningKey::from_bytes(&[7u8; 32]).unwrap();
-    let forged = foreign_key.issue("victim", "agent-1", u64::MAX / 2);
-    let tampered = genuine.replacen("v1.", "v1.x", 1);
+    let forged = foreign_key.issue("victim", "agent-1", 0, u64::MAX / 2);
+    let tampered = genuine.replacen("v2.", "v2.x", 1);
+    assert_ne!(tampered, genuine);
     for reference in [
         forged.as_str(),
         tampered.as_str(),
@@ -172,7 +173,7 @@ async fn forged_malformed_expired_and_other_session_references_bind_nothing() {
 
     let expired = SigningKey::from_bytes(KEY)
         .unwrap()
-        .issue("victim", "agent-1", 1);
+        .issue("victim", "agent-1", 0, 1);
     let status = client
         .bind_session(bind(&expired, false))
         .await
@@ -468,4 +469,32 @@ async fn an_attach_stream_of_another_wire_version_is_refused_with_the_versions_n
         "{}",
         status.message()
     );
+}
+
+#[tokio::test]
+async fn a_reference_to_an_ended_session_does_not_bind_its_successor() {
+    let manager = Manager::start().await;
+    let mut client = manager.client().await;
+    let old = create(&mut client, "s1").await.resource_reference;
+    client
+        .end_session(pb::EndSessionRequest {
+            session_id: "s1".into(),
+        })
+        .await
+        .unwrap();
+    // The same id and the same agent again: a new session, with a new incarnation.
+    let new = create(&mut client, "s1").await.resource_reference;
+    assert_ne!(old, new);
+    let refused = client.bind_session(bind(&old, false)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::NotFound, "{refused:?}");
+    assert_eq!(
+        refused.message(),
+        "session reference was issued for a session that has ended"
+    );
+    let mut stream = client
+        .bind_session(bind(&new, false))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(next(&mut stream).await.is_some());
 }

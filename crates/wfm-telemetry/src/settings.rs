@@ -284,6 +284,41 @@ pub fn secret(
     Ok(Some((file_id, bytes)))
 }
 
+/// The signing keys of a service: `current` (given by setting `id`) and the previous keys
+/// in `previous_file`, each checked by [`wfm_reference::check_key`]; a refusal names the
+/// setting and never the key.
+pub fn key_ring(
+    id: &'static str,
+    current: &[u8],
+    previous_file: Option<&Path>,
+) -> Result<wfm_reference::KeyRing, SettingsError> {
+    use wfm_reference::ConfiguredKeyError;
+    let previous = previous_file
+        .map(|path| {
+            read_secret_file(path).map_err(|error| {
+                SettingsError::invalid(
+                    "previous_signing_keys_file",
+                    path.display(),
+                    format!("a readable file ({error})"),
+                )
+            })
+        })
+        .transpose()?;
+    let previous = previous.map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+    wfm_reference::KeyRing::configured(current, previous.as_deref()).map_err(|error| match error {
+        ConfiguredKeyError::Current(problem) => SettingsError::invalid(
+            id,
+            format!("<{} bytes, redacted>", current.len()),
+            problem.to_string(),
+        ),
+        ConfiguredKeyError::Previous { line, problem } => SettingsError::invalid(
+            "previous_signing_keys_file",
+            format!("<line {line}, redacted>"),
+            problem.to_string(),
+        ),
+    })
+}
+
 /// Reads a secret from `file`: the whole content without its trailing line break, as a
 /// Kubernetes secret volume or a Docker secret mounts it.
 pub fn read_secret_file(file: &Path) -> Result<Vec<u8>, std::io::Error> {

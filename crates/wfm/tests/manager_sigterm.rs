@@ -170,3 +170,34 @@ fn cluster_settings_that_cannot_work_are_refused_before_anything_starts() {
     ]);
     assert!(replicas.contains("--nats-replicas"), "{replicas}");
 }
+
+#[test]
+fn published_and_weak_signing_keys_are_refused_with_one_line() {
+    let file = std::env::temp_dir().join(format!("wfm-placeholder-{}", std::process::id()));
+    std::fs::write(&file, format!("{}\n", wfm_reference::PLACEHOLDER_KEYS[1])).unwrap();
+    for service in ["manager", "gateway"] {
+        let demo = refusal(
+            wfm(service)
+                .env_remove("WFM_SIGNING_KEY")
+                .arg("--signing-key-file")
+                .arg(&file),
+        );
+        assert_eq!(demo.lines().count(), 1, "{demo}");
+        assert!(
+            demo.contains("--signing-key-file")
+                && demo.contains("placeholder published in this repository"),
+            "{demo}"
+        );
+        let repetitive = refusal(
+            wfm(service)
+                .env_remove("WFM_SIGNING_KEY")
+                .args(["--signing-key", &"ab".repeat(20)]),
+        );
+        assert!(repetitive.contains("too repetitive"), "{repetitive}");
+        assert!(
+            !repetitive.contains("abab"),
+            "the key is not echoed: {repetitive}"
+        );
+    }
+    let _ = std::fs::remove_file(&file);
+}

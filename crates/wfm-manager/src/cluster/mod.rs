@@ -562,6 +562,7 @@ impl Cluster {
         let record = record::encode(
             prepared.session(),
             prepared.agent_id(),
+            prepared.incarnation(),
             "",
             self.owner(incarnation),
         );

@@ -13,6 +13,7 @@ use crate::registry::{Entry, Owned, Registry};
 pub(crate) fn encode(
     session: &Session,
     agent_id: &str,
+    incarnation: u64,
     binder_id: &str,
     owner: Owner,
 ) -> SessionRecord {
@@ -25,12 +26,19 @@ pub(crate) fn encode(
         view_version: session.view_version(),
         state: Some(convert::state_to_wire(session.state())),
         binder_id: binder_id.to_string(),
+        incarnation,
     }
 }
 
 /// The record of a live entry, as owned by `owner`.
 pub(crate) fn of_entry(entry: &Entry, owner: Owner) -> SessionRecord {
-    encode(&entry.session, &entry.agent_id, entry.binder_id(), owner)
+    encode(
+        &entry.session,
+        &entry.agent_id,
+        entry.incarnation,
+        entry.binder_id(),
+        owner,
+    )
 }
 
 /// The entry a record restores, owned here at `revision` under `incarnation`.
@@ -53,6 +61,7 @@ pub(crate) fn restore(
     Ok(Entry::new(
         session,
         record.agent_id,
+        record.incarnation,
         record.binder_id,
         Some(Owned::new(revision, incarnation)),
         Instant::now(),
