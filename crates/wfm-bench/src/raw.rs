@@ -85,6 +85,8 @@ impl WorkflowManager for EchoService {
                     duplicate: false,
                     view_version: request.sequence,
                     events: 1,
+                    // As long as the manager's, so that both build the same ack.
+                    manager_instance: "0123456789abcdef".to_string(),
                 };
                 let response = pb::PushUpdatesResponse {
                     session_id: request.session_id,

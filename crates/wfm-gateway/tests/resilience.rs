@@ -187,6 +187,8 @@ async fn a_manager_restart_is_reported_and_the_gateway_rebinds_by_itself() {
     let mut client = manager.client().await;
     let mut recreate = create_request("phoenix", "agent-1");
     recreate.channels[0].state = pb::AgentState::NotReady.into();
+    // The IP tells the new manager which session this was, so that bound clients rebind.
+    recreate.resume_reference = reference.clone();
     client.create_session(recreate).await.unwrap();
 
     assert_eq!(idle.recv().await, service_event(true));

@@ -63,6 +63,9 @@ pub enum ManagerError {
     /// The reference was issued for an earlier session with this id, which has ended.
     #[error("session reference was issued for a session that has ended")]
     ReferenceForEndedSession,
+    /// `CreateSession`'s `resume_reference` names another session or agent.
+    #[error("resume_reference was issued for another session or agent")]
+    ResumeOtherSession,
     /// The session has a live binder and takeover was not asked for.
     #[error("session is already bound to another client; bind with takeover to replace it")]
     AlreadyBound,
@@ -127,6 +130,7 @@ impl ManagerError {
             }
             ManagerError::ReferenceForOtherSession => Code::PermissionDenied,
             ManagerError::ReferenceForEndedSession => Code::NotFound,
+            ManagerError::ResumeOtherSession => Code::InvalidArgument,
             ManagerError::AlreadyBound => Code::FailedPrecondition,
             ManagerError::ShuttingDown
             | ManagerError::NotOwner(_)
@@ -152,7 +156,8 @@ impl ManagerError {
             | ManagerError::UnknownEnumValue { .. } => "invalid_update",
             ManagerError::Reference(_)
             | ManagerError::ReferenceForOtherSession
-            | ManagerError::ReferenceForEndedSession => "invalid_reference",
+            | ManagerError::ReferenceForEndedSession
+            | ManagerError::ResumeOtherSession => "invalid_reference",
             ManagerError::SessionOwnedByOtherAgent(_)
             | ManagerError::UnknownProfile(_)
             | ManagerError::AlreadyBound

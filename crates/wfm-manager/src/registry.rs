@@ -252,6 +252,8 @@ pub(crate) struct NewSession<'a> {
     pub(crate) profile: &'a str,
     /// The agent's group, mapped to a profile when none is named.
     pub(crate) agent_group: &'a str,
+    /// The incarnation of a lost session being recreated (from its `resume_reference`).
+    pub(crate) incarnation: Option<u64>,
 }
 
 /// The session map: foldhash, seeded per process, is several times cheaper than SipHash on
@@ -407,7 +409,7 @@ impl Registry {
         Ok(Prepared {
             session: Session::new(id, profile, state()?)?,
             agent_id: who.agent_id.to_string(),
-            incarnation: new_incarnation(),
+            incarnation: who.incarnation.unwrap_or_else(new_incarnation),
         })
     }
 

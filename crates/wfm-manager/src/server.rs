@@ -81,8 +81,14 @@ pub async fn serve(
             shutdown.child_token(),
         ));
     }
+    let instance: Arc<str> = match &cluster {
+        Some(cluster) => Arc::from(cluster.instance()),
+        None => Arc::from(random_instance().as_str()),
+    };
+    tracing::info!(%instance, "manager instance");
     let service = WorkflowManagerService::new(
         Arc::clone(&registry),
+        instance,
         config,
         cluster.clone(),
         streams_stop.clone(),
@@ -155,6 +161,18 @@ pub async fn serve(
         .await?;
     tracing::info!("workflow manager stopped");
     Ok(())
+}
+
+/// A single process's instance: random per start, since its sessions die with it.
+fn random_instance() -> String {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        return format!("{nanos:x}");
+    }
+    format!("{:016x}", u64::from_le_bytes(bytes))
 }
 
 /// Cluster mode: health reports NOT_SERVING while this replica cannot take sessions on

@@ -31,6 +31,8 @@ const PUSH_QUEUE: usize = 64;
 #[derive(Clone)]
 pub(crate) struct WorkflowManagerService {
     registry: Arc<Registry>,
+    /// The identity of this manager's store of sessions (`manager_instance`).
+    instance: Arc<str>,
     config: Arc<ManagerConfig>,
     /// Cluster mode: routes calls for sessions this replica does not hold.
     cluster: Option<Arc<Cluster>>,
@@ -48,12 +50,14 @@ impl WorkflowManagerService {
     /// A service over `registry` that ends its streams when `streams_stop` is cancelled.
     pub(crate) fn new(
         registry: Arc<Registry>,
+        instance: Arc<str>,
         config: ManagerConfig,
         cluster: Option<Arc<Cluster>>,
         streams_stop: CancellationToken,
     ) -> Self {
         Self {
             registry,
+            instance,
             config: Arc::new(config),
             cluster,
             streams_stop,
@@ -154,7 +158,27 @@ impl WorkflowManagerService {
                 duplicate: ack.duplicate,
                 view_version: ack.view_version,
                 events: u32::try_from(ack.events).unwrap_or(u32::MAX),
+                manager_instance: self.instance.to_string(),
             })
+    }
+
+    /// The incarnation a recreated session resumes, from its `resume_reference`: none for
+    /// a new session, or when that reference has expired (no client can rebind with it).
+    fn resumed(&self, request: &pb::CreateSessionRequest) -> Result<Option<u64>, ManagerError> {
+        if request.resume_reference.is_empty() {
+            return Ok(None);
+        }
+        let claims = match self.verify(&request.resume_reference) {
+            Ok(claims) => claims,
+            Err(ManagerError::Reference(wfm_reference::ReferenceError::Expired)) => {
+                return Ok(None);
+            }
+            Err(error) => return Err(error),
+        };
+        if claims.session_id != request.session_id || claims.agent_id != request.agent_id {
+            return Err(ManagerError::ResumeOtherSession);
+        }
+        Ok(Some(claims.incarnation))
     }
 
     /// Applies one update, here or at its session's owner; `metadata` is the call's (or
@@ -353,6 +377,7 @@ impl pb::workflow_manager_server::WorkflowManager for WorkflowManagerService {
             agent_id: &request.agent_id,
             profile: &request.profile,
             agent_group: &request.agent_group,
+            incarnation: self.resumed(&request)?,
         };
         let created = match &self.cluster {
             None => self.registry.create(&who, || {
@@ -378,6 +403,7 @@ impl pb::workflow_manager_server::WorkflowManager for WorkflowManagerService {
             reference_expires_at: i64::try_from(expires_at).unwrap_or(i64::MAX),
             view_state,
             next_sequence: created.next_sequence,
+            manager_instance: self.instance.to_string(),
         }))
     }
 

@@ -498,3 +498,42 @@ async fn a_reference_to_an_ended_session_does_not_bind_its_successor() {
         .into_inner();
     assert!(next(&mut stream).await.is_some());
 }
+
+#[tokio::test]
+async fn a_session_recreated_after_a_restart_resumes_its_references() {
+    let first = Manager::start().await;
+    let mut client = first.client().await;
+    let created = create(&mut client, "s1").await;
+    let ack = client
+        .apply_update(update("s1", 1, agent(A::Ready)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ack.manager_instance, created.manager_instance);
+    assert!(!created.manager_instance.is_empty());
+    drop(client);
+    first.shutdown.cancel();
+    first.task.await.unwrap().unwrap();
+
+    // Another process, same key: the IP sees another instance, so it knows the session is
+    // lost and recreates it, resuming its reference.
+    let second = Manager::start().await;
+    let mut client = second.client().await;
+    let mut other = create_request("s2", "agent-1");
+    other.resume_reference = created.resource_reference.clone();
+    let refused = client.create_session(other).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    let mut again = create_request("s1", "agent-1");
+    again.resume_reference = created.resource_reference.clone();
+    let recreated = client.create_session(again).await.unwrap().into_inner();
+    assert_ne!(recreated.manager_instance, created.manager_instance);
+    let mut stream = client
+        .bind_session(bind(&created.resource_reference, false))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        next(&mut stream).await.is_some(),
+        "the old reference binds the recreated session"
+    );
+}

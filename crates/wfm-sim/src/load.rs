@@ -787,14 +787,14 @@ impl Pipeline {
         }
         let mut agents = Vec::with_capacity(sessions);
         let mut clients = Vec::with_capacity(sessions);
-        let mut agent_ids = Vec::with_capacity(sessions);
-        for (_, (spec, agent_id), client) in bound {
+        let mut identities = Vec::with_capacity(sessions);
+        for (_, (spec, identity), client) in bound {
             agents.push(spec);
-            agent_ids.push(agent_id);
+            identities.push(identity);
             clients.push(client);
         }
         let generator = Generator::with_lanes(agents, lanes, Arc::clone(manager.recovery()))?;
-        let agent_ids: Arc<[String]> = agent_ids.into();
+        let identities: Arc<[Identity]> = identities.into();
         let mut tasks = Vec::with_capacity(sessions + inboxes.len());
         for (index, inbox) in inboxes.into_iter().enumerate() {
             let stream = LaneStream {
@@ -802,7 +802,7 @@ impl Pipeline {
                 index,
                 inbox,
                 manager: manager.clone(),
-                agent_ids: Arc::clone(&agent_ids),
+                identities: Arc::clone(&identities),
             };
             let (replica, responses) = stream.open().await?;
             tasks.push(tokio::spawn(stream.drive(replica, responses)));
@@ -875,7 +875,14 @@ struct LaneStream {
     index: usize,
     inbox: Arc<Inbox>,
     manager: Manager,
-    agent_ids: Arc<[String]>,
+    identities: Arc<[Identity]>,
+}
+
+/// Who a load agent is, for recreating its session as the same one.
+struct Identity {
+    agent_id: String,
+    /// Its session's reference: a recreation resumes it, so the bound client rebinds.
+    reference: String,
 }
 
 impl LaneStream {
@@ -972,9 +979,11 @@ impl LaneStream {
         let Some(held) = self.shared.lost(entry) else {
             return;
         };
+        let identity = self.identities.get(entry.agent);
         let request = pb::CreateSessionRequest {
             session_id: self.shared.agents[entry.agent].session_id.clone(),
-            agent_id: self.agent_ids.get(entry.agent).cloned().unwrap_or_default(),
+            agent_id: identity.map(|i| i.agent_id.clone()).unwrap_or_default(),
+            resume_reference: identity.map(|i| i.reference.clone()).unwrap_or_default(),
             channels: load_channels(),
             interactions: vec![load_call(held)],
             ..Default::default()
@@ -996,7 +1005,7 @@ async fn bind_one(
     session_id: String,
     number: u64,
     index: usize,
-) -> Result<(usize, (AgentSpec, String), MediaBarClient), LoadError> {
+) -> Result<(usize, (AgentSpec, Identity), MediaBarClient), LoadError> {
     let agent_id = format!("agent-{number}");
     let created = manager
         .create_session(&pb::CreateSessionRequest {
@@ -1013,7 +1022,11 @@ async fn bind_one(
         session_id,
         next_sequence: created.next_sequence,
     };
-    Ok((index, (spec, agent_id), client))
+    let identity = Identity {
+        agent_id,
+        reference: created.resource_reference,
+    };
+    Ok((index, (spec, identity), client))
 }
 
 /// Creates the sessions, binds a MediaBar to each, drives them once, and reports.

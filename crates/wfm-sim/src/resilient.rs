@@ -489,9 +489,12 @@ impl Session {
     /// it re-issued the session at the sequence this side expects, which a new session
     /// would not, once any update was applied.
     async fn recreate(&mut self) -> Result<bool, Status> {
+        // Resuming its reference keeps the session's incarnation, so that a client still
+        // bound with that reference is rebound by its gateway.
         let request = pb::CreateSessionRequest {
             channels: self.state.channels().to_vec(),
             interactions: self.state.interactions().to_vec(),
+            resume_reference: self.reference.clone(),
             ..self.identity.clone()
         };
         let created = self.manager.create_session(&request).await?;

@@ -98,6 +98,7 @@ pub(crate) struct Cluster {
     leaving: AtomicBool,
     stats: Arc<ManagerStats>,
     queue: Mutex<Option<mpsc::UnboundedReceiver<Arc<Mutex<Entry>>>>>,
+    instance: String,
 }
 
 fn random_incarnation() -> u64 {
@@ -149,7 +150,15 @@ impl Cluster {
         })
         .await?;
         stats.store_up.set(1);
+        let instance = store
+            .instance()
+            .await
+            .map_err(|error| StartError::Connect {
+                urls: config.nats_url.clone(),
+                problem: format!("cannot read the cluster's instance id: {error}"),
+            })?;
         Ok(Arc::new(Self {
+            instance,
             node_id: config.node_id.clone(),
             advertise_url: Arc::from(config.advertise_url.as_str()),
             lease_ttl: config.lease_ttl,
@@ -201,6 +210,11 @@ impl Cluster {
         tokio::spawn(Arc::clone(self).reclaim_own());
         tracing::info!(node_id = %self.node_id, url = %self.advertise_url, "joined the cluster");
         Ok(())
+    }
+
+    /// The cluster's instance id (`manager_instance`), the same on every replica.
+    pub(crate) fn instance(&self) -> &str {
+        &self.instance
     }
 
     /// This replica as the owner in a record, under `incarnation`.

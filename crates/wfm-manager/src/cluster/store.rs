@@ -31,6 +31,8 @@ pub(crate) const ADOPT_SUBJECT: &str = "wfm.adopt";
 /// The oldest NATS server cluster mode runs against: KV limit markers and per-message TTLs
 /// arrived in 2.11.
 pub const MIN_SERVER_VERSION: (u64, u64) = (2, 11);
+/// The key, in `wfm_owned`, of the cluster's instance id.
+const INSTANCE_KEY: &str = "cluster-instance";
 /// Largest session record accepted from the store, in bytes.
 const MAX_RECORD: i32 = 1 << 20;
 
@@ -329,6 +331,34 @@ impl Store {
             }
         }
         Ok(found)
+    }
+
+    /// The cluster's instance id, made by the first replica to ask: it names the store of
+    /// sessions, which outlives every replica.
+    pub(crate) async fn instance(&self) -> Result<String, StoreError> {
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).map_err(unavailable)?;
+        let fresh = format!("c{:016x}", u64::from_le_bytes(bytes));
+        // The key has no dot, so it is no index entry (those are `<node>.<session key>`).
+        match tokio::time::timeout(
+            self.timeout,
+            self.owned.create(INSTANCE_KEY, fresh.clone().into()),
+        )
+        .await
+        {
+            Ok(Ok(_)) => return Ok(fresh),
+            Ok(Err(error)) if error.kind() == kv::CreateErrorKind::AlreadyExists => {}
+            Ok(Err(error)) => return Err(unavailable(error)),
+            Err(_) => {
+                return Err(StoreError::Unavailable(
+                    "NATS did not answer in time".into(),
+                ));
+            }
+        }
+        let value = self.deadline(self.owned.get(INSTANCE_KEY)).await?;
+        let value =
+            value.ok_or_else(|| StoreError::Unavailable("the cluster instance vanished".into()))?;
+        Ok(String::from_utf8_lossy(&value).into_owned())
     }
 
     /// Every node id that has an entry in the ownership index.
