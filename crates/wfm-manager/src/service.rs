@@ -598,10 +598,16 @@ mod tests {
     fn a_forwarded_call_that_timed_out_is_routed_again_like_one_refused_as_unavailable() {
         let peer = |status: Status| ManagerError::Peer(status);
         assert!(is_unavailable_peer(&peer(Status::unavailable("going"))));
-        assert!(is_unavailable_peer(&peer(Status::cancelled("Timeout expired"))));
-        assert!(is_unavailable_peer(&peer(Status::deadline_exceeded("late"))));
+        assert!(is_unavailable_peer(&peer(Status::cancelled(
+            "Timeout expired"
+        ))));
+        assert!(is_unavailable_peer(&peer(Status::deadline_exceeded(
+            "late"
+        ))));
         assert!(!is_unavailable_peer(&peer(Status::not_found("nobody"))));
-        assert!(!is_unavailable_peer(&peer(Status::failed_precondition("gap"))));
+        assert!(!is_unavailable_peer(&peer(Status::failed_precondition(
+            "gap"
+        ))));
         assert!(!is_unavailable_peer(&ManagerError::Store("down".into())));
     }
 }

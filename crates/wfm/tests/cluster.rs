@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 use process::cluster::{
-    Gateway, Ip, Load, MediaBar, Model, Replica, log_dir, print_percentiles, replicas,
-    settle, state_mismatch, view_of,
+    Gateway, Ip, Load, MediaBar, Model, Replica, log_dir, print_percentiles, replicas, settle,
+    state_mismatch, view_of,
 };
 use process::nats::{NatsCluster, NatsServer};
 use prost::Message as _;
@@ -109,11 +109,25 @@ async fn killing_an_owner_moves_its_sessions_and_every_client_recovers_its_full_
         let seen = clients[*i].seen.lock().unwrap();
         seen.available.iter().find(|at| **at > killed).copied()
     };
-    eventually(Duration::from_secs(45), "every affected client available again", || {
-        let done = affected.iter().all(|i| recovered(i).is_some());
-        async move { done }
-    })
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        let waiting: Vec<&str> = affected
+            .iter()
+            .filter(|i| recovered(i).is_none())
+            .map(|i| models[*i].id.as_str())
+            .collect();
+        if waiting.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} affected clients not available again within 45 s: {:?}...",
+            waiting.len(),
+            affected.len(),
+            &waiting[..waiting.len().min(5)]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let failover: Vec<Duration> = affected
         .iter()
         .filter_map(recovered)
@@ -162,7 +176,6 @@ async fn a_rolling_restart_under_load_loses_nothing_and_needs_no_resync() {
     progress(&replicas.iter().collect::<Vec<_>>(), 0.0, SESSIONS as f64).await;
 
     let mut resyncs = 0.0;
-    let mut handoffs = 0.0;
     for i in 0..replicas.len() {
         let metrics = replicas[i].metrics().await;
         resyncs += process::cluster::sample(&metrics, "wfm_manager_resyncs_total");
@@ -177,7 +190,6 @@ async fn a_rolling_restart_under_load_loses_nothing_and_needs_no_resync() {
         let running: Vec<&Replica> = replicas.iter().collect();
         let applied = total(&running, "wfm_manager_updates_applied_total").await;
         progress(&running, applied, SESSIONS as f64 / 2.0).await;
-        handoffs += process::cluster::sample(&metrics, "wfm_manager_cluster_handoffs_total");
     }
     let models = load.stop().await;
     settle(&ip, &models, &clients, Duration::from_secs(30)).await;
@@ -192,9 +204,6 @@ async fn a_rolling_restart_under_load_loses_nothing_and_needs_no_resync() {
     assert_eq!(gaps, 0, "a graceful handoff loses no acknowledged update");
     assert_eq!(recreations, 0, "no session is lost");
     assert_eq!(resyncs, 0.0, "no binder needed a resync");
-    // The handoffs counter is read before each SIGTERM: it only shows that the metric
-    // exists; the handoff itself is proven by the absence of gaps.
-    let _ = handoffs;
 }
 
 /// `GetSession` at `replica` only, retried while it answers `UNAVAILABLE`.
@@ -281,9 +290,11 @@ async fn a_paused_owner_resumed_after_its_sessions_moved_applies_and_persists_no
             }
         }
     }
-    eventually(Duration::from_secs(10), "r0 dropping the moved sessions", || async {
-        old.metric("wfm_manager_sessions").await == 0.0
-    })
+    eventually(
+        Duration::from_secs(10),
+        "r0 dropping the moved sessions",
+        || async { old.metric("wfm_manager_sessions").await == 0.0 },
+    )
     .await;
     assert_eq!(
         old.metric("wfm_manager_updates_applied_total").await,
@@ -320,8 +331,7 @@ async fn a_paused_owner_resumed_after_its_sessions_moved_applies_and_persists_no
                     return false;
                 };
                 let record = wfm_proto::cluster::v1::SessionRecord::decode(value).unwrap();
-                record.last_sequence == sequence
-                    && record.owner.is_some_and(|o| o.node_id != "r0")
+                record.last_sequence == sequence && record.owner.is_some_and(|o| o.node_id != "r0")
             }
         })
         .await;
@@ -496,7 +506,10 @@ async fn push_updates_and_bind_session_at_a_replica_that_does_not_own_the_sessio
     let forwarded = replicas[1]
         .metric("wfm_manager_cluster_forwarded_calls_total")
         .await;
-    assert!(forwarded >= forwarded_before + 5.0, "r1 forwarded {forwarded}");
+    assert!(
+        forwarded >= forwarded_before + 5.0,
+        "r1 forwarded {forwarded}"
+    );
     assert_eq!(replicas[1].metric("wfm_manager_sessions").await, 0.0);
 
     // BindSession: one session bound at its owner, one at the other replica.
@@ -585,7 +598,10 @@ async fn push_updates_and_bind_session_at_a_replica_that_does_not_own_the_sessio
         unbound_here.contains("Unbound") && unbound_here.contains("reason: TakenOver"),
         "{unbound_here}"
     );
-    let _ = (next_bind(&mut taken_here).await, next_bind(&mut taken_there).await);
+    let _ = (
+        next_bind(&mut taken_here).await,
+        next_bind(&mut taken_there).await,
+    );
 
     // EndSession through the other replica ends the stream bound there alike.
     for id in [&here.id, &there.id] {
@@ -630,8 +646,18 @@ impl GetViews<'_> {
         let get = |id: &str| pb::GetSessionRequest {
             session_id: id.into(),
         };
-        let a = self.owner.get_session(get(here)).await.unwrap().into_inner();
-        let b = self.other.get_session(get(there)).await.unwrap().into_inner();
+        let a = self
+            .owner
+            .get_session(get(here))
+            .await
+            .unwrap()
+            .into_inner();
+        let b = self
+            .other
+            .get_session(get(there))
+            .await
+            .unwrap()
+            .into_inner();
         (a.view_state, b.view_state)
     }
 }
@@ -673,10 +699,14 @@ async fn one_binder_wins_across_two_gateways_and_takeover_crosses_gateways() {
         // The loser takes the session over through its own gateway.
         let taken = loser.bind(&model.reference, true).await;
         assert_eq!(taken["result"], "success", "{taken}");
-        eventually(Duration::from_secs(10), "the winner told it was taken over", || {
-            let told = winner.seen.lock().unwrap().unbound.clone();
-            async move { told == ["takenOver"] }
-        })
+        eventually(
+            Duration::from_secs(10),
+            "the winner told it was taken over",
+            || {
+                let told = winner.seen.lock().unwrap().unbound.clone();
+                async move { told == ["takenOver"] }
+            },
+        )
         .await;
         let mut model = model;
         ip.step(&mut model).await;
@@ -693,11 +723,15 @@ async fn one_binder_wins_across_two_gateways_and_takeover_crosses_gateways() {
         let events_then = winner.seen.lock().unwrap().events.len();
         ip.step(&mut model).await;
         let expected = view_of(&ip.get(&model.id).await.unwrap());
-        eventually(Duration::from_secs(10), "the new binder's next view", || {
-            let view = loser.view();
-            let expected = expected.clone();
-            async move { view == expected }
-        })
+        eventually(
+            Duration::from_secs(10),
+            "the new binder's next view",
+            || {
+                let view = loser.view();
+                let expected = expected.clone();
+                async move { view == expected }
+            },
+        )
         .await;
         assert_eq!(winner.seen.lock().unwrap().events.len(), events_then);
     }

@@ -105,7 +105,10 @@ impl Replica {
             .args(["--node-id", &self.node])
             .args(["--advertise-url", &self.url()])
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
-            .args(["--metrics-listen", &format!("127.0.0.1:{}", self.metrics_port)])
+            .args([
+                "--metrics-listen",
+                &format!("127.0.0.1:{}", self.metrics_port),
+            ])
             .args(["--lease-ttl-ms", &LEASE_TTL_MS.to_string()])
             .args(["--nats-replicas", &self.nats_replicas.to_string()])
             .args(["--signing-key", KEY])
@@ -388,11 +391,13 @@ pub struct Ip {
 /// How long one update may keep being retried before the test fails.
 const RETRY_FOR: Duration = Duration::from_secs(30);
 
+/// Refused as unavailable, or lost to the transport (a replica going away sends GOAWAY,
+/// which fails calls in flight with INTERNAL): the call is to be made again elsewhere.
 fn retryable(status: &Status) -> bool {
     matches!(
         status.code(),
         Code::Unavailable | Code::Unknown | Code::DeadlineExceeded | Code::Cancelled
-    )
+    ) || std::error::Error::source(status).is_some()
 }
 
 fn expected_sequence(status: &Status) -> Option<u64> {
@@ -660,9 +665,8 @@ pub struct Seen {
     pub ended: bool,
 }
 
-type WsStream = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A WebSocket MediaBar client of a gateway.
 pub struct MediaBar {
@@ -692,8 +696,7 @@ fn apply_frame(seen: &mut Seen, frame: &Value) {
                 .filter(|c| c["type"] == "enabled")
                 .filter_map(|c| c["name"].as_str().map(str::to_string))
                 .collect();
-            seen.events
-                .push(format!("{target}: {}", enabled.join(" ")));
+            seen.events.push(format!("{target}: {}", enabled.join(" ")));
             if event["context"]["state"] == "ended" {
                 seen.view.remove(&target);
             } else {
@@ -793,9 +796,16 @@ pub async fn settle(ip: &Ip, models: &[Model], clients: &[MediaBar], within: Dur
     loop {
         let mut still = Vec::new();
         let mut last_problem = String::new();
-        for &i in &pending {
+        // GetSession of every pending session, 32 at a time.
+        let fetched: Vec<(usize, Result<pb::GetSessionResponse, Status>)> =
+            futures_util::stream::iter(pending.iter().copied())
+                .map(|i| async move { (i, ip.get(&models[i].id).await) })
+                .buffered(32)
+                .collect()
+                .await;
+        for (i, fetched) in fetched {
             let model = &models[i];
-            let session = match ip.get(&model.id).await {
+            let session = match fetched {
                 Ok(session) => session,
                 Err(status) => {
                     last_problem = format!("{}: {status:?}", model.id);
