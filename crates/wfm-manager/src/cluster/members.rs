@@ -163,11 +163,23 @@ pub(crate) async fn watch(cluster: Arc<Cluster>, stop: CancellationToken) {
 /// takes over this replica's share of the dead replicas' sessions.
 pub(crate) async fn sweep(cluster: Arc<Cluster>, stop: CancellationToken) {
     let tick = (cluster.lease_ttl / 4).max(Duration::from_millis(50));
-    // Replicas that died while none was watching are found through the index once.
+    // Replicas that died while none was watching are found through the index once. Only
+    // those without a live node record: the index also lists every live replica that owns
+    // sessions, and marking one of those dead made this (just started) replica take its
+    // sessions over under it, losing the updates it had acknowledged but not yet persisted.
     match cluster.store.indexed_nodes().await {
         Ok(nodes) => {
             for node in nodes.into_iter().filter(|n| *n != cluster.node_id) {
-                let _ = cluster.members.died(&node);
+                match cluster.store.node(&node).await {
+                    Ok(Some(record)) => cluster.members.observe(&node, &record, Instant::now()),
+                    Ok(None) => {
+                        let _ = cluster.members.died(&node);
+                    }
+                    Err(error) => {
+                        tracing::debug!(%node, %error, "cannot check an indexed replica");
+                        let _ = cluster.members.died(&node);
+                    }
+                }
             }
         }
         Err(error) => tracing::warn!(%error, "cannot list the ownership index"),
