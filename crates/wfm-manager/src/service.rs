@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
@@ -202,13 +203,21 @@ impl WorkflowManagerService {
                 ]
             });
         let trace = span.as_ref().map(|s| Arc::new(s.trace_context()));
+        // Whether this replica applied the update itself: one forwarded to the owner is
+        // counted there, so that `updates_applied` summed over replicas counts each update
+        // once, and a replica that lost its sessions shows that it applies nothing.
+        let here = AtomicBool::new(self.cluster.is_none());
         let result = if self.cluster.is_none() {
             self.apply_here(request, trace.as_ref())
         } else {
             self.routed(
                 &session_id,
                 metadata,
-                || self.apply_here(request.clone(), trace.as_ref()),
+                || {
+                    let result = self.apply_here(request.clone(), trace.as_ref());
+                    here.store(result.is_ok(), Ordering::Relaxed);
+                    result
+                },
                 |mut peer| {
                     let request = self.forward(request.clone());
                     async move {
@@ -222,6 +231,7 @@ impl WorkflowManagerService {
             .await
         };
         match &result {
+            Ok(_) if !here.load(Ordering::Relaxed) => {}
             Ok(ack) if ack.duplicate => stats.updates_duplicate.inc(),
             Ok(ack) => {
                 stats.updates_applied.inc();
@@ -323,8 +333,17 @@ pub(crate) type BindSessionStream = std::pin::Pin<
 >;
 
 /// Whether a forwarded call's refusal means the owner moved or is going: route again.
+///
+/// A call that timed out counts too (tonic's channel timeout answers `CANCELLED`): an
+/// owner that hangs (paused, overloaded) still accepts connections, so without this the
+/// cached owner would never be forgotten and every call for its sessions would time out
+/// even after a peer took them over. Re-sending is safe: every forwarded call is
+/// idempotent (a repeated update sequence is acknowledged as a duplicate).
 fn is_unavailable_peer(error: &ManagerError) -> bool {
-    matches!(error, ManagerError::Peer(status) if status.code() == Code::Unavailable)
+    matches!(error, ManagerError::Peer(status) if matches!(
+        status.code(),
+        Code::Unavailable | Code::Cancelled | Code::DeadlineExceeded
+    ))
 }
 
 impl WorkflowManagerService {
@@ -595,5 +614,27 @@ impl pb::workflow_manager_server::WorkflowManager for WorkflowManagerService {
             version: self.config.version.clone(),
             service_type: "WorkflowManager".to_string(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forwarded_call_that_timed_out_is_routed_again_like_one_refused_as_unavailable() {
+        let peer = |status: Status| ManagerError::Peer(status);
+        assert!(is_unavailable_peer(&peer(Status::unavailable("going"))));
+        assert!(is_unavailable_peer(&peer(Status::cancelled(
+            "Timeout expired"
+        ))));
+        assert!(is_unavailable_peer(&peer(Status::deadline_exceeded(
+            "late"
+        ))));
+        assert!(!is_unavailable_peer(&peer(Status::not_found("nobody"))));
+        assert!(!is_unavailable_peer(&peer(Status::failed_precondition(
+            "gap"
+        ))));
+        assert!(!is_unavailable_peer(&ManagerError::Store("down".into())));
     }
 }

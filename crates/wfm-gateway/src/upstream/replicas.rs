@@ -60,12 +60,33 @@ impl Upstream {
     }
 
     /// A replica gone from NATS: close its streams, whose bindings then rebind elsewhere,
-    /// unless it is one of the `manager_url` seeds.
+    /// unless it is one of the `manager_url` seeds. Seed or not, the sessions it owned are
+    /// forgotten and the binds parked for it are released at once.
     pub(crate) fn departed(&self, url: &str) {
         let mut table = self.table();
         let Some(index) = table.endpoints.find(url) else {
             return;
         };
+        table.owners.forget_endpoint(index);
+        // Binds parked for this endpoint (redirected to a replica that then died) would
+        // otherwise wait out the whole request timeout for a connection that never comes:
+        // they are retried now at a live replica, which takes the dead one's sessions over.
+        let now = Instant::now();
+        let stranded: Vec<u64> = table
+            .parked
+            .iter()
+            .copied()
+            .filter(|id| {
+                table
+                    .routes
+                    .get(id)
+                    .and_then(|route| route.parked)
+                    .is_some_and(|(endpoint, _)| endpoint == index)
+            })
+            .collect();
+        for id in stranded {
+            self.unavailable(&mut table, id, now);
+        }
         let Some(endpoint) = table.endpoints.get_mut(index) else {
             return;
         };
@@ -75,7 +96,6 @@ impl Upstream {
         endpoint.active = false;
         endpoint.retire.cancel();
         tracing::info!(url = %endpoint.url, "manager endpoint retired");
-        table.owners.forget_endpoint(index);
         self.count_endpoints(&table);
     }
 

@@ -95,6 +95,18 @@ impl Peers {
             .remove(session_id);
     }
 
+    /// Forgets every session cached as owned by the replica at `url`: it left or died.
+    /// Without this, a replica that once forwarded a session's calls there would go on
+    /// naming the dead replica as the owner (`NotOwner`) to every gateway binding the
+    /// session, and the gateway would keep redirecting to it, long after a peer took the
+    /// session over.
+    pub(crate) fn forget_url(&self, url: &str) {
+        self.owners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, owner| &**owner != url);
+    }
+
     /// `message` as a request forwarded by this replica.
     pub(crate) fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
@@ -108,4 +120,21 @@ impl Peers {
 /// Whether a call arrived forwarded from another replica.
 pub(crate) fn is_forwarded(metadata: &tonic::metadata::MetadataMap) -> bool {
     metadata.contains_key(FORWARDED_HEADER)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_departed_replica_is_no_longer_named_as_the_owner_of_its_sessions() {
+        let peers = Peers::new("me".into(), Duration::from_secs(1));
+        let (dead, live): (Arc<str>, Arc<str>) = ("http://dead:1".into(), "http://live:1".into());
+        peers.remember("s1", &dead);
+        peers.remember("s2", &live);
+        peers.forget_url(&dead);
+        assert!(peers.cached("s1").is_none());
+        assert_eq!(&*peers.cached("s2").unwrap().url, "http://live:1");
+    }
 }

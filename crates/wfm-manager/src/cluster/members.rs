@@ -55,9 +55,11 @@ impl Members {
             .remove(node_id);
     }
 
-    /// Marks `node_id` dead: its sessions are to be swept.
-    pub(crate) fn died(&self, node_id: &str) {
-        self.live
+    /// Marks `node_id` dead: its sessions are to be swept. Returns its address, if it was
+    /// seen alive.
+    pub(crate) fn died(&self, node_id: &str) -> Option<Arc<str>> {
+        let gone = self
+            .live
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(node_id);
@@ -66,6 +68,7 @@ impl Members {
             .unwrap_or_else(PoisonError::into_inner)
             .entry(node_id.to_string())
             .or_insert(None);
+        gone.map(|member| member.url)
     }
 
     /// The live replicas other than `me`, with their addresses.
@@ -140,7 +143,9 @@ pub(crate) async fn watch(cluster: Arc<Cluster>, stop: CancellationToken) {
                     },
                     Operation::Delete | Operation::Purge => {
                         tracing::info!(node = %entry.key, "replica left or expired");
-                        cluster.members.died(&entry.key);
+                        if let Some(url) = cluster.members.died(&entry.key) {
+                            cluster.peers.forget_url(&url);
+                        }
                         cluster.sweep_now.notify_one();
                     }
                 }
@@ -158,11 +163,23 @@ pub(crate) async fn watch(cluster: Arc<Cluster>, stop: CancellationToken) {
 /// takes over this replica's share of the dead replicas' sessions.
 pub(crate) async fn sweep(cluster: Arc<Cluster>, stop: CancellationToken) {
     let tick = (cluster.lease_ttl / 4).max(Duration::from_millis(50));
-    // Replicas that died while none was watching are found through the index once.
+    // Replicas that died while none was watching are found through the index once. Only
+    // those without a live node record: the index also lists every live replica that owns
+    // sessions, and marking one of those dead made this (just started) replica take its
+    // sessions over under it, losing the updates it had acknowledged but not yet persisted.
     match cluster.store.indexed_nodes().await {
         Ok(nodes) => {
             for node in nodes.into_iter().filter(|n| *n != cluster.node_id) {
-                cluster.members.died(&node);
+                match cluster.store.node(&node).await {
+                    Ok(Some(record)) => cluster.members.observe(&node, &record, Instant::now()),
+                    Ok(None) => {
+                        let _ = cluster.members.died(&node);
+                    }
+                    Err(error) => {
+                        tracing::debug!(%node, %error, "cannot check an indexed replica");
+                        let _ = cluster.members.died(&node);
+                    }
+                }
             }
         }
         Err(error) => tracing::warn!(%error, "cannot list the ownership index"),
@@ -184,7 +201,11 @@ pub(crate) async fn sweep(cluster: Arc<Cluster>, stop: CancellationToken) {
                         .as_ref()
                         .is_some_and(|o| o.incarnation == incarnation) => {}
                 Ok(Some(record)) => cluster.members.observe(&node, &record, Instant::now()),
-                Ok(None) => cluster.members.died(&node),
+                Ok(None) => {
+                    if let Some(url) = cluster.members.died(&node) {
+                        cluster.peers.forget_url(&url);
+                    }
+                }
                 Err(error) => tracing::debug!(%node, %error, "cannot check a silent replica"),
             }
         }

@@ -558,6 +558,27 @@ impl Cluster {
         if owner.node_id == self.node_id && owner.incarnation == self.fence.lease.incarnation() {
             return;
         }
+        // The fence of a takeover: never take a session whose owner (node and incarnation)
+        // still has a live node record, whatever made this replica think it dead (a stale
+        // index, a restart of its own). Its owner may hold acknowledged updates that it has
+        // not persisted yet; taking the record from under it would lose them.
+        if owner.node_id != self.node_id {
+            match self.store.node(&owner.node_id).await {
+                Ok(Some(live))
+                    if live
+                        .owner
+                        .as_ref()
+                        .is_some_and(|o| o.incarnation == owner.incarnation) =>
+                {
+                    return;
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::debug!(%key, %error, "cannot check a session's owner; not taken");
+                    return;
+                }
+            }
+        }
         if let Err(error) = self.take(key, found).await {
             tracing::debug!(%key, %error, "takeover not done");
         }

@@ -1,6 +1,7 @@
 //! Fixtures for tests that run the real `wfm` binary as a child process.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod cluster;
 pub mod nats;
 
 use std::process::{Child, Command, ExitStatus};
