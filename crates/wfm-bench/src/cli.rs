@@ -4,8 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::cluster::{self, ClusterPart, ClusterPlan};
 use crate::suite::{self, Plan};
-use crate::{plot, proc, report, roles};
+use crate::{nats, plot, proc, report, roles};
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 /// The subcommand of the `wfm` binary that runs the suite; its child roles are
@@ -39,6 +41,25 @@ enum Command {
         /// Where to write every run as JSON (`wfm bench report` redraws from it).
         #[arg(long, default_value = "docs/bench/results.json")]
         json: PathBuf,
+    },
+    /// Run only the cluster part (needs `WFM_NATS_SERVER`) and merge it into the results
+    /// JSON and the report written from it.
+    Cluster {
+        /// The short cluster part (under two minutes).
+        #[arg(long)]
+        quick: bool,
+        /// Where to write the report.
+        #[arg(long, default_value = "BENCHMARKS.md")]
+        out: PathBuf,
+        /// Where to write the scale-curve plot (redrawn from the results JSON).
+        #[arg(long, default_value = "docs/bench/scale.png")]
+        plot: PathBuf,
+        /// The results JSON to merge into (its single-process suite is kept as it is).
+        #[arg(long, default_value = "docs/bench/results.json")]
+        json: PathBuf,
+        /// The command to name for the suite in the results JSON, which this does not rerun.
+        #[arg(long, default_value = "cargo run --release -p wfm -- bench all")]
+        suite_command: String,
     },
     /// Write the report and the plot again from a JSON file of results.
     Report {
@@ -81,6 +102,26 @@ enum Command {
     ServeGateway {
         /// The manager's address.
         manager: String,
+    },
+    /// Child role: a manager replica in cluster mode.
+    #[command(hide = true)]
+    ServeClusterManager {
+        /// Its node id.
+        node_id: String,
+        /// NATS URLs, comma-separated.
+        nats_url: String,
+        /// Lease TTL, ms.
+        lease_ms: u64,
+        /// JetStream copies of each bucket.
+        replicas: usize,
+    },
+    /// Child role: a gateway in front of a cluster.
+    #[command(hide = true)]
+    ServeClusterGateway {
+        /// NATS URLs, comma-separated.
+        nats_url: String,
+        /// The replicas' gRPC URLs, comma-separated.
+        manager_urls: String,
     },
     /// Child role: the raw tonic ceiling.
     #[command(hide = true)]
@@ -133,6 +174,12 @@ fn write(results: &suite::Results, command: &str, out: &Path, plot: &Path) -> an
     Ok(())
 }
 
+/// This invocation as `cargo run` takes it: the arguments after the binary.
+fn invocation() -> String {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    format!("cargo run --release -p wfm -- {}", args.join(" "))
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -155,6 +202,55 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
             suite::profile(sessions, rate, seconds).await
         }
         Command::ServeGateway { manager } => roles::serve_gateway(&manager).await,
+        Command::ServeClusterManager {
+            node_id,
+            nats_url,
+            lease_ms,
+            replicas,
+        } => roles::serve_cluster_manager(&node_id, &nats_url, lease_ms, replicas).await,
+        Command::ServeClusterGateway {
+            nats_url,
+            manager_urls,
+        } => roles::serve_cluster_gateway(&nats_url, &manager_urls).await,
+        Command::Cluster {
+            quick,
+            out,
+            plot,
+            json,
+            suite_command,
+        } => {
+            let command = invocation();
+            let Some(binary) = nats::configured_binary() else {
+                anyhow::bail!(
+                    "{} is not set: the cluster part needs a nats-server binary (2.11 or later)",
+                    nats::SERVER_ENV
+                );
+            };
+            let plan = ClusterPlan::new(quick, proc::raise_open_files_limit());
+            let text = std::fs::read_to_string(&json).with_context(|| {
+                format!(
+                    "cannot read {}: run `bench all` first, which the cluster part is merged into",
+                    json.display()
+                )
+            })?;
+            let mut results: suite::Results = serde_json::from_str(&text)?;
+            results.cluster = match cluster::run(plan, &binary, &command).await {
+                Ok(measured) => ClusterPart::Measured(Box::new(measured)),
+                Err(error) => {
+                    // Written into the report, not hidden: it says the part failed and why.
+                    eprintln!("[wfm-bench] cluster part FAILED: {error:#}");
+                    ClusterPart::Failed(format!("{command}: {error:#}"))
+                }
+            };
+            std::fs::write(&json, serde_json::to_string_pretty(&results)?)?;
+            write(&results, &suite_command, &out, &plot)?;
+            eprintln!(
+                "[wfm-bench] merged the cluster part into {} and wrote {}",
+                json.display(),
+                out.display()
+            );
+            Ok(())
+        }
         Command::ServeRawTonic => roles::serve_raw_tonic().await,
         Command::ServeRawWs => roles::serve_raw_ws().await,
         Command::Callgrind { what, count } => roles::callgrind_target(&what, count),
@@ -165,15 +261,35 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
             plot,
             json,
         } => {
-            let args: Vec<String> = std::env::args().skip(1).collect();
-            // `bench all ...`: the arguments after the binary, as `cargo run -p wfm --` takes them.
-            let command = format!("cargo run --release -p wfm -- {}", args.join(" "));
-            let mut plan = Plan::new(quick, proc::raise_open_files_limit());
+            let command = invocation();
+            let open_files = proc::raise_open_files_limit();
+            let mut plan = Plan::new(quick, open_files);
             if let Some(sessions) = only {
                 plan.scale = vec![sessions];
                 plan.main_sessions = sessions;
             }
-            let results = suite::run(plan).await?;
+            let mut results = suite::run(plan).await?;
+            results.cluster = match nats::configured_binary() {
+                None => {
+                    let reason = format!(
+                        "{} is not set, so no nats-server was available",
+                        nats::SERVER_ENV
+                    );
+                    eprintln!("[wfm-bench] cluster part SKIPPED: {reason}");
+                    ClusterPart::Skipped(reason)
+                }
+                Some(binary) => {
+                    let plan = ClusterPlan::new(quick, open_files);
+                    match cluster::run(plan, &binary, &command).await {
+                        Ok(measured) => ClusterPart::Measured(Box::new(measured)),
+                        Err(error) => {
+                            // Reported, not hidden: the single-process figures still stand.
+                            eprintln!("[wfm-bench] cluster part FAILED: {error:#}");
+                            ClusterPart::Failed(format!("{error:#}"))
+                        }
+                    }
+                }
+            };
             create_parent(&json)?;
             std::fs::write(&json, serde_json::to_string_pretty(&results)?)?;
             write(&results, &command, &out, &plot)?;

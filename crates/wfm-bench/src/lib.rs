@@ -9,6 +9,9 @@
 //!
 //! # Layout
 //! - [`cli`]: the `wfm bench` command and its hidden child roles.
+//! - [`cluster`]: the cluster part (three replicas, a gateway, three NATS nodes) against one
+//!   process, and the failover timing; runs when `WFM_NATS_SERVER` names a `nats-server`.
+//! - [`nats`]: the three-node JetStream cluster the cluster part runs on.
 //! - [`suite`]: the plan, the order of the runs, and the figures collected.
 //! - [`raw`]: the raw tonic and raw WebSocket ceilings (servers and their drivers).
 //! - [`roles`]: the child roles the harness re-executes itself as, and callgrind targets.
@@ -19,11 +22,14 @@
 //! - [`plot`]: the scale-curve PNG.
 
 pub mod cli;
+pub mod cluster;
 pub mod micro;
+pub mod nats;
 pub mod plot;
 pub mod proc;
 pub mod raw;
 pub mod report;
+mod report_cluster;
 pub mod roles;
 pub mod stats;
 pub mod suite;

@@ -69,6 +69,17 @@ impl ServerChild {
         self.child.id()
     }
 
+    /// How the child exited, if it has.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// SIGKILLs the child (a crash: no handoff, no clean leave) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// The child's resident set, KiB.
     pub fn rss_kib(&self) -> anyhow::Result<u64> {
         rss_kib(self.pid())

@@ -12,11 +12,11 @@ use crate::suite::{Percentile, Point, Results, Runs};
 const NOTES: &str = include_str!("../NOTES.md");
 
 /// A goal's verdict.
-fn verdict(met: bool) -> &'static str {
+pub(crate) fn verdict(met: bool) -> &'static str {
     if met { "**met**" } else { "**missed**" }
 }
 
-fn rate_label(rate: u64) -> String {
+pub(crate) fn rate_label(rate: u64) -> String {
     if rate == 0 {
         "closed loop".to_string()
     } else {
@@ -24,7 +24,7 @@ fn rate_label(rate: u64) -> String {
     }
 }
 
-fn ms(s: Spread) -> String {
+pub(crate) fn ms(s: Spread) -> String {
     s.show(2)
 }
 
@@ -79,6 +79,7 @@ pub fn markdown(results: &Results, command: &str, plot: &Path) -> String {
     }
     memory(&mut out, results);
     scale(&mut out, results, plot);
+    crate::report_cluster::section(&mut out, &results.cluster);
     method(&mut out, results);
     out.push_str(NOTES);
     out
@@ -115,6 +116,7 @@ fn goals(out: &mut String, results: &Results) {
         );
     }
     let Some(point) = results.point(plan.main_sessions) else {
+        crate::report_cluster::goal(out, &results.cluster);
         out.push('\n');
         return;
     };
@@ -209,6 +211,7 @@ fn goals(out: &mut String, results: &Results) {
             verdict(mem.gateway_per_connection() <= 16_384.0)
         );
     }
+    crate::report_cluster::goal(out, &results.cluster);
     out.push('\n');
 }
 
@@ -491,6 +494,8 @@ fn method(out: &mut String, results: &Results) {
          ```sh\n\
          cargo run --release -p wfm -- bench all            # this report and docs/bench/scale.png, about 10 min\n\
          cargo run --release -p wfm -- bench all --quick    # the same in under 2 min, smaller counts\n\
+         # the cluster part runs in both when WFM_NATS_SERVER names a nats-server; alone, merged into docs/bench/results.json:\n\
+         WFM_NATS_SERVER=/path/to/nats-server cargo run --release -p wfm -- bench cluster\n\
          cargo bench -p wfm-bench --bench micro             # engine and encoding under criterion\n\
          cargo bench -p wfm-engine --bench engine           # the engine's own criterion benches\n\
          # instructions per engine update (apply-1, apply-3, apply-10, snapshot-3, json, protobuf):\n\

@@ -73,6 +73,62 @@ pub async fn serve_gateway(manager: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `serve-cluster-manager NODE_ID NATS_URLS LEASE_MS REPLICAS`: one manager replica in
+/// cluster mode, advertising its own loopback address; announces its gRPC address and the
+/// address of its `/metrics` (which tells how many sessions it holds).
+pub async fn serve_cluster_manager(
+    node_id: &str,
+    nats_url: &str,
+    lease_ms: u64,
+    replicas: usize,
+) -> anyhow::Result<()> {
+    exit_with_parent();
+    logging();
+    let listener = loopback().await?;
+    let metrics = loopback().await?;
+    let address = listener.local_addr()?;
+    let registry = wfm_telemetry::Registry::new();
+    let mut config = ManagerConfig::new(SigningKey::from_bytes(KEY)?);
+    config.stats = std::sync::Arc::new(wfm_manager::ManagerStats::new(&registry));
+    config.cluster = Some(wfm_manager::ClusterConfig {
+        nats_url: nats_url.to_string(),
+        node_id: node_id.to_string(),
+        advertise_url: format!("http://{address}"),
+        lease_ttl: Duration::from_millis(lease_ms),
+        replicas,
+    });
+    announce(&[address, metrics.local_addr()?])?;
+    tokio::spawn(wfm_telemetry::http::serve_metrics(
+        metrics,
+        registry,
+        CancellationToken::new(),
+    ));
+    wfm_manager::serve(listener, config, CancellationToken::new()).await?;
+    Ok(())
+}
+
+/// `serve-cluster-gateway NATS_URLS MANAGER_URLS`: the gateway in front of a cluster's
+/// replicas (found in NATS, starting from the comma-separated URLs); announces itself once
+/// ready.
+pub async fn serve_cluster_gateway(nats_url: &str, manager_urls: &str) -> anyhow::Result<()> {
+    exit_with_parent();
+    logging();
+    let listener = loopback().await?;
+    let address = listener.local_addr()?;
+    let mut config = GatewayConfig::new(manager_urls.to_string(), SigningKey::from_bytes(KEY)?);
+    config.nats_url = Some(nats_url.to_string());
+    config.max_connections = 1_000_000;
+    let server = tokio::spawn(wfm_gateway::serve(
+        listener,
+        config,
+        CancellationToken::new(),
+    ));
+    wait_ready(address).await?;
+    announce(&[address])?;
+    server.await??;
+    Ok(())
+}
+
 /// `serve-raw-tonic`: the raw gRPC ceiling.
 pub async fn serve_raw_tonic() -> anyhow::Result<()> {
     exit_with_parent();

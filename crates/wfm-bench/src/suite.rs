@@ -110,7 +110,7 @@ impl Plan {
         rates
     }
 
-    fn schedule(&self, rate: u64) -> Schedule {
+    pub(crate) fn schedule(&self, rate: u64) -> Schedule {
         Schedule {
             rate,
             warmup: self.warmup,
@@ -382,6 +382,9 @@ pub struct Results {
     pub points: Vec<Point>,
     /// Seconds the suite took.
     pub seconds: f64,
+    /// The cluster part: measured, skipped or failed (absent in results older than it).
+    #[serde(default)]
+    pub cluster: crate::cluster::ClusterPart,
 }
 
 impl Results {
@@ -391,7 +394,7 @@ impl Results {
     }
 }
 
-fn say(message: impl AsRef<str>) {
+pub(crate) fn say(message: impl AsRef<str>) {
     eprintln!("[wfm-bench] {}", message.as_ref());
 }
 
@@ -458,7 +461,7 @@ pub fn micro(plan: &Plan) -> anyhow::Result<Micro> {
 
 /// Measures `generator` at every rate of `rates`, `reps` times, rates interleaved; samples
 /// the CPU time of `processes` (name, pid) around each run.
-async fn measure_all(
+pub(crate) async fn measure_all(
     plan: &Plan,
     label: &str,
     generator: &Generator,
@@ -509,7 +512,7 @@ async fn measure_all(
     runs
 }
 
-fn address(child: &ServerChild, index: usize) -> anyhow::Result<SocketAddr> {
+pub(crate) fn address(child: &ServerChild, index: usize) -> anyhow::Result<SocketAddr> {
     child
         .addresses
         .get(index)
@@ -675,6 +678,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Results> {
         micro,
         points,
         seconds: started.elapsed().as_secs_f64(),
+        cluster: crate::cluster::ClusterPart::NotRun,
     })
 }
 

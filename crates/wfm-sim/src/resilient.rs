@@ -249,6 +249,8 @@ pub struct Manager {
     rotation: Arc<Rotation>,
     recovery: Arc<Recovery>,
     policy: RetryPolicy,
+    /// The number of the next `CreateSession`, when creations are spread over the replicas.
+    spread: Option<Arc<AtomicUsize>>,
 }
 
 impl From<WorkflowManagerClient<Channel>> for Manager {
@@ -283,7 +285,17 @@ impl Manager {
             clients: clients.into(),
             recovery: Arc::new(Recovery::default()),
             policy,
+            spread: None,
         }
+    }
+
+    /// The same replicas, except that each `CreateSession` is first tried at the next
+    /// replica in turn. A cluster replica owns the sessions created at it, so this spreads
+    /// ownership evenly, as a load balancer in front of the replicas would; a refusal moves
+    /// the call on as usual.
+    pub fn spreading_creates(mut self) -> Self {
+        self.spread = Some(Arc::default());
+        self
     }
 
     /// The recovery counters of every call made through this manager and its clones.
@@ -339,6 +351,15 @@ impl Manager {
         &self,
         request: &pb::CreateSessionRequest,
     ) -> Result<pb::CreateSessionResponse, Status> {
+        if let Some(next) = &self.spread {
+            let index = next.fetch_add(1, Ordering::Relaxed) % self.clients.len().max(1);
+            let mut client = self.clients[index].clone();
+            match client.create_session(request.clone()).await {
+                Ok(response) => return Ok(response.into_inner()),
+                Err(status) if retryable(&status) => self.recovery.retried(),
+                Err(status) => return Err(status),
+            }
+        }
         self.call(|mut client| {
             let request = request.clone();
             async move { Ok(client.create_session(request).await?.into_inner()) }
