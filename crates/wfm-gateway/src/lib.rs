@@ -44,6 +44,7 @@ mod endpoints;
 pub mod errors;
 mod http;
 mod limits;
+mod listener;
 mod outbound;
 mod protocol;
 mod server;

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -10,6 +9,7 @@ use wfm_telemetry::settings::SettingsError;
 
 use crate::connection::Hub;
 use crate::http;
+use crate::listener::Listener;
 use crate::settings::GatewayConfig;
 use crate::upstream::Upstream;
 
@@ -80,13 +80,7 @@ pub async fn serve(
         tracing::info!(%address, manager = %config.manager_url, "edge gateway listening");
     }
 
-    // Events are small frames written one by one; Nagle's algorithm would hold each behind
-    // the client's delayed ACK for up to 40 ms.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-    });
+    let listener = Listener::new(listener, Arc::clone(&config.stats));
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(closing.clone().cancelled_owned())
         .await;

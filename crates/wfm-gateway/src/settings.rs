@@ -50,8 +50,16 @@ pub mod default {
     pub const REQUEST_RATE: u64 = 10;
     /// `request_burst`.
     pub const REQUEST_BURST: u64 = 20;
-    /// `max_connections`.
-    pub const MAX_CONNECTIONS: u64 = 100_000;
+    /// Descriptors kept back from `max_connections`' default: the manager streams, NATS,
+    /// the listener, logs, and the connections being refused with 503.
+    pub const RESERVED_DESCRIPTORS: u64 = 128;
+
+    /// `max_connections` when unset: the open-files limit less the reserve, so that the
+    /// documented 503 answers before accepting fails for want of descriptors.
+    pub fn max_connections() -> u64 {
+        let (soft, _) = rlimit::Resource::NOFILE.get().unwrap_or((1024, 1024));
+        soft.saturating_sub(RESERVED_DESCRIPTORS).max(1)
+    }
     /// `drain_delay_ms`.
     pub const DRAIN_DELAY_MS: u64 = 0;
     /// `shutdown_grace_secs`.
@@ -128,9 +136,10 @@ pub struct Settings {
     /// Requests per connection in a burst.
     #[arg(long, env = "WFM_GATEWAY_REQUEST_BURST", default_value_t = default::REQUEST_BURST)]
     pub request_burst: u64,
-    /// Most concurrent WebSocket connections.
-    #[arg(long, env = "WFM_GATEWAY_MAX_CONNECTIONS", default_value_t = default::MAX_CONNECTIONS)]
-    pub max_connections: u64,
+    /// Most concurrent WebSocket connections; more are answered 503. Unset: the open-files
+    /// limit (`RLIMIT_NOFILE`) less 128.
+    #[arg(long, env = "WFM_GATEWAY_MAX_CONNECTIONS")]
+    pub max_connections: Option<u64>,
     /// Allowed Origin headers, comma-separated; empty allows any.
     #[arg(long, env = "WFM_GATEWAY_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
@@ -280,7 +289,7 @@ impl GatewayConfig {
             request_rate: saturate(default::REQUEST_RATE, u32::MAX),
             request_burst: saturate(default::REQUEST_BURST, u32::MAX),
             max_pending_replies: 32,
-            max_connections: saturate(default::MAX_CONNECTIONS, usize::MAX),
+            max_connections: saturate(default::max_connections(), usize::MAX),
             allowed_origins: Vec::new(),
             shutdown_grace: Duration::from_secs(5),
             drain_delay: Duration::from_millis(default::DRAIN_DELAY_MS),
@@ -439,7 +448,11 @@ impl Settings {
         config.read_buffer_size = saturate(self.read_buffer_bytes, usize::MAX);
         config.request_rate = saturate(self.request_rate, u32::MAX);
         config.request_burst = saturate(self.request_burst, u32::MAX);
-        config.max_connections = saturate(self.max_connections, usize::MAX);
+        config.max_connections = saturate(
+            self.max_connections
+                .unwrap_or_else(default::max_connections),
+            usize::MAX,
+        );
         config.allowed_origins = self
             .allowed_origins
             .into_iter()

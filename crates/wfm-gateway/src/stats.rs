@@ -10,6 +10,7 @@ pub struct GatewayStats {
     pub(crate) connections: Gauge,
     pub(crate) connections_total: Counter,
     pub(crate) connections_refused: Counter,
+    pub(crate) accept_errors: Counter,
     pub(crate) bindings: Gauge,
     pub(crate) upstream_streams: Gauge,
     pub(crate) upstream_endpoints: Gauge,
@@ -47,6 +48,11 @@ impl GatewayStats {
             connections_refused: r.counter(
                 "wfm_gateway_connections_refused_total",
                 "WebSocket upgrades refused (origin, connection limit, shutting down).",
+                &[],
+            ),
+            accept_errors: r.counter(
+                "wfm_gateway_accept_errors_total",
+                "TCP connections the listener could not accept (out of file descriptors, say).",
                 &[],
             ),
             bindings: r.gauge(

@@ -138,3 +138,61 @@ fn a_flag_beats_the_environment_which_beats_the_config_file() {
     assert_eq!(from_env, expected("200"));
     assert_eq!(from_flag, expected("300"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_low_open_files_limit_upgrades_beyond_the_derived_cap_get_503_and_health_answers() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let manager = Manager::start().await;
+    let port = free_port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // 256 descriptors: the derived cap is 256 - 128 = 128 connections.
+    let child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 256 && exec \"$0\" gateway --listen {addr} --manager-url http://{}",
+            manager.addr
+        ))
+        .arg(env!("CARGO_BIN_EXE_wfm"))
+        .env("WFM_SIGNING_KEY", std::str::from_utf8(KEY).unwrap())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start wfm gateway");
+    let _child = Reaper(child);
+    let gateway = Gateway {
+        addr,
+        shutdown: tokio_util::sync::CancellationToken::new(),
+        task: tokio::spawn(async { Ok(()) }),
+    };
+    gateway.wait_ready(200).await;
+
+    let upgrade = format!(
+        "GET {} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        wfm_gateway::MEDIABAR_PATH
+    );
+    let mut held = Vec::new();
+    let (mut upgraded, mut refused) = (0, 0);
+    for _ in 0..160 {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(upgrade.as_bytes()).await.unwrap();
+        let mut head = [0u8; 12];
+        tokio::time::timeout(Duration::from_secs(5), tcp.read_exact(&mut head))
+            .await
+            .expect("every upgrade is answered, none hangs")
+            .unwrap();
+        match &head[9..12] {
+            b"101" => upgraded += 1,
+            b"503" => refused += 1,
+            other => panic!("unexpected status {:?}", String::from_utf8_lossy(other)),
+        }
+        held.push(tcp);
+    }
+    assert_eq!(upgraded, 128, "the cap derived from the limit");
+    assert_eq!(refused, 32);
+    assert_eq!(
+        http_get(addr, "/healthz").await.0,
+        200,
+        "health still answers"
+    );
+}

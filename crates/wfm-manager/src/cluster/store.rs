@@ -13,6 +13,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::kv::{self, Operation};
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use async_nats::jetstream::{self, stream::StorageType};
 use futures_util::StreamExt as _;
 use prost::Message as _;
@@ -31,6 +32,10 @@ pub(crate) const ADOPT_SUBJECT: &str = "wfm.adopt";
 /// The oldest NATS server cluster mode runs against: KV limit markers and per-message TTLs
 /// arrived in 2.11.
 pub const MIN_SERVER_VERSION: (u64, u64) = (2, 11);
+/// The header of a KV delete or purge.
+const KV_OPERATION_HEADER: &str = "KV-Operation";
+/// The header of a marker JetStream leaves where a message expired or was removed.
+const MARKER_REASON_HEADER: &str = "Nats-Marker-Reason";
 /// The key, in `wfm_owned`, of the cluster's instance id.
 const INSTANCE_KEY: &str = "cluster-instance";
 /// Largest session record accepted from the store, in bytes.
@@ -200,18 +205,42 @@ impl Store {
 
     /// The record of the session under `key`, if it exists.
     pub(crate) async fn record(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
-        let entry = self.deadline(self.sessions.entry(key)).await?;
-        let Some(entry) = entry.filter(|e| e.operation == Operation::Put) else {
+        let Some((value, revision)) = self.latest(&self.sessions, key).await? else {
             return Ok(None);
         };
-        let record = SessionRecord::decode(entry.value).map_err(|error| StoreError::Corrupt {
+        let record = SessionRecord::decode(value).map_err(|error| StoreError::Corrupt {
             key: key.to_string(),
             problem: error.to_string(),
         })?;
-        Ok(Some(Versioned {
-            record,
-            revision: entry.revision,
-        }))
+        Ok(Some(Versioned { record, revision }))
+    }
+
+    /// The latest value under `key` and its revision, `None` if absent or deleted, read from
+    /// the stream's leader. KV buckets allow direct gets, which any copy may answer, even
+    /// one that has not caught up: a record written a moment ago could read as absent, or a
+    /// dead replica as alive. Ownership decisions need the leader's word.
+    async fn latest(
+        &self,
+        bucket: &kv::Store,
+        key: &str,
+    ) -> Result<Option<(prost::bytes::Bytes, u64)>, StoreError> {
+        let subject = format!("{}{key}", bucket.prefix);
+        let read = bucket.stream.get_last_raw_message_by_subject(&subject);
+        let message = match tokio::time::timeout(self.timeout, read).await {
+            Err(_) => {
+                return Err(StoreError::Unavailable(
+                    "NATS did not answer in time".into(),
+                ));
+            }
+            Ok(Err(error)) if error.kind() == LastRawMessageErrorKind::NoMessageFound => {
+                return Ok(None);
+            }
+            Ok(result) => result.map_err(unavailable)?,
+        };
+        // Deletes, purges and expiry markers carry one of these headers; a put carries none.
+        let removed = message.headers.get(KV_OPERATION_HEADER).is_some()
+            || message.headers.get(MARKER_REASON_HEADER).is_some();
+        Ok((!removed).then_some((message.payload, message.sequence)))
     }
 
     /// Writes a new session's record; [`StoreError::Conflict`] if the session exists.
@@ -259,9 +288,9 @@ impl Store {
 
     /// The live record of replica `node_id`, if it has one.
     pub(crate) async fn node(&self, node_id: &str) -> Result<Option<NodeRecord>, StoreError> {
-        let value = self.deadline(self.nodes.get(node_id)).await?;
+        let value = self.latest(&self.nodes, node_id).await?;
         value
-            .map(|bytes| {
+            .map(|(bytes, _)| {
                 NodeRecord::decode(bytes).map_err(|error| StoreError::Corrupt {
                     key: node_id.to_string(),
                     problem: error.to_string(),
