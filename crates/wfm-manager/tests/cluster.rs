@@ -25,6 +25,7 @@ async fn replica(nats: &Nats, node: &str) -> Manager {
         advertise_url: format!("http://{addr}"),
         lease_ttl: Duration::from_millis(2000),
         replicas: 1,
+        nats: Default::default(),
     });
     Manager::start_on(listener, config).await
 }
@@ -196,6 +197,7 @@ async fn a_replica_refuses_to_start_against_a_nats_server_older_than_2_11() {
         advertise_url: "http://127.0.0.1:1".into(),
         lease_ttl: Duration::from_millis(2000),
         replicas: 1,
+        nats: Default::default(),
     });
     let served = wfm_manager::serve(listener, config, Default::default()).await;
     let error = served.unwrap_err().to_string();
