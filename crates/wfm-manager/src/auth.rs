@@ -179,7 +179,11 @@ mod tests {
             "/grpc.health.v1.Health/Check".to_string(),
             "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo".to_string(),
         ] {
-            assert_eq!(refusal(needed(&open), Some(&identity(None))), None, "{open}");
+            assert_eq!(
+                refusal(needed(&open), Some(&identity(None))),
+                None,
+                "{open}"
+            );
         }
         assert_eq!(needed("/other.Service/Call"), Some(Role::Peer));
         assert!(refusal(None, None).is_some(), "no certificate, no call");

@@ -60,9 +60,9 @@ pub async fn serve(
     let drain_delay = config.drain_delay;
     let readiness = Arc::clone(&config.readiness);
     let cluster = match &config.cluster {
-        Some(settings) => Some(
-            Cluster::connect(settings, config.peer_tls.clone(), Arc::clone(&stats)).await?,
-        ),
+        Some(settings) => {
+            Some(Cluster::connect(settings, config.peer_tls.clone(), Arc::clone(&stats)).await?)
+        }
         None => None,
     };
     let registry = Registry::new(config.profiles.clone(), Arc::clone(&stats));
@@ -250,9 +250,9 @@ impl tokio_stream::Stream for CountedIncoming {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        this.incoming
-            .poll_accept(cx)
-            .map(|accepted| accepted.map(|accepted| Ok(Counted::new(accepted, &this.stats, &this.roles))))
+        this.incoming.poll_accept(cx).map(|accepted| {
+            accepted.map(|accepted| Ok(Counted::new(accepted, &this.stats, &this.roles)))
+        })
     }
 }
 

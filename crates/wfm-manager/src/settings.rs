@@ -325,7 +325,10 @@ impl Settings {
             }
             _ => None,
         };
-        for (id, address) in [("listen", self.listen), ("metrics_listen", self.metrics_listen)] {
+        for (id, address) in [
+            ("listen", self.listen),
+            ("metrics_listen", self.metrics_listen),
+        ] {
             match listen_check(address, server.is_some(), self.insecure_plaintext) {
                 ListenCheck::Allowed => {}
                 ListenCheck::Insecure => tracing::warn!(

@@ -100,7 +100,11 @@ fn is_connection_error(error: &io::Error) -> bool {
 
 impl Incoming {
     /// Starts accepting on `listener`, with TLS when `tls` is given.
-    pub fn spawn(listener: TcpListener, tls: Option<Arc<ServerTls>>, options: AcceptOptions) -> Self {
+    pub fn spawn(
+        listener: TcpListener,
+        tls: Option<Arc<ServerTls>>,
+        options: AcceptOptions,
+    ) -> Self {
         let local = listener.local_addr().ok();
         let (ready_tx, ready) = mpsc::channel(READY_QUEUE);
         tokio::spawn(run(listener, tls, options, ready_tx));

@@ -61,7 +61,8 @@ async fn connect(
         .trim_end_matches(']')
         .to_string();
     let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let deadline = |what: &str| io::Error::new(io::ErrorKind::TimedOut, format!("{what} {uri} timed out"));
+    let deadline =
+        |what: &str| io::Error::new(io::ErrorKind::TimedOut, format!("{what} {uri} timed out"));
     let tls = match (https, tls) {
         (true, Some(tls)) => Some(tls),
         (false, None) => None,
@@ -85,9 +86,12 @@ async fn connect(
     };
     let name = ServerName::try_from(host)
         .map_err(|error| refused(format!("{uri}: not a TLS server name: {error}")))?;
-    let stream = tokio::time::timeout(timeout, TlsConnector::from(tls.current()).connect(name, tcp))
-        .await
-        .map_err(|_| deadline("tls handshake with"))??;
+    let stream = tokio::time::timeout(
+        timeout,
+        TlsConnector::from(tls.current()).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| deadline("tls handshake with"))??;
     Ok(TokioIo::new(ClientIo::Tls(Box::new(stream))))
 }
 
