@@ -25,6 +25,8 @@ pub mod nats;
 pub mod pem;
 pub mod reload;
 pub mod roles;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use accept::{AcceptOptions, Accepted, Incoming, MaybeTls};
 pub use config::{ClientFiles, ClientTls, ListenCheck, ServerFiles, ServerTls, listen_check};
