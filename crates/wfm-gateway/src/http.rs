@@ -132,6 +132,19 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    if state.hub.draining.is_cancelled() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+    } else if state.hub.upstream.is_ready() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "workflow manager unreachable\n",
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use axum::http::HeaderValue;
@@ -185,18 +198,5 @@ mod tests {
             &headers(Some("https://evil.example"), "gw:8080"),
             &["*".to_string()]
         ));
-    }
-}
-
-async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
-    if state.hub.draining.is_cancelled() {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
-    } else if state.hub.upstream.is_ready() {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "workflow manager unreachable\n",
-        )
     }
 }

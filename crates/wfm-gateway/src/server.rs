@@ -116,12 +116,13 @@ pub async fn serve(
         )
         .collect();
     let reload_stop = CancellationToken::new();
-    tokio::spawn(wfm_tls::reload::watch(
+    wfm_tls::reload::watch(
         reloadable,
         config.tls_poll,
         config.stats.tls.clone(),
         reload_stop.clone(),
-    ));
+    )
+    .await;
 
     // The accept loop sets TCP_NODELAY (events are small frames written one by one;
     // Nagle's algorithm would hold each behind the client's delayed ACK for up to 40 ms)

@@ -97,12 +97,13 @@ pub async fn serve(
                 .map(|tls| Arc::clone(tls) as Arc<dyn Reloadable>),
         )
         .collect();
-    tokio::spawn(wfm_tls::reload::watch(
+    wfm_tls::reload::watch(
         reloadable,
         config.tls_poll,
         stats.tls.clone(),
         shutdown.child_token(),
-    ));
+    )
+    .await;
     let tls = config.tls.clone();
     let authorize = AuthorizeLayer {
         enforce: tls.as_ref().is_some_and(|tls| tls.requires_client_cert()),

@@ -67,7 +67,9 @@ pub fn reload_one(item: &dyn Reloadable, stats: &ReloadStats) -> bool {
     }
 }
 
-/// Watches `items` every `poll`, and on SIGHUP, until `stop` is cancelled.
+/// Starts watching `items` every `poll`, and on SIGHUP, until `stop` is cancelled. The
+/// files' state is taken before this returns, so that a change made once the server is
+/// up is never mistaken for the state it started with.
 pub async fn watch(
     items: Vec<Arc<dyn Reloadable>>,
     poll: Duration,
@@ -77,11 +79,22 @@ pub async fn watch(
     if items.is_empty() {
         return;
     }
-    let mut hangup = Hangup::new();
+    let hangup = Hangup::new();
     let mut seen = Vec::with_capacity(items.len());
     for item in &items {
         seen.push(fingerprints(item.as_ref()).await);
     }
+    tokio::spawn(run(items, seen, hangup, poll, stats, stop));
+}
+
+async fn run(
+    items: Vec<Arc<dyn Reloadable>>,
+    mut seen: Vec<Vec<Option<(SystemTime, u64)>>>,
+    mut hangup: Hangup,
+    poll: Duration,
+    stats: ReloadStats,
+    stop: CancellationToken,
+) {
     let mut tick = tokio::time::interval(poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
