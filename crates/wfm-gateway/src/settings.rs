@@ -694,8 +694,14 @@ mod tests {
             .unwrap()
             .into_config(Arc::default(), Tracer::disabled())
         };
-        let config = parse("http://a:50051, https://b:50051").unwrap();
-        assert_eq!(config.manager_urls(), ["http://a:50051", "https://b:50051"]);
+        let config = parse("http://a:50051, http://b:50051").unwrap();
+        assert_eq!(config.manager_urls(), ["http://a:50051", "http://b:50051"]);
+        // https needs a CA to verify the manager by.
+        let error = parse("https://b:50051").unwrap_err().to_string();
+        assert!(
+            error.ends_with("an https:// URL needs --manager-ca, the CA to verify the manager by"),
+            "{error}"
+        );
         let error = parse("http://a:50051,b:50051").unwrap_err().to_string();
         assert!(
             error.starts_with("invalid setting --manager-url (WFM_MANAGER_URL, `manager_url` in the config file) = \"b:50051\""),
