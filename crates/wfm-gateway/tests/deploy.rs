@@ -613,8 +613,14 @@ fn the_kubernetes_manifests_match_the_binaries() {
             // The gRPC port requires client certificates, which the kubelet's gRPC probe
             // cannot present: the probes are the metrics listener's plaintext HTTP ones.
             let metrics = port_of(env_value(container, "WFM_MANAGER_METRICS_LISTEN"));
-            assert_eq!(readiness["httpGet"]["path"], wfm_telemetry::http::READYZ_PATH);
-            assert_eq!(liveness["httpGet"]["path"], wfm_telemetry::http::HEALTHZ_PATH);
+            assert_eq!(
+                readiness["httpGet"]["path"],
+                wfm_telemetry::http::READYZ_PATH
+            );
+            assert_eq!(
+                liveness["httpGet"]["path"],
+                wfm_telemetry::http::HEALTHZ_PATH
+            );
             for probe in [readiness, liveness] {
                 assert_eq!(probe["httpGet"]["port"].as_u64(), Some(u64::from(metrics)));
             }
@@ -833,7 +839,10 @@ fn tls_files(file: &str, pod: &Value, container: &Value) -> Vec<(String, String)
             .find(|m| m["mountPath"] == dir)
             .unwrap_or_else(|| panic!("{file}: {name}={path} is in no mounted volume"));
         assert_eq!(mount["readOnly"], true, "{file}: {name}'s volume");
-        assert!(mount["subPath"].is_null(), "{file}: {name}'s volume uses subPath");
+        assert!(
+            mount["subPath"].is_null(),
+            "{file}: {name}'s volume uses subPath"
+        );
         let volume = pod["volumes"]
             .as_sequence()
             .unwrap()
@@ -909,7 +918,8 @@ fn the_kubernetes_services_serve_tls_from_mounted_secrets() {
 
     // The roles parse, and name the identities the certificates carry.
     let docs = documents("deploy/k8s/manager.yaml");
-    let manager = &find(&docs, "StatefulSet", "wfm-manager")["spec"]["template"]["spec"]["containers"][0];
+    let manager =
+        &find(&docs, "StatefulSet", "wfm-manager")["spec"]["template"]["spec"]["containers"][0];
     let rules: Vec<String> = env_value(manager, "WFM_ROLES")
         .split(',')
         .map(str::to_string)
@@ -954,7 +964,12 @@ fn the_cluster_settings_exist_as_the_deployments_name_them() {
         (manager(), "manager", "--tls-key", "WFM_TLS_KEY"),
         (manager(), "manager", "--client-ca", "WFM_CLIENT_CA"),
         (manager(), "manager", "--role", "WFM_ROLES"),
-        (manager(), "manager", "--insecure-plaintext", "WFM_INSECURE_PLAINTEXT"),
+        (
+            manager(),
+            "manager",
+            "--insecure-plaintext",
+            "WFM_INSECURE_PLAINTEXT",
+        ),
         (manager(), "manager", "--nats-creds", "WFM_NATS_CREDS"),
         (manager(), "manager", "--nats-ca", "WFM_NATS_CA"),
         (gateway(), "gateway", "--tls-cert", "WFM_TLS_CERT"),
@@ -962,7 +977,12 @@ fn the_cluster_settings_exist_as_the_deployments_name_them() {
         (gateway(), "gateway", "--manager-ca", "WFM_MANAGER_CA"),
         (gateway(), "gateway", "--manager-cert", "WFM_MANAGER_CERT"),
         (gateway(), "gateway", "--manager-key", "WFM_MANAGER_KEY"),
-        (gateway(), "gateway", "--insecure-plaintext", "WFM_INSECURE_PLAINTEXT"),
+        (
+            gateway(),
+            "gateway",
+            "--insecure-plaintext",
+            "WFM_INSECURE_PLAINTEXT",
+        ),
         (gateway(), "gateway", "--nats-creds", "WFM_NATS_CREDS"),
         (gateway(), "gateway", "--nats-ca", "WFM_NATS_CA"),
     ] {
