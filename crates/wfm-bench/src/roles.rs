@@ -96,11 +96,13 @@ pub async fn serve_cluster_manager(
         advertise_url: format!("http://{address}"),
         lease_ttl: Duration::from_millis(lease_ms),
         replicas,
+        nats: Default::default(),
     });
     announce(&[address, metrics.local_addr()?])?;
     tokio::spawn(wfm_telemetry::http::serve_metrics(
         metrics,
         registry,
+        None,
         CancellationToken::new(),
     ));
     wfm_manager::serve(listener, config, CancellationToken::new()).await?;

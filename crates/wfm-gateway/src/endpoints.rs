@@ -109,18 +109,19 @@ fn normalize(url: &str) -> &str {
     url.trim().trim_end_matches('/')
 }
 
-/// A lazily connecting channel to `url`, with the gateway's timeouts and keep-alives.
+/// A lazily connecting channel to `url`, with the gateway's timeouts and keep-alives, and
+/// TLS (with the client certificate in force at each reconnect) for `https://`.
 pub(crate) fn channel(
     url: &str,
     config: &GatewayConfig,
 ) -> Result<Channel, tonic::transport::Error> {
+    let connector = wfm_tls::Connector::new(config.manager_tls.clone(), config.request_timeout);
     Ok(TonicEndpoint::from_shared(url.to_string())?
         .connect_timeout(config.request_timeout)
-        .tcp_nodelay(true)
         .http2_keep_alive_interval(config.upstream_keepalive)
         .keep_alive_timeout(config.upstream_keepalive_timeout)
         .keep_alive_while_idle(true)
-        .connect_lazy())
+        .connect_with_connector_lazy(connector))
 }
 
 /// Which endpoint owns each recently bound session, as far as the gateway knows.
@@ -212,7 +213,12 @@ async fn watch(
     let connected = match client {
         Some(connected) => connected.clone(),
         None => {
-            let connected = async_nats::ConnectOptions::new()
+            let options = upstream
+                .config()
+                .nats
+                .apply(async_nats::ConnectOptions::new())
+                .await?;
+            let connected = options
                 .connection_timeout(upstream.config().request_timeout)
                 .event_callback(|event| async move {
                     match event {

@@ -46,15 +46,9 @@ async fn mediabar(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let config = &state.hub.config;
-    if !config.allowed_origins.is_empty() {
-        let origin = headers
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        if !config.allowed_origins.iter().any(|o| o == origin) {
-            config.stats.connections_refused.inc();
-            return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
-        }
+    if !origin_allowed(&headers, &config.allowed_origins) {
+        config.stats.connections_refused.inc();
+        return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
     }
     if state.hub.shutdown.is_cancelled() {
         config.stats.connections_refused.inc();
@@ -81,6 +75,42 @@ async fn mediabar(
             connection::run(socket, hub).await;
             drop(token);
         })
+}
+
+/// The `Origin` check against cross-site WebSocket hijacking: a browser always sends
+/// `Origin`, so a page from another site cannot open a socket here with the agent's
+/// network position. Allowed: no `Origin` (not a browser: the simulator, tests, other
+/// services), the gateway's own origin (the Origin's host and port are the request's
+/// `Host`, as for the demo page, or the MediaBar served behind the same ingress host), any
+/// origin listed in `allowed` exactly, and anything when `allowed` holds `*`.
+pub(crate) fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    if allowed.iter().any(|o| o == "*" || o == origin) {
+        return true;
+    }
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    // A browser leaves the scheme's default port out of Origin; a Host header may not.
+    let default_port = match scheme {
+        "https" => ":443",
+        "http" => ":80",
+        _ => return false,
+    };
+    let strip = |a: &str| {
+        a.strip_suffix(default_port)
+            .unwrap_or(a)
+            .to_ascii_lowercase()
+    };
+    strip(authority) == strip(host)
 }
 
 async fn page() -> Html<&'static str> {
@@ -112,5 +142,61 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
             StatusCode::SERVICE_UNAVAILABLE,
             "workflow manager unreachable\n",
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn headers(origin: Option<&'static str>, host: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static(host));
+        if let Some(origin) = origin {
+            headers.insert(header::ORIGIN, HeaderValue::from_static(origin));
+        }
+        headers
+    }
+
+    #[test]
+    fn same_origin_and_listed_origins_are_allowed_and_others_refused() {
+        let none: &[String] = &[];
+        let listed = ["https://agents.example.com".to_string()];
+        // Not a browser.
+        assert!(origin_allowed(&headers(None, "gw:8080"), none));
+        // The gateway's own page, with and without the default port in Host.
+        assert!(origin_allowed(
+            &headers(Some("http://gw:8080"), "gw:8080"),
+            none
+        ));
+        assert!(origin_allowed(
+            &headers(Some("https://GW.example"), "gw.example:443"),
+            none
+        ));
+        // Another site.
+        assert!(!origin_allowed(
+            &headers(Some("https://evil.example"), "gw:8080"),
+            none
+        ));
+        assert!(!origin_allowed(
+            &headers(Some("http://gw:8081"), "gw:8080"),
+            none
+        ));
+        assert!(!origin_allowed(&headers(Some("null"), "gw:8080"), none));
+        // Listed, and the wildcard.
+        assert!(origin_allowed(
+            &headers(Some("https://agents.example.com"), "gw:8080"),
+            &listed
+        ));
+        assert!(!origin_allowed(
+            &headers(Some("https://evil.example"), "gw:8080"),
+            &listed
+        ));
+        assert!(origin_allowed(
+            &headers(Some("https://evil.example"), "gw:8080"),
+            &["*".to_string()]
+        ));
     }
 }

@@ -44,7 +44,6 @@ mod endpoints;
 pub mod errors;
 mod http;
 mod limits;
-mod listener;
 mod outbound;
 mod protocol;
 mod server;

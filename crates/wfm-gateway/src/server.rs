@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use std::net::SocketAddr;
+
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -9,9 +11,31 @@ use wfm_telemetry::settings::SettingsError;
 
 use crate::connection::Hub;
 use crate::http;
-use crate::listener::Listener;
 use crate::settings::GatewayConfig;
 use crate::upstream::Upstream;
+use wfm_tls::{AcceptOptions, Incoming, MaybeTls, Reloadable};
+
+/// The accept loop's ready connections, as axum takes them.
+struct Accepting(Incoming);
+
+impl axum::serve::Listener for Accepting {
+    type Io = MaybeTls;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (MaybeTls, SocketAddr) {
+        match self.0.accept().await {
+            Some(accepted) => (accepted.io, accepted.remote),
+            // The loop only stops once this listener is gone; until then nothing comes.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.0
+            .local_addr()
+            .ok_or_else(|| std::io::Error::other("listener address unknown"))
+    }
+}
 
 /// Why the gateway could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -77,10 +101,38 @@ pub async fn serve(
     let connections = TaskTracker::new();
     let app = http::router(hub, connections.clone());
     if let Ok(address) = listener.local_addr() {
-        tracing::info!(%address, manager = %config.manager_url, "edge gateway listening");
+        let scheme = if config.tls.is_some() { "wss" } else { "ws" };
+        tracing::info!(%address, scheme, manager = %config.manager_url, "edge gateway listening");
     }
+    let reloadable: Vec<Arc<dyn Reloadable>> = config
+        .tls
+        .iter()
+        .map(|tls| Arc::clone(tls) as Arc<dyn Reloadable>)
+        .chain(
+            config
+                .manager_tls
+                .iter()
+                .map(|tls| Arc::clone(tls) as Arc<dyn Reloadable>),
+        )
+        .collect();
+    let reload_stop = CancellationToken::new();
+    wfm_tls::reload::watch(
+        reloadable,
+        config.tls_poll,
+        config.stats.tls.clone(),
+        reload_stop.clone(),
+    )
+    .await;
 
-    let listener = Listener::new(listener, Arc::clone(&config.stats));
+    // The accept loop sets TCP_NODELAY (events are small frames written one by one;
+    // Nagle's algorithm would hold each behind the client's delayed ACK for up to 40 ms)
+    // and runs each TLS handshake under its deadline, off the accept path.
+    let accept = AcceptOptions {
+        handshake_timeout: config.handshake_timeout,
+        handshake_failures: config.stats.tls_handshake_failures.clone(),
+        accept_errors: config.stats.accept_errors.clone(),
+    };
+    let listener = Accepting(Incoming::spawn(listener, config.tls.clone(), accept));
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(closing.clone().cancelled_owned())
         .await;
@@ -95,6 +147,7 @@ pub async fn serve(
     );
     connections.wait().await;
     upstream_stop.cancel();
+    reload_stop.cancel();
     upstream_tasks.wait().await;
     tracing::info!("edge gateway stopped");
     served?;

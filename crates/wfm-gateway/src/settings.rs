@@ -16,6 +16,10 @@ use wfm_reference::SigningKey;
 use wfm_telemetry::settings::{SettingsError, at_least, secret};
 use wfm_telemetry::{TelemetryArgs, Tracer};
 
+use wfm_tls::{
+    ClientFiles, ClientTls, ListenCheck, NatsSecurity, ServerFiles, ServerTls, listen_check,
+};
+
 use crate::demo::DemoDirectory;
 use crate::stats::GatewayStats;
 
@@ -140,7 +144,9 @@ pub struct Settings {
     /// limit (`RLIMIT_NOFILE`) less 128.
     #[arg(long, env = "WFM_GATEWAY_MAX_CONNECTIONS")]
     pub max_connections: Option<u64>,
-    /// Allowed Origin headers, comma-separated; empty allows any.
+    /// Origins allowed besides the gateway's own (an Origin whose host is the request's
+    /// Host), comma-separated, e.g. `https://agents.example.com`; `*` allows any. Clients
+    /// that send no Origin (not browsers) are always allowed.
     #[arg(long, env = "WFM_GATEWAY_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
     /// On SIGTERM, how long `/readyz` answers 503 before clients are told and closed, in
@@ -151,6 +157,38 @@ pub struct Settings {
     /// then whatever is left.
     #[arg(long, env = "WFM_GATEWAY_SHUTDOWN_GRACE_SECS", default_value_t = default::SHUTDOWN_GRACE_SECS, value_parser = at_least::<1>)]
     pub shutdown_grace_secs: u64,
+    /// PEM certificate chain of the gateway's port, which then serves HTTPS and `wss://`
+    /// only; with `--tls-key`. Reloaded on change or SIGHUP.
+    #[arg(long, env = "WFM_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "WFM_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle the manager's certificate must chain to; needed for `https://`
+    /// manager URLs, and then every manager URL must be `https://`.
+    #[arg(long, env = "WFM_MANAGER_CA")]
+    pub manager_ca: Option<PathBuf>,
+    /// PEM client certificate presented to the manager (mutual TLS: its URI SAN gives the
+    /// `gateway` role); with `--manager-key` and `--manager-ca`.
+    #[arg(long, env = "WFM_MANAGER_CERT", requires_all = ["manager_key", "manager_ca"])]
+    pub manager_cert: Option<PathBuf>,
+    /// PEM private key of `--manager-cert`.
+    #[arg(long, env = "WFM_MANAGER_KEY", requires = "manager_cert")]
+    pub manager_key: Option<PathBuf>,
+    /// Allows plaintext HTTP and WebSocket on an address other than loopback, for a
+    /// private demo network or behind a TLS-terminating proxy on the same host; logged as
+    /// a warning at start.
+    #[arg(long, env = "WFM_INSECURE_PLAINTEXT")]
+    pub insecure_plaintext: bool,
+    /// How often the TLS files are checked for changes, in milliseconds.
+    #[arg(long, env = "WFM_TLS_POLL_MS", default_value_t = 5_000, value_parser = at_least::<100>)]
+    pub tls_poll_ms: u64,
+    /// NATS credentials file (`.creds`: the user's JWT and NKey seed), with `nats_url`.
+    #[arg(long, env = "WFM_NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+    /// PEM CA of the NATS servers; set, the NATS connection requires TLS.
+    #[arg(long, env = "WFM_NATS_CA")]
+    pub nats_ca: Option<PathBuf>,
     /// Logs and OpenTelemetry.
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
@@ -215,8 +253,21 @@ pub struct GatewayConfig {
     pub max_pending_replies: usize,
     /// Most concurrent WebSocket connections; more are refused with HTTP 503.
     pub max_connections: usize,
-    /// Allowed `Origin` headers; empty allows any origin.
+    /// `Origin`s allowed besides the gateway's own (same host as the request's `Host`);
+    /// `*` allows any. A request without `Origin` (not a browser) is always allowed.
     pub allowed_origins: Vec<String>,
+    /// TLS on the listener (`https://`, `wss://`); `None` serves plaintext, which the
+    /// settings allow on loopback or with `--insecure-plaintext` only.
+    pub tls: Option<Arc<ServerTls>>,
+    /// TLS towards the manager (its CA, and the gateway's client certificate for mutual
+    /// TLS); required for `https://` manager URLs and refusing `http://` ones.
+    pub manager_tls: Option<Arc<ClientTls>>,
+    /// How often the TLS files are checked for changes (they are also reloaded on SIGHUP).
+    pub tls_poll: Duration,
+    /// The most a client's TLS handshake may take.
+    pub handshake_timeout: Duration,
+    /// The NATS connection's credentials file and CA.
+    pub nats: NatsSecurity,
     /// How long shutdown waits for clients to acknowledge the close frame.
     pub shutdown_grace: Duration,
     /// On shutdown, how long `/readyz` answers 503 before clients are told and closed, so
@@ -291,6 +342,11 @@ impl GatewayConfig {
             max_pending_replies: 32,
             max_connections: saturate(default::max_connections(), usize::MAX),
             allowed_origins: Vec::new(),
+            tls: None,
+            manager_tls: None,
+            tls_poll: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(10),
+            nats: NatsSecurity::default(),
             shutdown_grace: Duration::from_secs(5),
             drain_delay: Duration::from_millis(default::DRAIN_DELAY_MS),
             stats: Arc::default(),
@@ -324,6 +380,19 @@ impl GatewayConfig {
                 "manager_url",
                 url,
                 "each an http:// or https:// URL, e.g. http://wfm-manager:50051",
+            )?;
+            let https = url.starts_with("https://");
+            check(
+                !https || self.manager_tls.is_some(),
+                "manager_url",
+                url,
+                "an https:// URL needs --manager-ca, the CA to verify the manager by",
+            )?;
+            check(
+                https || self.manager_tls.is_none(),
+                "manager_url",
+                url,
+                "an https:// URL: TLS towards the manager is configured (--manager-ca)",
             )?;
         }
         if let Some(list) = &self.nats_url {
@@ -385,6 +454,13 @@ impl GatewayConfig {
     }
 }
 
+/// The TLS parts of the config: the listener's, towards the manager, and towards NATS.
+struct Tls {
+    server: Option<Arc<ServerTls>>,
+    client: Option<Arc<ClientTls>>,
+    nats: NatsSecurity,
+}
+
 impl Settings {
     /// How long shutdown may take before the process gives up on it.
     pub fn shutdown_grace(&self) -> Duration {
@@ -420,12 +496,88 @@ impl Settings {
             .map_err(|error| error.described(&Settings::command()))
     }
 
+    /// The listener's TLS and the rule for plaintext; the client side towards the manager;
+    /// the NATS connection's security.
+    fn tls(&self) -> Result<Tls, SettingsError> {
+        let files: Vec<(&'static str, &std::path::Path)> = [
+            ("tls_cert", self.tls_cert.as_deref()),
+            ("tls_key", self.tls_key.as_deref()),
+            ("manager_ca", self.manager_ca.as_deref()),
+            ("manager_cert", self.manager_cert.as_deref()),
+            ("manager_key", self.manager_key.as_deref()),
+            ("nats_ca", self.nats_ca.as_deref()),
+            ("nats_creds", self.nats_creds.as_deref()),
+        ]
+        .into_iter()
+        .filter_map(|(id, path)| path.map(|p| (id, p)))
+        .collect();
+        let server = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(
+                ServerTls::load(
+                    ServerFiles {
+                        cert: cert.clone(),
+                        key: key.clone(),
+                        client_ca: None,
+                    },
+                    &[b"http/1.1"],
+                )
+                .map_err(|error| error.setting(&files))?,
+            ),
+            _ => None,
+        };
+        let client = match &self.manager_ca {
+            Some(ca) => Some(
+                ClientTls::load(ClientFiles {
+                    ca: ca.clone(),
+                    identity: self.manager_cert.clone().zip(self.manager_key.clone()),
+                })
+                .map_err(|error| error.setting(&files))?,
+            ),
+            None => None,
+        };
+        let nats = NatsSecurity {
+            creds: self.nats_creds.clone(),
+            ca: self.nats_ca.clone(),
+        };
+        nats.check().map_err(|error| error.setting(&files))?;
+        match listen_check(self.listen, server.is_some(), self.insecure_plaintext) {
+            ListenCheck::Allowed => {}
+            ListenCheck::Insecure => tracing::warn!(
+                address = %self.listen,
+                "--insecure-plaintext: serving plaintext HTTP and WebSocket on an address other \
+                 than loopback; session references cross the network in the clear"
+            ),
+            ListenCheck::Refused => {
+                return Err(SettingsError::invalid(
+                    "insecure_plaintext",
+                    "false",
+                    format!(
+                        "needed to serve plaintext on {} (`listen`), which is not loopback: \
+                         give --tls-cert and --tls-key, or --insecure-plaintext on a private \
+                         network",
+                        self.listen
+                    ),
+                ));
+            }
+        }
+        Ok(Tls {
+            server,
+            client,
+            nats,
+        })
+    }
+
     fn config(
         self,
         stats: Arc<GatewayStats>,
         tracer: Tracer,
     ) -> Result<GatewayConfig, SettingsError> {
         let signing_key = self.signing_key()?;
+        let Tls {
+            server: tls,
+            client: manager_tls,
+            nats,
+        } = self.tls()?;
         check(
             self.drain_delay_ms < self.shutdown_grace_secs.saturating_mul(1000),
             "drain_delay_ms",
@@ -458,6 +610,10 @@ impl Settings {
             .into_iter()
             .filter(|o| !o.is_empty())
             .collect();
+        config.tls = tls;
+        config.manager_tls = manager_tls;
+        config.nats = nats;
+        config.tls_poll = Duration::from_millis(self.tls_poll_ms);
         config.drain_delay = Duration::from_millis(self.drain_delay_ms);
         // The close handshake must fit in what is left of the grace period.
         let left = Duration::from_millis(
@@ -546,8 +702,14 @@ mod tests {
                 .unwrap()
                 .into_config(Arc::default(), Tracer::disabled())
         };
-        let config = parse("http://a:50051, https://b:50051").unwrap();
-        assert_eq!(config.manager_urls(), ["http://a:50051", "https://b:50051"]);
+        let config = parse("http://a:50051, http://b:50051").unwrap();
+        assert_eq!(config.manager_urls(), ["http://a:50051", "http://b:50051"]);
+        // https needs a CA to verify the manager by.
+        let error = parse("https://b:50051").unwrap_err().to_string();
+        assert!(
+            error.ends_with("an https:// URL needs --manager-ca, the CA to verify the manager by"),
+            "{error}"
+        );
         let error = parse("http://a:50051,b:50051").unwrap_err().to_string();
         assert!(
             error.starts_with("invalid setting --manager-url (WFM_MANAGER_URL, `manager_url` in the config file) = \"b:50051\""),

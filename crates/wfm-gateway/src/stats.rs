@@ -21,6 +21,9 @@ pub struct GatewayStats {
     pub(crate) queued: Gauge,
     pub(crate) commands_refused: Counter,
     pub(crate) event_to_write: Histogram,
+    /// TLS reloads of the server and the manager-client certificates.
+    pub(crate) tls: wfm_tls::ReloadStats,
+    pub(crate) tls_handshake_failures: Counter,
 }
 
 impl Default for GatewayStats {
@@ -105,11 +108,38 @@ impl GatewayStats {
                 "From receiving a state.updated event from the manager to writing it to the client socket.",
                 &[],
             ),
+            tls: wfm_tls::ReloadStats {
+                reloads: r.counter(
+                    "wfm_gateway_tls_reloads_total",
+                    "TLS certificates, keys and CAs reloaded from disk and put in force for new connections.",
+                    &[],
+                ),
+                failures: r.counter(
+                    "wfm_gateway_tls_reload_failures_total",
+                    "TLS reloads refused (unreadable or mismatched files); the previous certificate stayed in force.",
+                    &[],
+                ),
+            },
+            tls_handshake_failures: r.counter(
+                "wfm_gateway_tls_handshake_failures_total",
+                "TLS handshakes with clients failed or timed out (plaintext on the TLS port, say).",
+                &[],
+            ),
         }
     }
 
     /// The registry these metrics live in.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// TLS reloads put in force since start.
+    pub fn tls_reloads(&self) -> u64 {
+        self.tls.reloads.get()
+    }
+
+    /// TLS reloads refused since start (the previous certificate stayed in force).
+    pub fn tls_reload_failures(&self) -> u64 {
+        self.tls.failures.get()
     }
 }

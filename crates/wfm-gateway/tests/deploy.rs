@@ -292,6 +292,18 @@ fn the_compose_file_matches_the_binaries() {
             Some(format!("http://127.0.0.1:{probe_port}{probe}").as_str()),
             "{name}"
         );
+        // Plaintext off loopback is refused at start unless the compose file says it is a
+        // demo network.
+        let address: SocketAddr = environment[listen].as_str().unwrap().parse().unwrap();
+        if !address.ip().is_loopback() && environment.get("WFM_TLS_CERT").is_none() {
+            assert_eq!(
+                environment
+                    .get("WFM_INSECURE_PLAINTEXT")
+                    .and_then(Value::as_str),
+                Some("true"),
+                "{name} serves plaintext on {address}"
+            );
+        }
         // The key file is on the key volume, mounted read-only, once the key service made it.
         let key_file = environment["WFM_SIGNING_KEY_FILE"].as_str().unwrap();
         assert_key_mount(&compose, name, service, key_file);
@@ -630,10 +642,20 @@ fn the_kubernetes_manifests_match_the_binaries() {
         // Probes.
         let (readiness, liveness) = (&container["readinessProbe"], &container["livenessProbe"]);
         if name == "wfm-manager" {
-            assert_eq!(readiness["grpc"]["port"].as_u64(), Some(u64::from(port)));
-            assert_eq!(readiness["grpc"]["service"], "wfm.v1.WorkflowManager");
-            assert_eq!(liveness["grpc"]["port"].as_u64(), Some(u64::from(port)));
+            // The gRPC port requires client certificates, which the kubelet's gRPC probe
+            // cannot present: the probes are the metrics listener's plaintext HTTP ones.
             let metrics = port_of(env_value(container, "WFM_MANAGER_METRICS_LISTEN"));
+            assert_eq!(
+                readiness["httpGet"]["path"],
+                wfm_telemetry::http::READYZ_PATH
+            );
+            assert_eq!(
+                liveness["httpGet"]["path"],
+                wfm_telemetry::http::HEALTHZ_PATH
+            );
+            for probe in [readiness, liveness] {
+                assert_eq!(probe["httpGet"]["port"].as_u64(), Some(u64::from(metrics)));
+            }
             assert!(ports.contains(&u64::from(metrics)));
             assert!(targets.contains(&u64::from(metrics)));
         } else {
@@ -641,6 +663,8 @@ fn the_kubernetes_manifests_match_the_binaries() {
             assert_eq!(liveness["httpGet"]["path"], wfm_gateway::HEALTHZ_PATH);
             for probe in [readiness, liveness] {
                 assert_eq!(probe["httpGet"]["port"].as_u64(), Some(u64::from(port)));
+                // The gateway's port serves TLS only.
+                assert_eq!(probe["httpGet"]["scheme"], "HTTPS");
             }
             let ingress = find(&docs, "Ingress", &name);
             let path = &ingress["spec"]["rules"][0]["http"]["paths"][0]["path"];
@@ -655,7 +679,7 @@ fn the_kubernetes_manifests_match_the_binaries() {
             let manager_url = env_value(container, "WFM_MANAGER_URL");
             assert_eq!(
                 manager_url,
-                format!("http://wfm-manager:{}", default_port(manager(), "listen"))
+                format!("https://wfm-manager:{}", default_port(manager(), "listen"))
             );
         }
     }
@@ -740,14 +764,14 @@ fn the_kubernetes_manager_is_three_replicas_on_a_jetstream_cluster() {
     let advertise = advertise["value"].as_str().unwrap();
     assert_eq!(
         advertise,
-        format!("http://$(WFM_NODE_ID).{headless_name}:{port}")
+        format!("https://$(WFM_NODE_ID).{headless_name}:{port}")
     );
     // Which, for every replica, is a pod of the StatefulSet.
     let set_name = set["metadata"]["name"].as_str().unwrap();
     for ordinal in 0..replicas {
         let url = advertise.replace("$(WFM_NODE_ID)", &format!("{set_name}-{ordinal}"));
         let host = url
-            .strip_prefix("http://")
+            .strip_prefix("https://")
             .and_then(|u| u.split(':').next())
             .unwrap();
         assert_eq!(host, format!("{set_name}-{ordinal}.{headless_name}"));
@@ -816,6 +840,147 @@ fn the_kubernetes_manager_is_three_replicas_on_a_jetstream_cluster() {
     assert_eq!(env_value(gateway, "WFM_NATS_URL"), nats_urls);
 }
 
+/// The variables naming TLS files: each must point into a mounted Secret volume.
+const TLS_FILE_ENVS: [&str; 8] = [
+    "WFM_TLS_CERT",
+    "WFM_TLS_KEY",
+    "WFM_CLIENT_CA",
+    "WFM_MANAGER_CA",
+    "WFM_MANAGER_CERT",
+    "WFM_MANAGER_KEY",
+    "WFM_NATS_CA",
+    "WFM_NATS_CREDS",
+];
+
+/// Every TLS variable of `container` in `pod` names a file in a read-only Secret volume
+/// mounted as a directory (no `subPath`, so that renewals reach the pod); returns the
+/// variables set, with the Secret each points into.
+fn tls_files(file: &str, pod: &Value, container: &Value) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for env in container["env"].as_sequence().unwrap() {
+        let name = env["name"].as_str().unwrap();
+        if !TLS_FILE_ENVS.contains(&name) {
+            continue;
+        }
+        let path = env["value"].as_str().unwrap();
+        let (dir, _) = path.rsplit_once('/').unwrap();
+        let mount = container["volumeMounts"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|m| m["mountPath"] == dir)
+            .unwrap_or_else(|| panic!("{file}: {name}={path} is in no mounted volume"));
+        assert_eq!(mount["readOnly"], true, "{file}: {name}'s volume");
+        assert!(
+            mount["subPath"].is_null(),
+            "{file}: {name}'s volume uses subPath"
+        );
+        let volume = pod["volumes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == mount["name"])
+            .unwrap();
+        let secret = volume["secret"]["secretName"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{file}: {name}'s volume is no Secret"));
+        found.push((name.to_string(), secret.to_string()));
+    }
+    found
+}
+
+#[test]
+fn the_kubernetes_services_serve_tls_from_mounted_secrets() {
+    let certificates = documents("deploy/k8s/cert-manager/certificates.yaml");
+    let certificate = |secret: &str| {
+        certificates
+            .iter()
+            .find(|d| d["kind"] == "Certificate" && d["spec"]["secretName"] == secret)
+            .unwrap_or_else(|| panic!("no cert-manager Certificate issues the Secret {secret}"))
+    };
+    let uris = |cert: &Value| -> Vec<String> {
+        strings(&cert["spec"]["uris"])
+            .into_iter()
+            .map(str::to_string)
+            .collect()
+    };
+    for (file, kind, name, required) in [
+        (
+            "deploy/k8s/manager.yaml",
+            "StatefulSet",
+            "wfm-manager",
+            &["WFM_TLS_CERT", "WFM_TLS_KEY", "WFM_CLIENT_CA"][..],
+        ),
+        (
+            "deploy/k8s/gateway.yaml",
+            "Deployment",
+            "wfm-gateway",
+            &[
+                "WFM_TLS_CERT",
+                "WFM_TLS_KEY",
+                "WFM_MANAGER_CA",
+                "WFM_MANAGER_CERT",
+                "WFM_MANAGER_KEY",
+            ][..],
+        ),
+    ] {
+        let docs = documents(file);
+        let pod = &find(&docs, kind, name)["spec"]["template"]["spec"];
+        let container = &pod["containers"][0];
+        let files = tls_files(file, pod, container);
+        for env in required {
+            assert!(
+                files.iter().any(|(e, _)| e == env),
+                "{file}: {env} is not set"
+            );
+        }
+        // Each Secret is one that cert-manager/certificates.yaml issues.
+        for (_, secret) in &files {
+            certificate(secret);
+        }
+        assert!(
+            container["env"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .all(|e| e["name"] != "WFM_INSECURE_PLAINTEXT"),
+            "{file}: plaintext is allowed"
+        );
+    }
+
+    // The roles parse, and name the identities the certificates carry.
+    let docs = documents("deploy/k8s/manager.yaml");
+    let manager =
+        &find(&docs, "StatefulSet", "wfm-manager")["spec"]["template"]["spec"]["containers"][0];
+    let rules: Vec<String> = env_value(manager, "WFM_ROLES")
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let roles = wfm_tls::RoleMap::parse(&rules).unwrap();
+    let role_of = |uri: &str| roles.identity(vec![uri.to_string()]).role();
+    let manager_cert = certificate("wfm-manager-tls");
+    for uri in uris(manager_cert) {
+        assert_eq!(role_of(&uri), Some(wfm_tls::Role::Peer), "{uri}");
+    }
+    for uri in uris(certificate("wfm-gateway-manager-client")) {
+        assert_eq!(role_of(&uri), Some(wfm_tls::Role::Gateway), "{uri}");
+    }
+    // The manager's certificate names the hosts it is reached at: the client Service (the
+    // gateway's WFM_MANAGER_URL) and each pod under the headless Service (its advertise URL).
+    let names = strings(&manager_cert["spec"]["dnsNames"]);
+    assert!(names.contains(&"wfm-manager"), "{names:?}");
+    assert!(names.contains(&"*.wfm-manager-headless"), "{names:?}");
+    let usages = strings(&manager_cert["spec"]["usages"]);
+    assert!(usages.contains(&"server auth") && usages.contains(&"client auth"));
+    // The ingress re-encrypts to the gateway's TLS port.
+    let gateway_docs = documents("deploy/k8s/gateway.yaml");
+    let ingress = find(&gateway_docs, "Ingress", "wfm-gateway");
+    assert_eq!(
+        ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"],
+        "HTTPS"
+    );
+}
+
 /// The cluster settings the compose file and the manifests set, by the names they use.
 #[test]
 fn the_cluster_settings_exist_as_the_deployments_name_them() {
@@ -827,6 +992,31 @@ fn the_cluster_settings_exist_as_the_deployments_name_them() {
         (manager(), "manager", "--nats-replicas", "WFM_NATS_REPLICAS"),
         (gateway(), "gateway", "--nats-url", "WFM_NATS_URL"),
         (gateway(), "gateway", "--manager-url", "WFM_MANAGER_URL"),
+        (manager(), "manager", "--tls-cert", "WFM_TLS_CERT"),
+        (manager(), "manager", "--tls-key", "WFM_TLS_KEY"),
+        (manager(), "manager", "--client-ca", "WFM_CLIENT_CA"),
+        (manager(), "manager", "--role", "WFM_ROLES"),
+        (
+            manager(),
+            "manager",
+            "--insecure-plaintext",
+            "WFM_INSECURE_PLAINTEXT",
+        ),
+        (manager(), "manager", "--nats-creds", "WFM_NATS_CREDS"),
+        (manager(), "manager", "--nats-ca", "WFM_NATS_CA"),
+        (gateway(), "gateway", "--tls-cert", "WFM_TLS_CERT"),
+        (gateway(), "gateway", "--tls-key", "WFM_TLS_KEY"),
+        (gateway(), "gateway", "--manager-ca", "WFM_MANAGER_CA"),
+        (gateway(), "gateway", "--manager-cert", "WFM_MANAGER_CERT"),
+        (gateway(), "gateway", "--manager-key", "WFM_MANAGER_KEY"),
+        (
+            gateway(),
+            "gateway",
+            "--insecure-plaintext",
+            "WFM_INSECURE_PLAINTEXT",
+        ),
+        (gateway(), "gateway", "--nats-creds", "WFM_NATS_CREDS"),
+        (gateway(), "gateway", "--nats-ca", "WFM_NATS_CA"),
     ] {
         let found = settings(command)
             .into_iter()

@@ -143,6 +143,7 @@ async fn one_cti_update_is_one_trace_across_both_services_and_the_metrics_move()
     tokio::spawn(wfm_telemetry::http::serve_metrics(
         metrics_listener,
         manager_registry,
+        None,
         metrics_stop.clone(),
     ));
 

@@ -35,12 +35,16 @@ async fn service(settings: Settings) -> anyhow::Result<()> {
     let metrics = TcpListener::bind(metrics_listen)
         .await
         .with_context(|| format!("cannot listen on {metrics_listen} for metrics"))?;
-    tracing::info!(address = %metrics_listen, "metrics listening on /metrics");
+    tracing::info!(address = %metrics_listen, "metrics listening on /metrics, probes on /healthz and /readyz");
     let shutdown = CancellationToken::new();
     let metrics_stop = CancellationToken::new();
+    // Plaintext HTTP by design: it serves only metrics and the probes, which a kubelet
+    // and Prometheus reach without client certificates; the settings keep it on loopback
+    // unless the gRPC port has TLS or --insecure-plaintext is given.
     let metrics_task = tokio::spawn(wfm_telemetry::http::serve_metrics(
         metrics,
         registry,
+        Some(std::sync::Arc::clone(&config.readiness)),
         metrics_stop.clone(),
     ));
     let outcome = wfm_telemetry::serve_until_signal(

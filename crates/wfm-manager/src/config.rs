@@ -7,6 +7,8 @@ use std::time::Duration;
 use wfm_profiles::ProfileSet;
 use wfm_reference::KeyRing;
 use wfm_telemetry::Tracer;
+use wfm_telemetry::http::Readiness;
+use wfm_tls::{ClientTls, RoleMap, ServerTls};
 
 use crate::stats::ManagerStats;
 
@@ -36,6 +38,21 @@ pub struct ManagerConfig {
     pub stream_queue: usize,
     /// Cluster mode (replicas over NATS JetStream); `None` runs one process alone.
     pub cluster: Option<crate::ClusterConfig>,
+    /// TLS on the gRPC port (with mutual TLS when it has a client CA); `None` serves
+    /// plaintext, which the settings allow on loopback or with `--insecure-plaintext` only.
+    pub tls: Option<Arc<ServerTls>>,
+    /// Client certificate URI SANs → roles; enforced only when `tls` requires client
+    /// certificates. Without a client CA every caller may make every call.
+    pub roles: RoleMap,
+    /// Cluster mode with TLS: this replica's own certificate towards its peers, trusting
+    /// the client CA, for forwarded calls (which the `peer` role allows).
+    pub peer_tls: Option<Arc<ClientTls>>,
+    /// How often the TLS files are checked for changes (they are also reloaded on SIGHUP).
+    pub tls_poll: Duration,
+    /// The most a TLS handshake may take.
+    pub handshake_timeout: Duration,
+    /// Set with the gRPC health status, for the metrics listener's `/readyz`.
+    pub readiness: Arc<Readiness>,
     /// Reported by `GetServiceInfo`.
     pub vendor: String,
     /// Reported by `GetServiceInfo`.
@@ -57,6 +74,12 @@ impl ManagerConfig {
             drain_delay: Duration::ZERO,
             stream_queue: 4096,
             cluster: None,
+            tls: None,
+            roles: RoleMap::default(),
+            peer_tls: None,
+            tls_poll: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(10),
+            readiness: Arc::default(),
             vendor: "wfm".to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
         }

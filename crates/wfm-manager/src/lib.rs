@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`cluster`]: cluster mode, replicas over NATS JetStream: ownership, fencing,
 //!   persistence, forwarding, handoff and takeover.
+//! - `auth`: the role each call needs, checked in one layer from the client certificate.
 //! - [`cli`]: the `wfm manager` command: settings, telemetry, serve until SIGTERM.
 //! - [`serve`]: the gRPC server (with health and reflection) and its graceful shutdown.
 //! - [`ManagerConfig`]: its settings.
@@ -21,6 +22,7 @@
 //! - [`settings`]: the binary's settings (flags, `WFM_*` environment, TOML file) and their
 //!   validation.
 
+mod auth;
 pub mod cli;
 pub mod cluster;
 mod config;

@@ -19,7 +19,7 @@ pub(crate) async fn watch(
     stats: Arc<ManagerStats>,
     stop: CancellationToken,
 ) {
-    let mut hangup = Hangup::new();
+    let mut hangup = wfm_telemetry::signal::Hangup::new();
     let mut seen = fingerprint(&path).await;
     let mut tick = tokio::time::interval(poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -63,35 +63,4 @@ async fn reload(path: &Path, registry: &Registry, stats: &ManagerStats) {
 async fn fingerprint(path: &Path) -> Option<(SystemTime, u64)> {
     let metadata = tokio::fs::metadata(path).await.ok()?;
     Some((metadata.modified().ok()?, metadata.len()))
-}
-
-/// SIGHUP where the platform has it; never fires elsewhere or if it cannot be installed.
-struct Hangup {
-    #[cfg(unix)]
-    signal: Option<tokio::signal::unix::Signal>,
-}
-
-impl Hangup {
-    fn new() -> Self {
-        #[cfg(unix)]
-        {
-            let kind = tokio::signal::unix::SignalKind::hangup();
-            let signal = tokio::signal::unix::signal(kind)
-                .inspect_err(|error| tracing::warn!(%error, "cannot listen for SIGHUP"))
-                .ok();
-            Self { signal }
-        }
-        #[cfg(not(unix))]
-        Self {}
-    }
-
-    async fn recv(&mut self) {
-        #[cfg(unix)]
-        if let Some(signal) = &mut self.signal
-            && signal.recv().await.is_some()
-        {
-            return;
-        }
-        std::future::pending::<()>().await;
-    }
 }

@@ -5,13 +5,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_stream::StreamExt as _;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
-use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
+use tonic::transport::server::Connected;
 use wfm_proto::v1::workflow_manager_server::WorkflowManagerServer;
+use wfm_telemetry::http::Readiness;
+use wfm_tls::{AcceptOptions, Accepted, Incoming, MaybeTls, Reloadable, RoleMap};
 
+use crate::auth::{AuthorizeLayer, PeerInfo};
 use crate::cluster::Cluster;
 use crate::config::ManagerConfig;
 use crate::profile_watch;
@@ -56,8 +58,11 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let stats = Arc::clone(&config.stats);
     let drain_delay = config.drain_delay;
+    let readiness = Arc::clone(&config.readiness);
     let cluster = match &config.cluster {
-        Some(settings) => Some(Cluster::connect(settings, Arc::clone(&stats)).await?),
+        Some(settings) => {
+            Some(Cluster::connect(settings, config.peer_tls.clone(), Arc::clone(&stats)).await?)
+        }
         None => None,
     };
     let registry = Registry::new(config.profiles.clone(), Arc::clone(&stats));
@@ -86,6 +91,35 @@ pub async fn serve(
         None => Arc::from(random_instance().as_str()),
     };
     tracing::info!(%instance, "manager instance");
+    let reloadable: Vec<Arc<dyn Reloadable>> = config
+        .tls
+        .iter()
+        .map(|tls| Arc::clone(tls) as Arc<dyn Reloadable>)
+        .chain(
+            config
+                .peer_tls
+                .iter()
+                .map(|tls| Arc::clone(tls) as Arc<dyn Reloadable>),
+        )
+        .collect();
+    wfm_tls::reload::watch(
+        reloadable,
+        config.tls_poll,
+        stats.tls.clone(),
+        shutdown.child_token(),
+    )
+    .await;
+    let tls = config.tls.clone();
+    let authorize = AuthorizeLayer {
+        enforce: tls.as_ref().is_some_and(|tls| tls.requires_client_cert()),
+        denied: stats.calls_denied.clone(),
+    };
+    let roles = Arc::new(config.roles.clone());
+    let accept = AcceptOptions {
+        handshake_timeout: config.handshake_timeout,
+        handshake_failures: stats.tls_handshake_failures.clone(),
+        accept_errors: Default::default(),
+    };
     let service = WorkflowManagerService::new(
         Arc::clone(&registry),
         instance,
@@ -95,9 +129,8 @@ pub async fn serve(
     );
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<WorkflowManagerServer<WorkflowManagerService>>()
-        .await;
+    let health = Health { health, readiness };
+    health.set(true).await;
     if let Some(cluster) = &cluster {
         tokio::spawn(report_readiness(
             Arc::clone(cluster),
@@ -116,14 +149,17 @@ pub async fn serve(
         (reflection().build_v1()?, reflection().build_v1alpha()?);
 
     if let Ok(address) = listener.local_addr() {
-        tracing::info!(%address, "workflow manager listening");
+        let mode = match &tls {
+            Some(tls) if tls.requires_client_cert() => "mutual tls",
+            Some(_) => "tls",
+            None => "plaintext",
+        };
+        tracing::info!(%address, transport = mode, "workflow manager listening");
     }
 
     let drain = async move {
         shutdown.cancelled().await;
-        health
-            .set_not_serving::<WorkflowManagerServer<WorkflowManagerService>>()
-            .await;
+        health.set(false).await;
         tracing::info!(
             drain_delay_ms = drain_delay.as_millis() as u64,
             "shutting down: health is NOT_SERVING"
@@ -138,17 +174,22 @@ pub async fn serve(
         registry.shutdown();
         streams_stop.cancel();
     };
-    // Without TCP_NODELAY a response's frames wait for the client's delayed ACK: 40 ms
-    // per unary call, and stream events held back the same way.
-    let incoming = TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .map(move |accepted| accepted.map(|tcp| Counted::new(tcp, &stats)));
+    // The accept loop sets TCP_NODELAY (without it a response's frames wait for the
+    // client's delayed ACK: 40 ms per unary call) and runs each TLS handshake under its
+    // deadline, with the server config in force at that moment.
+    let incoming = CountedIncoming {
+        incoming: Incoming::spawn(listener, tls, accept),
+        stats,
+        roles,
+    };
     Server::builder()
         // A peer that vanishes without closing its connection (a frozen gateway, a dropped
         // NAT mapping) is noticed and its streams and bindings released.
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+        // Roles are checked here, once for every service, before any call is decoded.
+        .layer(authorize)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -178,11 +219,7 @@ fn random_instance() -> String {
 /// Cluster mode: health reports NOT_SERVING while this replica cannot take sessions on
 /// (NATS unreachable, lease not held), so that probes and gateways send new work elsewhere;
 /// the sessions it owns are still served.
-async fn report_readiness(
-    cluster: Arc<Cluster>,
-    health: tonic_health::server::HealthReporter,
-    stop: CancellationToken,
-) {
+async fn report_readiness(cluster: Arc<Cluster>, health: Health, stop: CancellationToken) {
     let mut ready = true;
     loop {
         tokio::select! {
@@ -194,39 +231,81 @@ async fn report_readiness(
             continue;
         }
         ready = now;
-        if ready {
-            health
+        health.set(ready).await;
+    }
+}
+
+/// The gRPC health status and the metrics listener's `/readyz`, set together.
+#[derive(Clone)]
+struct Health {
+    health: tonic_health::server::HealthReporter,
+    readiness: Arc<Readiness>,
+}
+
+impl Health {
+    async fn set(&self, serving: bool) {
+        self.readiness.set(serving);
+        if serving {
+            self.health
                 .set_serving::<WorkflowManagerServer<WorkflowManagerService>>()
                 .await;
         } else {
-            health
+            self.health
                 .set_not_serving::<WorkflowManagerServer<WorkflowManagerService>>()
                 .await;
         }
     }
 }
 
-/// An accepted connection, counted in the connection gauge while it is open.
+/// The accepted connections as tonic takes them: counted, with the client certificate's
+/// role resolved once per connection.
+struct CountedIncoming {
+    incoming: Incoming,
+    stats: Arc<ManagerStats>,
+    roles: Arc<RoleMap>,
+}
+
+impl tokio_stream::Stream for CountedIncoming {
+    type Item = Result<Counted, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        this.incoming.poll_accept(cx).map(|accepted| {
+            accepted.map(|accepted| Ok(Counted::new(accepted, &this.stats, &this.roles)))
+        })
+    }
+}
+
+/// An accepted connection, counted in the connection gauge while it is open, with what
+/// its calls are told of their caller.
 struct Counted {
-    tcp: TcpStream,
+    tcp: MaybeTls,
+    info: PeerInfo,
     _open: wfm_telemetry::metrics::GaugeGuard,
 }
 
 impl Counted {
-    fn new(tcp: TcpStream, stats: &ManagerStats) -> Self {
+    fn new(accepted: Accepted, stats: &ManagerStats, roles: &RoleMap) -> Self {
         stats.grpc_connections_total.inc();
+        let identity = accepted
+            .client_uris
+            .map(|uris| Arc::new(roles.identity(uris)));
         Self {
-            tcp,
+            tcp: accepted.io,
+            info: PeerInfo {
+                remote: accepted.remote,
+                identity,
+            },
             _open: stats.grpc_connections.track(),
         }
     }
 }
 
 impl Connected for Counted {
-    type ConnectInfo = TcpConnectInfo;
+    type ConnectInfo = PeerInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
-        self.tcp.connect_info()
+        self.info.clone()
     }
 }
 

@@ -13,6 +13,11 @@ use wfm_reference::{KeyRing, SigningKey};
 use wfm_telemetry::settings::{SettingsError, at_least, secret};
 use wfm_telemetry::{TelemetryArgs, Tracer};
 
+use wfm_tls::{
+    ClientFiles, ClientTls, ListenCheck, NatsSecurity, RoleMap, ServerFiles, ServerTls,
+    listen_check,
+};
+
 use crate::{ClusterConfig, ManagerConfig, ManagerStats};
 
 /// The binary's name, as the Dockerfile, compose file and manifests run it.
@@ -97,9 +102,46 @@ pub struct Settings {
     /// server).
     #[arg(long, env = "WFM_NATS_REPLICAS", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=5))]
     pub nats_replicas: u64,
+    /// PEM certificate chain of the gRPC port, which then speaks only TLS; with
+    /// `--tls-key`. Reloaded on change or SIGHUP.
+    #[arg(long, env = "WFM_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "WFM_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle: every client must present a certificate it issued (mutual TLS),
+    /// whose URI SAN gives its role (`--role`); in cluster mode also what peers'
+    /// certificates are checked against. Without it there are no roles.
+    #[arg(long, env = "WFM_CLIENT_CA", requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
+    /// Roles of client certificates, comma-separated `<uri or uri-prefix*>=<role>` with
+    /// role `ip`, `gateway`, `ops` or `peer`, matched against the certificate's URI SANs
+    /// (docs/security.md). Needs `--client-ca`.
+    #[arg(long = "role", env = "WFM_ROLES", value_delimiter = ',')]
+    pub roles: Vec<String>,
+    /// Allows plaintext gRPC and metrics on an address other than loopback, for a private
+    /// demo network; logged as a warning at start.
+    #[arg(long, env = "WFM_INSECURE_PLAINTEXT")]
+    pub insecure_plaintext: bool,
+    /// How often the TLS files are checked for changes, in milliseconds.
+    #[arg(long, env = "WFM_TLS_POLL_MS", default_value_t = 5_000, value_parser = at_least::<100>)]
+    pub tls_poll_ms: u64,
+    /// Cluster mode: NATS credentials file (`.creds`: the user's JWT and NKey seed).
+    #[arg(long, env = "WFM_NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+    /// Cluster mode: PEM CA of the NATS servers; set, the NATS connection requires TLS.
+    #[arg(long, env = "WFM_NATS_CA")]
+    pub nats_ca: Option<PathBuf>,
     /// Logs and OpenTelemetry.
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+}
+
+/// The TLS parts of the config.
+struct Tls {
+    server: Option<Arc<ServerTls>>,
+    roles: RoleMap,
+    peer: Option<Arc<ClientTls>>,
 }
 
 /// The host name's first label, as a node id (`/proc/sys/kernel/hostname`, else `$HOSTNAME`).
@@ -172,7 +214,16 @@ impl Settings {
                 )
             })?,
         };
+        let tls = self.tls_cert.is_some();
+        let scheme = if tls { "https" } else { "http" };
         let advertise_url = match &self.advertise_url {
+            Some(url) if tls && !url.starts_with("https://") => {
+                return Err(SettingsError::invalid(
+                    "advertise_url",
+                    url,
+                    "an https:// URL: this replica serves TLS",
+                ));
+            }
             Some(url) if url.starts_with("http://") || url.starts_with("https://") => url.clone(),
             Some(url) => {
                 return Err(SettingsError::invalid(
@@ -181,7 +232,7 @@ impl Settings {
                     "an http:// or https:// URL",
                 ));
             }
-            None if !self.listen.ip().is_unspecified() => format!("http://{}", self.listen),
+            None if !self.listen.ip().is_unspecified() => format!("{scheme}://{}", self.listen),
             None => {
                 return Err(SettingsError::invalid(
                     "advertise_url",
@@ -206,7 +257,114 @@ impl Settings {
             advertise_url,
             lease_ttl: Duration::from_millis(self.lease_ttl_ms),
             replicas: usize::try_from(self.nats_replicas).unwrap_or(3),
+            nats: self.nats_security()?,
         }))
+    }
+
+    /// The NATS connection's credentials and CA, checked now.
+    fn nats_security(&self) -> Result<NatsSecurity, SettingsError> {
+        let nats = NatsSecurity {
+            creds: self.nats_creds.clone(),
+            ca: self.nats_ca.clone(),
+        };
+        nats.check().map_err(|error| {
+            let mut files = Vec::new();
+            files.extend(self.nats_ca.as_deref().map(|p| ("nats_ca", p)));
+            files.extend(self.nats_creds.as_deref().map(|p| ("nats_creds", p)));
+            error.setting(&files)
+        })?;
+        Ok(nats)
+    }
+
+    /// The TLS of the gRPC port, the roles, and the client side towards peers; and the
+    /// "no plaintext off loopback" rule for both listeners.
+    fn tls(&self) -> Result<Tls, SettingsError> {
+        let files: Vec<(&'static str, &std::path::Path)> = [
+            ("tls_cert", self.tls_cert.as_deref()),
+            ("tls_key", self.tls_key.as_deref()),
+            ("client_ca", self.client_ca.as_deref()),
+        ]
+        .into_iter()
+        .filter_map(|(id, path)| path.map(|p| (id, p)))
+        .collect();
+        let server = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(
+                ServerTls::load(
+                    ServerFiles {
+                        cert: cert.clone(),
+                        key: key.clone(),
+                        client_ca: self.client_ca.clone(),
+                    },
+                    &[b"h2"],
+                )
+                .map_err(|error| error.setting(&files))?,
+            ),
+            _ => None,
+        };
+        let roles = RoleMap::parse(&self.roles).map_err(|error| {
+            SettingsError::invalid("roles", self.roles.join(","), error.to_string())
+        })?;
+        if !roles.is_empty() && self.client_ca.is_none() {
+            return Err(SettingsError::invalid(
+                "roles",
+                self.roles.join(","),
+                "needs --client-ca: without client certificates there are no roles",
+            ));
+        }
+        let peer = match (&server, &self.client_ca, &self.nats_url) {
+            (Some(_), Some(ca), Some(_)) => Some(
+                ClientTls::load(ClientFiles {
+                    ca: ca.clone(),
+                    identity: self.tls_cert.clone().zip(self.tls_key.clone()),
+                })
+                .map_err(|error| error.setting(&files))?,
+            ),
+            (Some(_), None, Some(_)) => {
+                return Err(SettingsError::invalid(
+                    "client_ca",
+                    "",
+                    "required in cluster mode with TLS: replicas verify each other with it",
+                ));
+            }
+            _ => None,
+        };
+        for (id, address) in [
+            ("listen", self.listen),
+            ("metrics_listen", self.metrics_listen),
+        ] {
+            match listen_check(address, server.is_some(), self.insecure_plaintext) {
+                ListenCheck::Allowed => {}
+                ListenCheck::Insecure => tracing::warn!(
+                    %address,
+                    setting = id,
+                    "--insecure-plaintext: serving plaintext on an address other than loopback; \
+                     anyone on the network can read and send calls"
+                ),
+                ListenCheck::Refused => {
+                    return Err(SettingsError::invalid(
+                        "insecure_plaintext",
+                        "false",
+                        format!(
+                            "needed to serve plaintext on {address} (`{id}`), which is not \
+                             loopback: give --tls-cert and --tls-key, or --insecure-plaintext \
+                             on a private network"
+                        ),
+                    ));
+                }
+            }
+        }
+        if server.is_some() && self.client_ca.is_none() && !self.listen.ip().is_loopback() {
+            tracing::warn!(
+                address = %self.listen,
+                "tls without --client-ca: callers are not authenticated and every caller may \
+                 make every call (no roles)"
+            );
+        }
+        Ok(Tls {
+            server,
+            roles,
+            peer,
+        })
     }
 
     fn config(
@@ -214,6 +372,7 @@ impl Settings {
         stats: Arc<ManagerStats>,
         tracer: Tracer,
     ) -> Result<ManagerConfig, SettingsError> {
+        let tls = self.tls()?;
         let cluster = self.cluster()?;
         let signing_key: KeyRing = match self.signing_key()? {
             Some(keys) => keys,
@@ -236,6 +395,10 @@ impl Settings {
         config.drain_delay = Duration::from_millis(self.drain_delay_ms);
         config.stream_queue = usize::try_from(self.stream_queue).unwrap_or(usize::MAX);
         config.cluster = cluster;
+        config.tls = tls.server;
+        config.roles = tls.roles;
+        config.peer_tls = tls.peer;
+        config.tls_poll = Duration::from_millis(self.tls_poll_ms);
         if self.drain_delay_ms >= self.shutdown_grace_secs.saturating_mul(1000) {
             return Err(SettingsError::invalid(
                 "drain_delay_ms",

@@ -31,6 +31,10 @@ pub struct ManagerStats {
     pub(crate) handoffs: Counter,
     pub(crate) forwarded: Counter,
     pub(crate) fencing_refusals: Counter,
+    /// TLS reloads of the server certificate (and the peer client certificate).
+    pub(crate) tls: wfm_tls::ReloadStats,
+    pub(crate) tls_handshake_failures: Counter,
+    pub(crate) calls_denied: Counter,
 }
 
 impl Default for ManagerStats {
@@ -153,6 +157,28 @@ impl ManagerStats {
                 "Cluster mode: writes refused because another replica owns the session now; the session is dropped here.",
                 &[],
             ),
+            tls: wfm_tls::ReloadStats {
+                reloads: r.counter(
+                    "wfm_manager_tls_reloads_total",
+                    "TLS certificates, keys and CAs reloaded from disk and put in force for new connections.",
+                    &[],
+                ),
+                failures: r.counter(
+                    "wfm_manager_tls_reload_failures_total",
+                    "TLS reloads refused (unreadable or mismatched files); the previous certificate stayed in force.",
+                    &[],
+                ),
+            },
+            tls_handshake_failures: r.counter(
+                "wfm_manager_tls_handshake_failures_total",
+                "TLS handshakes failed or timed out (plaintext on the TLS port, no or untrusted client certificate).",
+                &[],
+            ),
+            calls_denied: r.counter(
+                "wfm_manager_calls_denied_total",
+                "Calls refused with PERMISSION_DENIED: the client certificate's role does not allow them.",
+                &[],
+            ),
         }
     }
 
@@ -169,6 +195,16 @@ impl ManagerStats {
     /// Profile files refused since start (the previous profiles stayed in force).
     pub fn profile_reload_failures(&self) -> u64 {
         self.profile_reload_failures.get()
+    }
+
+    /// TLS reloads put in force since start.
+    pub fn tls_reloads(&self) -> u64 {
+        self.tls.reloads.get()
+    }
+
+    /// TLS reloads refused since start (the previous certificate stayed in force).
+    pub fn tls_reload_failures(&self) -> u64 {
+        self.tls.failures.get()
     }
 
     pub(crate) fn reloaded(&self) {

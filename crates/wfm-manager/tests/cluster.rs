@@ -25,6 +25,7 @@ async fn replica(nats: &Nats, node: &str) -> Manager {
         advertise_url: format!("http://{addr}"),
         lease_ttl: Duration::from_millis(2000),
         replicas: 1,
+        nats: Default::default(),
     });
     Manager::start_on(listener, config).await
 }
@@ -196,6 +197,7 @@ async fn a_replica_refuses_to_start_against_a_nats_server_older_than_2_11() {
         advertise_url: "http://127.0.0.1:1".into(),
         lease_ttl: Duration::from_millis(2000),
         replicas: 1,
+        nats: Default::default(),
     });
     let served = wfm_manager::serve(listener, config, Default::default()).await;
     let error = served.unwrap_err().to_string();
@@ -203,4 +205,109 @@ async fn a_replica_refuses_to_start_against_a_nats_server_older_than_2_11() {
         error.contains("NATS server 2.9.10 is older than 2.11, the minimum for cluster mode"),
         "{error}"
     );
+}
+
+/// A replica with mutual TLS: it serves and forwards with the same certificate, whose URI
+/// SAN is the `peer` role, and trusts the one CA for clients and peers alike.
+async fn tls_replica(
+    nats: &Nats,
+    node: &str,
+    dir: &wfm_tls::testing::TestDir,
+    roles: &wfm_tls::RoleMap,
+) -> Manager {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (cert, key, ca) = (
+        dir.path().join("replica.crt"),
+        dir.path().join("replica.key"),
+        dir.path().join("ca.crt"),
+    );
+    let mut config = ManagerConfig::new(SigningKey::from_bytes(KEY).unwrap());
+    config.tls = Some(
+        wfm_tls::ServerTls::load(
+            wfm_tls::ServerFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: Some(ca.clone()),
+            },
+            &[b"h2"],
+        )
+        .unwrap(),
+    );
+    config.roles = roles.clone();
+    config.peer_tls = Some(
+        wfm_tls::ClientTls::load(wfm_tls::ClientFiles {
+            ca,
+            identity: Some((cert, key)),
+        })
+        .unwrap(),
+    );
+    config.cluster = Some(ClusterConfig {
+        nats_url: nats.url(),
+        node_id: node.to_string(),
+        advertise_url: format!("https://127.0.0.1:{}", addr.port()),
+        lease_ttl: Duration::from_millis(2000),
+        replicas: 1,
+        nats: Default::default(),
+    });
+    Manager::start_on(listener, config).await
+}
+
+#[tokio::test]
+#[ignore = "needs nats-server: set WFM_NATS_SERVER"]
+async fn replicas_forward_to_each_other_over_mutual_tls_as_peers() {
+    use wfm_proto::v1::workflow_manager_client::WorkflowManagerClient;
+    let nats = Nats::start();
+    let ca = wfm_tls::testing::TestCa::new("wfm cluster ca");
+    let dir = wfm_tls::testing::TestDir::new("cluster");
+    dir.write("ca.crt", ca.pem());
+    dir.write_cert(
+        "replica",
+        &ca.issue(&["127.0.0.1"], Some("spiffe://wfm.test/manager")),
+    );
+    let ip = dir.write_cert("ip", &ca.issue(&[], Some("spiffe://wfm.test/ip")));
+    let roles =
+        wfm_tls::RoleMap::parse(&["spiffe://wfm.test/ip=ip", "spiffe://wfm.test/manager=peer"])
+            .unwrap();
+    let owner = tls_replica(&nats, "a", &dir, &roles).await;
+    let other = tls_replica(&nats, "b", &dir, &roles).await;
+    let client = |manager: &Manager| {
+        let tls = wfm_tls::ClientTls::load(wfm_tls::ClientFiles {
+            ca: dir.path().join("ca.crt"),
+            identity: Some(ip.clone()),
+        })
+        .unwrap();
+        let channel = tonic::transport::Endpoint::from_shared(format!(
+            "https://127.0.0.1:{}",
+            manager.addr.port()
+        ))
+        .unwrap()
+        .connect_with_connector_lazy(wfm_tls::Connector::new(Some(tls), Duration::from_secs(5)));
+        WorkflowManagerClient::new(channel)
+    };
+    let (mut at_owner, mut at_other) = (client(&owner), client(&other));
+    at_owner
+        .create_session(create_request("s1", "agent-1"))
+        .await
+        .unwrap();
+    // The other replica does not own s1: it forwards the update to the owner, presenting
+    // its own certificate, which the owner accepts as a peer's.
+    let ack = at_other
+        .apply_update(update("s1", 1, agent(pb::AgentState::NotReady)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!ack.duplicate);
+    let metrics = other.stats.registry().render();
+    let forwarded =
+        wfm_telemetry::metrics::sample(&metrics, "wfm_manager_cluster_forwarded_calls_total");
+    assert!(forwarded >= Some(1.0), "{metrics}");
+    let seen = at_owner
+        .get_session(pb::GetSessionRequest {
+            session_id: "s1".into(),
+        })
+        .await
+        .unwrap_err();
+    // The ip role may not read: the owner refuses, naming the role.
+    assert_eq!(seen.code(), Code::PermissionDenied);
 }

@@ -52,3 +52,45 @@ pub async fn serve_until_signal<E: Send + 'static>(
         }
     }
 }
+
+/// SIGHUP, the operator's "reload your files", where the platform has it; never fires
+/// elsewhere or if it cannot be installed. Every `Hangup` sees every signal, so the profile
+/// and certificate watchers each have their own.
+#[derive(Debug)]
+pub struct Hangup {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangup {
+    /// Starts listening for SIGHUP; a failure is logged and the listener never fires.
+    pub fn new() -> Self {
+        #[cfg(unix)]
+        {
+            let kind = tokio::signal::unix::SignalKind::hangup();
+            let signal = tokio::signal::unix::signal(kind)
+                .inspect_err(|error| tracing::warn!(%error, "cannot listen for SIGHUP"))
+                .ok();
+            Self { signal }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// Resolves on the next SIGHUP.
+    pub async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(signal) = &mut self.signal
+            && signal.recv().await.is_some()
+        {
+            return;
+        }
+        std::future::pending::<()>().await;
+    }
+}
+
+impl Default for Hangup {
+    fn default() -> Self {
+        Self::new()
+    }
+}

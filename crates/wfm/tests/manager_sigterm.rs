@@ -150,6 +150,7 @@ fn cluster_settings_that_cannot_work_are_refused_before_anything_starts() {
         "a",
         "--listen",
         "0.0.0.0:50051",
+        "--insecure-plaintext",
     ]);
     assert!(
         wildcard.contains("--advertise-url") && wildcard.contains("is a wildcard"),

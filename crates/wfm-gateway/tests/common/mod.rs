@@ -326,8 +326,16 @@ pub enum Frame {
     Ended,
 }
 
-pub struct Ws {
-    stream: WebSocketStream<TcpStream>,
+/// A MediaBar client, over TCP or (for `wss://`) TLS.
+pub struct Ws<S = TcpStream> {
+    stream: WebSocketStream<S>,
+}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Ws<S> {
+    /// A client over an already upgraded WebSocket.
+    pub fn over(stream: WebSocketStream<S>) -> Self {
+        Ws { stream }
+    }
 }
 
 impl Ws {
@@ -344,7 +352,9 @@ impl Ws {
             .unwrap();
         Ws { stream }
     }
+}
 
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Ws<S> {
     pub async fn send_raw(&mut self, message: Message) {
         self.stream.send(message).await.unwrap();
     }

@@ -29,16 +29,25 @@ pub(crate) struct Peer {
 pub(crate) struct Peers {
     node_id: String,
     timeout: Duration,
+    /// TCP, and TLS with this replica's certificate for `https://` peers.
+    connector: wfm_tls::Connector,
     channels: Mutex<HashMap<Arc<str>, Channel>>,
     owners: Mutex<HashMap<String, Arc<str>>>,
 }
 
 impl Peers {
-    /// Peers of replica `node_id`; every forwarded call has `timeout`.
-    pub(crate) fn new(node_id: String, timeout: Duration) -> Self {
+    /// Peers of replica `node_id`; every forwarded call has `timeout`. With `tls`, peers
+    /// are reached over mutual TLS, this replica presenting its own certificate (the
+    /// `peer` role on the receiving side).
+    pub(crate) fn new(
+        node_id: String,
+        timeout: Duration,
+        tls: Option<Arc<wfm_tls::ClientTls>>,
+    ) -> Self {
         Self {
             node_id,
             timeout,
+            connector: wfm_tls::Connector::new(tls, timeout),
             channels: Mutex::default(),
             owners: Mutex::default(),
         }
@@ -57,8 +66,7 @@ impl Peers {
             .map_err(|error| ManagerError::Store(format!("peer address {url:?}: {error}")))?
             .connect_timeout(self.timeout)
             .timeout(self.timeout)
-            .tcp_nodelay(true)
-            .connect_lazy();
+            .connect_with_connector_lazy(self.connector.clone());
         let url: Arc<str> = Arc::from(url);
         channels.insert(Arc::clone(&url), channel.clone());
         Ok(Peer {
@@ -129,7 +137,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_departed_replica_is_no_longer_named_as_the_owner_of_its_sessions() {
-        let peers = Peers::new("me".into(), Duration::from_secs(1));
+        let peers = Peers::new("me".into(), Duration::from_secs(1), None);
         let (dead, live): (Arc<str>, Arc<str>) = ("http://dead:1".into(), "http://live:1".into());
         peers.remember("s1", &dead);
         peers.remember("s2", &live);

@@ -62,6 +62,8 @@ pub struct ClusterConfig {
     pub lease_ttl: Duration,
     /// JetStream copies of each bucket (3 in production).
     pub replicas: usize,
+    /// The NATS connection's credentials file and CA.
+    pub nats: wfm_tls::NatsSecurity,
 }
 
 impl ClusterConfig {
@@ -117,6 +119,7 @@ impl Cluster {
     /// Connects to NATS and opens the buckets; nothing runs until [`Cluster::start`].
     pub(crate) async fn connect(
         config: &ClusterConfig,
+        peer_tls: Option<Arc<wfm_tls::ClientTls>>,
         stats: Arc<ManagerStats>,
     ) -> Result<Arc<Self>, StartError> {
         let (queue_tx, queue_rx) = mpsc::unbounded_channel();
@@ -130,6 +133,7 @@ impl Cluster {
             replicas: config.replicas,
             lease_ttl: config.lease_ttl,
             timeout,
+            security: &config.nats,
         };
         let events = Arc::clone(&fence);
         let store_stats = Arc::clone(&stats);
@@ -166,7 +170,7 @@ impl Cluster {
             fence,
             registry: OnceLock::new(),
             members: members::Members::default(),
-            peers: forward::Peers::new(config.node_id.clone(), timeout),
+            peers: forward::Peers::new(config.node_id.clone(), timeout, peer_tls),
             sweep_now: Notify::new(),
             leaving: AtomicBool::new(false),
             stats,

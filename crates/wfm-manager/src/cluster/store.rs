@@ -109,6 +109,8 @@ pub(crate) struct Connect<'a> {
     pub(crate) lease_ttl: Duration,
     /// The deadline of every call.
     pub(crate) timeout: Duration,
+    /// Credentials and CA.
+    pub(crate) security: &'a wfm_tls::NatsSecurity,
 }
 
 /// Handles to the cluster's buckets.
@@ -153,6 +155,11 @@ impl Store {
             urls: connect.urls.to_string(),
             problem,
         };
+        let options = connect
+            .security
+            .apply(options)
+            .await
+            .map_err(|error| failed(error.to_string()))?;
         let client = tokio::time::timeout(
             connect.timeout * 2,
             async_nats::connect_with_options(urls.as_slice(), options),
