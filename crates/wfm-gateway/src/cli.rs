@@ -25,6 +25,7 @@ async fn service(settings: Settings) -> anyhow::Result<()> {
     let telemetry = settings.telemetry.start(BINARY, &registry)?;
     let grace = settings.shutdown_grace();
     let listen = settings.listen;
+    let metrics_listen = settings.metrics_listen;
     let config = settings
         .into_config(stats, telemetry.tracer())
         .unwrap_or_else(|error| error.exit());
@@ -33,6 +34,18 @@ async fn service(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let shutdown = CancellationToken::new();
+    if let Some(address) = metrics_listen {
+        let metrics = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen on {address} for metrics"))?;
+        tracing::info!(%address, "metrics listening on /metrics");
+        tokio::spawn(wfm_telemetry::http::serve_metrics(
+            metrics,
+            registry.clone(),
+            None,
+            shutdown.clone(),
+        ));
+    }
     let outcome = wfm_telemetry::serve_until_signal(
         crate::serve(listener, config, shutdown.clone()),
         shutdown,

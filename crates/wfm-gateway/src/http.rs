@@ -29,15 +29,26 @@ struct AppState {
 
 /// The gateway's routes; `connections` tracks the WebSocket sessions.
 pub(crate) fn router(hub: Arc<Hub>, connections: TaskTracker) -> Router {
-    let metrics = wfm_telemetry::http::metrics_router(hub.config.stats.registry().clone());
-    Router::new()
+    let config = Arc::clone(&hub.config);
+    let mut router = Router::new()
         .route(MEDIABAR_PATH, get(mediabar))
-        .route("/", get(page))
-        .route("/demo/sessions", get(demo_sessions))
         .route(HEALTHZ_PATH, get(healthz))
-        .route(READYZ_PATH, get(readyz))
-        .with_state(AppState { hub, connections })
-        .merge(metrics)
+        .route(READYZ_PATH, get(readyz));
+    // The page and the demo's list of references only where asked for: a production port
+    // serves the MediaBar protocol and health, nothing to browse.
+    if config.demo_page || config.demo.is_some() {
+        router = router
+            .route("/", get(page))
+            .route("/demo/sessions", get(demo_sessions));
+    }
+    let router = router.with_state(AppState { hub, connections });
+    if config.metrics_on_public_port {
+        router.merge(wfm_telemetry::http::metrics_router(
+            config.stats.registry().clone(),
+        ))
+    } else {
+        router
+    }
 }
 
 async fn mediabar(

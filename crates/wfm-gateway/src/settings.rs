@@ -78,9 +78,16 @@ pub struct Settings {
     /// environment and flags override it.
     #[arg(long, env = "WFM_GATEWAY_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Address for WebSocket, health, metrics and the demo page.
+    /// Address for WebSocket and health (and metrics unless `metrics_listen` is set).
     #[arg(long, env = "WFM_GATEWAY_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
+    /// A separate address for Prometheus `/metrics`; set, the public port no longer serves
+    /// them (production: keep counters off the port agents reach).
+    #[arg(long, env = "WFM_GATEWAY_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Serve the MediaBar demo page at `/` (as `wfm up` does); off, `/` is not found.
+    #[arg(long, env = "WFM_GATEWAY_DEMO_PAGE")]
+    pub demo_page: bool,
     /// The workflow manager's gRPC endpoint; a comma-separated list for several replicas,
     /// or the seeds of a cluster.
     #[arg(long, env = "WFM_MANAGER_URL", default_value = DEFAULT_MANAGER_URL)]
@@ -279,6 +286,10 @@ pub struct GatewayConfig {
     pub tracer: Tracer,
     /// Demo mode: the sessions the demo page offers. `None` in every real deployment.
     pub demo: Option<DemoDirectory>,
+    /// Whether `/` serves the demo page (always in demo mode).
+    pub demo_page: bool,
+    /// Whether `/metrics` is served on the public port; false when it has its own listener.
+    pub metrics_on_public_port: bool,
 }
 
 /// The non-empty items of a comma-separated list, trimmed.
@@ -352,6 +363,8 @@ impl GatewayConfig {
             stats: Arc::default(),
             tracer: Tracer::disabled(),
             demo: None,
+            demo_page: false,
+            metrics_on_public_port: true,
         }
     }
 
@@ -605,6 +618,8 @@ impl Settings {
                 .unwrap_or_else(default::max_connections),
             usize::MAX,
         );
+        config.demo_page = self.demo_page;
+        config.metrics_on_public_port = self.metrics_listen.is_none();
         config.allowed_origins = self
             .allowed_origins
             .into_iter()

@@ -348,7 +348,10 @@ fn the_compose_file_matches_the_binaries() {
             format!("{replica}:{}", port_of(metrics))
         })
         .collect();
-    let gateway_port = port_of(compose_env(&services["wfm-gateway"], "WFM_GATEWAY_LISTEN"));
+    let gateway_port = port_of(compose_env(
+        &services["wfm-gateway"],
+        "WFM_GATEWAY_METRICS_LISTEN",
+    ));
     for (job, targets) in [
         ("wfm-manager", manager_targets),
         ("wfm-gateway", vec![format!("wfm-gateway:{gateway_port}")]),

@@ -164,17 +164,16 @@ impl WorkflowManagerService {
     }
 
     /// The incarnation a recreated session resumes, from its `resume_reference`: none for
-    /// a new session, or when that reference has expired (no client can rebind with it).
+    /// a new session, or when that reference does not verify here (expired, or signed with
+    /// a key this manager does not hold): no client could rebind with it anyway, and the
+    /// session is still recreated, under a new incarnation.
     fn resumed(&self, request: &pb::CreateSessionRequest) -> Result<Option<u64>, ManagerError> {
         if request.resume_reference.is_empty() {
             return Ok(None);
         }
-        let claims = match self.verify(&request.resume_reference) {
-            Ok(claims) => claims,
-            Err(ManagerError::Reference(wfm_reference::ReferenceError::Expired)) => {
-                return Ok(None);
-            }
-            Err(error) => return Err(error),
+        let Ok(claims) = self.verify(&request.resume_reference) else {
+            tracing::info!(session_id = %request.session_id, "resume_reference does not verify here; the session gets a new incarnation");
+            return Ok(None);
         };
         if claims.session_id != request.session_id || claims.agent_id != request.agent_id {
             return Err(ManagerError::ResumeOtherSession);
