@@ -167,6 +167,8 @@ struct Session<'a> {
     hub: &'a Hub,
     conn: Arc<ClientShared>,
     bucket: RequestLimiter,
+    /// Bind attempts: a reference guesser, or a client stuck in a bind loop, is slowed.
+    binds: RequestLimiter,
     timers: Timers,
     lifecycle: Lifecycle,
     unflushed: bool,
@@ -180,6 +182,7 @@ impl<'a> Session<'a> {
             hub,
             conn,
             bucket: RequestLimiter::new(config.request_burst, config.request_rate),
+            binds: RequestLimiter::per_minute(config.max_binds_per_minute),
             timers: Timers::new(Limits::of(config), now),
             lifecycle: Lifecycle::Open,
             unflushed: false,
@@ -520,6 +523,12 @@ impl<'a> Session<'a> {
             } => {
                 if self.conn.lock().binding != Binding::Unbound {
                     return fail(GatewayError::ConnectionAlreadyBound);
+                }
+                if !self.binds.try_take() {
+                    self.config().stats.binds_refused.inc();
+                    return fail(GatewayError::BindsLimited(
+                        self.config().max_binds_per_minute,
+                    ));
                 }
                 let claims = match self.config().signing_key.verify(&reference, unix_now()) {
                     Ok(claims) => claims,

@@ -147,6 +147,9 @@ pub enum GatewayError {
         /// Refill per second.
         rate: u32,
     },
+    /// Too many bind attempts on one connection.
+    #[error("bind attempts are limited to {0} a minute on one connection")]
+    BindsLimited(u32),
     /// A message over the size limit; the connection stays open.
     #[error("message exceeds the limit of {0} bytes")]
     MessageTooLarge(usize),
@@ -186,7 +189,9 @@ impl GatewayError {
             GatewayError::ServiceUnavailable | GatewayError::UpstreamTimeout => {
                 ErrorCode::ServiceUnavailable
             }
-            GatewayError::RateLimited { .. } => ErrorCode::RateLimited,
+            GatewayError::RateLimited { .. } | GatewayError::BindsLimited(_) => {
+                ErrorCode::RateLimited
+            }
             GatewayError::MessageTooLarge(_) | GatewayError::FrameTooLarge(_) => {
                 ErrorCode::MessageTooLarge
             }

@@ -1,5 +1,10 @@
 //! The HTTP routes: the MediaBar WebSocket endpoint, the health probes, and the demo page.
 
+use std::net::SocketAddr;
+
+use axum::extract::ConnectInfo;
+
+use crate::addresses::Addresses;
 use std::sync::Arc;
 
 use axum::Router;
@@ -20,11 +25,17 @@ pub const HEALTHZ_PATH: &str = "/healthz";
 /// Readiness: 200 while the manager is reachable and the gateway is not shutting down.
 pub const READYZ_PATH: &str = "/readyz";
 
+/// The client address of a connection, as the handlers see it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Remote(pub(crate) SocketAddr);
+
 #[derive(Clone)]
 struct AppState {
     hub: Arc<Hub>,
     /// Tracks every WebSocket connection, so that shutdown can wait for their goodbyes.
     connections: TaskTracker,
+    /// Open connections per client address.
+    addresses: Arc<Addresses>,
 }
 
 /// The gateway's routes; `connections` tracks the WebSocket sessions.
@@ -41,7 +52,11 @@ pub(crate) fn router(hub: Arc<Hub>, connections: TaskTracker) -> Router {
             .route("/", get(page))
             .route("/demo/sessions", get(demo_sessions));
     }
-    let router = router.with_state(AppState { hub, connections });
+    let router = router.with_state(AppState {
+        hub,
+        connections,
+        addresses: Arc::default(),
+    });
     if config.metrics_on_public_port {
         router.merge(wfm_telemetry::http::metrics_router(
             config.stats.registry().clone(),
@@ -53,6 +68,7 @@ pub(crate) fn router(hub: Arc<Hub>, connections: TaskTracker) -> Router {
 
 async fn mediabar(
     State(state): State<AppState>,
+    ConnectInfo(Remote(remote)): ConnectInfo<Remote>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
@@ -69,6 +85,18 @@ async fn mediabar(
         config.stats.connections_refused.inc();
         return (StatusCode::SERVICE_UNAVAILABLE, "too many connections\n").into_response();
     }
+    let Some(admitted) = state
+        .addresses
+        .admit(remote.ip(), config.max_connections_per_address)
+    else {
+        config.stats.connections_refused.inc();
+        config.stats.address_refused.inc();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many connections from this address\n",
+        )
+            .into_response();
+    };
     // Taken before the upgrade completes, so that shutdown also waits for a connection
     // whose task has not started yet.
     let token = state.connections.token();
@@ -84,6 +112,7 @@ async fn mediabar(
         .on_failed_upgrade(|error| tracing::debug!(%error, "websocket upgrade failed"))
         .on_upgrade(move |socket| async move {
             connection::run(socket, hub).await;
+            drop(admitted);
             drop(token);
         })
 }

@@ -34,6 +34,7 @@
 //! - [`settings`]: every setting defined once: flag, `WFM_*` environment variable and TOML
 //!   key, default, and check.
 
+mod addresses;
 mod catalogue;
 pub mod cli;
 mod client;

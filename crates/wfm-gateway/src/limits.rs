@@ -1,4 +1,4 @@
-//! The per-connection request budget: a `governor` rate limiter, one per connection.
+//! The per-connection budgets: `governor` rate limiters, for requests and for bind attempts.
 
 use std::num::NonZeroU32;
 
@@ -17,6 +17,12 @@ impl RequestLimiter {
     /// A limiter with its whole burst available.
     pub(crate) fn new(burst: u32, rate: u32) -> Self {
         Self::with_clock(burst, rate, DefaultClock::default())
+    }
+
+    /// `per_minute` at once, refilled evenly over a minute: for bind attempts.
+    pub(crate) fn per_minute(per_minute: u32) -> Self {
+        let at_least_one = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
+        Self(RateLimiter::direct(Quota::per_minute(at_least_one)))
     }
 }
 

@@ -37,6 +37,14 @@ impl axum::serve::Listener for Accepting {
     }
 }
 
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Accepting>>
+    for http::Remote
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, Accepting>) -> Self {
+        http::Remote(*stream.remote_addr())
+    }
+}
+
 /// Why the gateway could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -133,9 +141,12 @@ pub async fn serve(
         accept_errors: config.stats.accept_errors.clone(),
     };
     let listener = Accepting(Incoming::spawn(listener, config.tls.clone(), accept));
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(closing.clone().cancelled_owned())
-        .await;
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<http::Remote>(),
+    )
+    .with_graceful_shutdown(closing.clone().cancelled_owned())
+    .await;
     // Also on an error, so that nothing is left running.
     shutdown.cancel();
     closing.cancel();

@@ -54,6 +54,10 @@ pub mod default {
     pub const REQUEST_RATE: u64 = 10;
     /// `request_burst`.
     pub const REQUEST_BURST: u64 = 20;
+    /// `max_connections_per_address`.
+    pub const MAX_CONNECTIONS_PER_ADDRESS: u64 = 1024;
+    /// `max_binds_per_minute`: a toolbar binds once, and again after a loss or a takeover.
+    pub const MAX_BINDS_PER_MINUTE: u64 = 30;
     /// Descriptors kept back from `max_connections`' default: the manager streams, NATS,
     /// the listener, logs, and the connections being refused with 503.
     pub const RESERVED_DESCRIPTORS: u64 = 128;
@@ -151,6 +155,14 @@ pub struct Settings {
     /// limit (`RLIMIT_NOFILE`) less 128.
     #[arg(long, env = "WFM_GATEWAY_MAX_CONNECTIONS")]
     pub max_connections: Option<u64>,
+    /// Most concurrent WebSocket connections from one client address; more are answered
+    /// 503. 0: no limit (behind an ingress every connection comes from the ingress).
+    #[arg(long, env = "WFM_GATEWAY_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = default::MAX_CONNECTIONS_PER_ADDRESS)]
+    pub max_connections_per_address: u64,
+    /// `bindResource` attempts one connection may make in a minute (a burst, refilled
+    /// evenly); more are refused with `rateLimited`.
+    #[arg(long, env = "WFM_GATEWAY_MAX_BINDS_PER_MINUTE", default_value_t = default::MAX_BINDS_PER_MINUTE, value_parser = at_least::<1>)]
+    pub max_binds_per_minute: u64,
     /// Origins allowed besides the gateway's own (an Origin whose host is the request's
     /// Host), comma-separated, e.g. `https://agents.example.com`; `*` allows any. Clients
     /// that send no Origin (not browsers) are always allowed.
@@ -260,6 +272,10 @@ pub struct GatewayConfig {
     pub max_pending_replies: usize,
     /// Most concurrent WebSocket connections; more are refused with HTTP 503.
     pub max_connections: usize,
+    /// Most concurrent WebSocket connections from one client address; 0 for no limit.
+    pub max_connections_per_address: usize,
+    /// Bind attempts per connection per minute.
+    pub max_binds_per_minute: u32,
     /// `Origin`s allowed besides the gateway's own (same host as the request's `Host`);
     /// `*` allows any. A request without `Origin` (not a browser) is always allowed.
     pub allowed_origins: Vec<String>,
@@ -352,6 +368,8 @@ impl GatewayConfig {
             request_burst: saturate(default::REQUEST_BURST, u32::MAX),
             max_pending_replies: 32,
             max_connections: saturate(default::max_connections(), usize::MAX),
+            max_connections_per_address: saturate(default::MAX_CONNECTIONS_PER_ADDRESS, usize::MAX),
+            max_binds_per_minute: saturate(default::MAX_BINDS_PER_MINUTE, u32::MAX),
             allowed_origins: Vec::new(),
             tls: None,
             manager_tls: None,
@@ -619,6 +637,8 @@ impl Settings {
             usize::MAX,
         );
         config.demo_page = self.demo_page;
+        config.max_connections_per_address = saturate(self.max_connections_per_address, usize::MAX);
+        config.max_binds_per_minute = saturate(self.max_binds_per_minute, u32::MAX);
         config.metrics_on_public_port = self.metrics_listen.is_none();
         config.allowed_origins = self
             .allowed_origins

@@ -11,6 +11,8 @@ pub struct GatewayStats {
     pub(crate) connections_total: Counter,
     pub(crate) connections_refused: Counter,
     pub(crate) accept_errors: Counter,
+    pub(crate) binds_refused: Counter,
+    pub(crate) address_refused: Counter,
     pub(crate) bindings: Gauge,
     pub(crate) upstream_streams: Gauge,
     pub(crate) upstream_endpoints: Gauge,
@@ -56,6 +58,16 @@ impl GatewayStats {
             accept_errors: r.counter(
                 "wfm_gateway_accept_errors_total",
                 "TCP connections the listener could not accept (out of file descriptors, say).",
+                &[],
+            ),
+            binds_refused: r.counter(
+                "wfm_gateway_binds_refused_total",
+                "bindResource requests refused because the connection's bind attempts per minute were spent.",
+                &[],
+            ),
+            address_refused: r.counter(
+                "wfm_gateway_connections_per_address_refused_total",
+                "WebSocket upgrades refused because their client address had max_connections_per_address open.",
                 &[],
             ),
             bindings: r.gauge(

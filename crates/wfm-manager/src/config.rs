@@ -36,6 +36,8 @@ pub struct ManagerConfig {
     /// State events that may wait in one binding stream's queue; beyond it a binding's
     /// events are dropped and it is resent its entire view state once the stream catches up.
     pub stream_queue: usize,
+    /// Most sessions this manager creates; more are refused with RESOURCE_EXHAUSTED.
+    pub max_sessions: usize,
     /// Cluster mode (replicas over NATS JetStream); `None` runs one process alone.
     pub cluster: Option<crate::ClusterConfig>,
     /// TLS on the gRPC port (with mutual TLS when it has a client CA); `None` serves
@@ -73,6 +75,7 @@ impl ManagerConfig {
             tracer: Tracer::disabled(),
             drain_delay: Duration::ZERO,
             stream_queue: 4096,
+            max_sessions: 100_000,
             cluster: None,
             tls: None,
             roles: RoleMap::default(),

@@ -66,6 +66,11 @@ pub enum ManagerError {
     /// `CreateSession`'s `resume_reference` names another session or agent.
     #[error("resume_reference was issued for another session or agent")]
     ResumeOtherSession,
+    /// The manager holds as many sessions as it may create.
+    #[error(
+        "this workflow manager holds its maximum of {0} sessions; create the session at another replica, or raise --max-sessions"
+    )]
+    TooManySessions(usize),
     /// The session has a live binder and takeover was not asked for.
     #[error("session is already bound to another client; bind with takeover to replace it")]
     AlreadyBound,
@@ -131,6 +136,7 @@ impl ManagerError {
             ManagerError::ReferenceForOtherSession => Code::PermissionDenied,
             ManagerError::ReferenceForEndedSession => Code::NotFound,
             ManagerError::ResumeOtherSession => Code::InvalidArgument,
+            ManagerError::TooManySessions(_) => Code::ResourceExhausted,
             ManagerError::AlreadyBound => Code::FailedPrecondition,
             ManagerError::ShuttingDown
             | ManagerError::NotOwner(_)
@@ -158,6 +164,7 @@ impl ManagerError {
             | ManagerError::ReferenceForOtherSession
             | ManagerError::ReferenceForEndedSession
             | ManagerError::ResumeOtherSession => "invalid_reference",
+            ManagerError::TooManySessions(_) => "other",
             ManagerError::SessionOwnedByOtherAgent(_)
             | ManagerError::UnknownProfile(_)
             | ManagerError::AlreadyBound

@@ -293,6 +293,8 @@ pub(crate) struct Registry {
     stats: Arc<ManagerStats>,
     /// Cluster mode: the lease that admits updates, and the persister they feed.
     fence: Option<Arc<Fence>>,
+    /// Most sessions created here; sessions taken over or handed here are not refused.
+    max_sessions: usize,
 }
 
 /// A random incarnation for a new session (the clock, should the OS have no randomness).
@@ -332,7 +334,14 @@ impl Registry {
             closing: AtomicBool::new(false),
             stats,
             fence: None,
+            max_sessions: usize::MAX,
         }
+    }
+
+    /// Refuses to create more than `max_sessions` sessions here.
+    pub(crate) fn with_max_sessions(mut self, max_sessions: usize) -> Self {
+        self.max_sessions = max_sessions;
+        self
     }
 
     /// Cluster mode: every update must be admitted by `fence`, which persists its changes.
@@ -400,6 +409,15 @@ impl Registry {
     ) -> Result<Prepared, ManagerError> {
         let id = Id::parse("session id", who.session_id)?;
         Id::parse("agent id", who.agent_id)?;
+        let held = self
+            .sessions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        if held >= self.max_sessions {
+            self.stats.sessions_refused.inc();
+            return Err(ManagerError::TooManySessions(self.max_sessions));
+        }
         let profile = self
             .profiles
             .read()

@@ -65,7 +65,8 @@ pub async fn serve(
         }
         None => None,
     };
-    let registry = Registry::new(config.profiles.clone(), Arc::clone(&stats));
+    let registry = Registry::new(config.profiles.clone(), Arc::clone(&stats))
+        .with_max_sessions(config.max_sessions);
     let registry = Arc::new(match &cluster {
         Some(cluster) => registry.with_fence(Arc::clone(&cluster.fence)),
         None => registry,

@@ -82,6 +82,10 @@ pub struct Settings {
     /// its entire view state once the stream has drained below half.
     #[arg(long, env = "WFM_MANAGER_STREAM_QUEUE", default_value_t = 4096, value_parser = at_least::<64>)]
     pub stream_queue: u64,
+    /// Most sessions this manager creates (an agent's desktop each); more are refused with
+    /// RESOURCE_EXHAUSTED. Sessions handed or taken over from other replicas are not refused.
+    #[arg(long, env = "WFM_MANAGER_MAX_SESSIONS", default_value_t = 100_000, value_parser = at_least::<1>)]
+    pub max_sessions: u64,
     /// Cluster mode: comma-separated NATS servers (JetStream, 2.11 or later) through which
     /// replicas share sessions. Unset runs one process alone, as `wfm up` does.
     #[arg(long, env = "WFM_NATS_URL")]
@@ -395,6 +399,7 @@ impl Settings {
         config.drain_delay = Duration::from_millis(self.drain_delay_ms);
         config.stream_queue = usize::try_from(self.stream_queue).unwrap_or(usize::MAX);
         config.cluster = cluster;
+        config.max_sessions = usize::try_from(self.max_sessions).unwrap_or(usize::MAX);
         config.tls = tls.server;
         config.roles = tls.roles;
         config.peer_tls = tls.peer;

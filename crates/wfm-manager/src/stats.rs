@@ -31,6 +31,7 @@ pub struct ManagerStats {
     pub(crate) handoffs: Counter,
     pub(crate) forwarded: Counter,
     pub(crate) fencing_refusals: Counter,
+    pub(crate) sessions_refused: Counter,
     /// TLS reloads of the server certificate (and the peer client certificate).
     pub(crate) tls: wfm_tls::ReloadStats,
     pub(crate) tls_handshake_failures: Counter,
@@ -150,6 +151,11 @@ impl ManagerStats {
             forwarded: r.counter(
                 "wfm_manager_cluster_forwarded_calls_total",
                 "Cluster mode: calls forwarded to the replica owning their session.",
+                &[],
+            ),
+            sessions_refused: r.counter(
+                "wfm_manager_sessions_refused_total",
+                "CreateSession refused because the manager held max_sessions sessions.",
                 &[],
             ),
             fencing_refusals: r.counter(

@@ -120,3 +120,38 @@ async fn a_message_over_the_grpc_limit_is_refused_before_it_is_decoded() {
     assert_eq!(refused.code(), Code::OutOfRange, "{refused:?}");
     create(&mut client, "s2").await;
 }
+
+#[tokio::test]
+async fn a_manager_creates_at_most_max_sessions_and_says_so() {
+    let mut config = wfm_manager::ManagerConfig::new(
+        wfm_reference::SigningKey::from_bytes(common::KEY).unwrap(),
+    );
+    config.max_sessions = 2;
+    let manager = Manager::start_with(config).await;
+    let mut client = manager.client().await;
+    create(&mut client, "s1").await;
+    create(&mut client, "s2").await;
+    let refused = client
+        .create_session(create_request("s3", "agent-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().contains("maximum of 2 sessions"),
+        "{refused:?}"
+    );
+    // Re-issuing an existing session is no new session.
+    create(&mut client, "s1").await;
+    client
+        .end_session(pb::EndSessionRequest {
+            session_id: "s2".into(),
+        })
+        .await
+        .unwrap();
+    create(&mut client, "s3").await;
+    let metrics = manager.stats.registry().render();
+    assert!(
+        metrics.contains("wfm_manager_sessions_refused_total 1"),
+        "{metrics}"
+    );
+}
