@@ -283,6 +283,7 @@ mod tests {
             catalogue: Arc::new(catalogue),
             trace: HashMap::new(),
             received: std::time::Instant::now(),
+            gone: false,
         }
     }
 

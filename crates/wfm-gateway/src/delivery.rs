@@ -46,6 +46,8 @@ pub(crate) struct StateDelivery {
     pub(crate) trace: HashMap<String, String>,
     /// When the gateway received it, for the event-to-write metric.
     pub(crate) received: Instant,
+    /// The target's final event: it is gone.
+    pub(crate) gone: bool,
 }
 
 /// What happened, for one connection.

@@ -97,6 +97,7 @@ impl StateEventEncoder {
             catalogue: std::sync::Arc::clone(&self.catalogue),
             trace: std::collections::HashMap::new(),
             received: std::time::Instant::now(),
+            gone: false,
         };
         protocol::state_event(&self.session, &state)
     }

@@ -6,12 +6,18 @@
 //! each target waits, in the order targets first appeared, and memory stays bounded by the
 //! number of targets whatever the event rate.
 //!
+//! A target that appears and goes while its events wait (an interaction created and ended
+//! under a stalled client) is dropped altogether: the client never saw it, so it needs no
+//! final event, and a client that stops reading cannot make the queue grow by the
+//! interactions it missed. The queue remembers which targets the client has been sent, for
+//! as long as they live.
+//!
 //! Control messages (responses, core and service events) are never conflated, and they are
 //! barriers: a state event queued after one is never merged into a slot before it. So a bind
 //! response precedes the binding's states, and after `service.available` the client gets the
 //! full state even if older states of the same targets still wait ahead of it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use crate::client::BoundSession;
@@ -27,6 +33,14 @@ pub(crate) enum Item {
     State(Box<Queued>),
 }
 
+/// A place in the queue: an item, or one dropped while it waited (its target went before
+/// the client saw it).
+#[derive(Debug)]
+enum Slot {
+    Item(Item),
+    Dropped,
+}
+
 /// A waiting state event and the session it belongs to.
 #[derive(Debug)]
 pub(crate) struct Queued {
@@ -39,11 +53,13 @@ pub(crate) struct Queued {
 /// The queue of one connection.
 #[derive(Debug, Default)]
 pub(crate) struct Outbound {
-    items: VecDeque<Item>,
+    items: VecDeque<Slot>,
     /// Sequence number of `items[0]`; a slot's sequence never changes while it waits.
     head: u64,
     /// Target → sequence of its waiting state, for slots after the last control message.
     latest: HashMap<String, u64>,
+    /// Targets whose state the client has been sent, and not yet their final event.
+    known: HashSet<String>,
     controls: usize,
     conflated: u64,
 }
@@ -56,7 +72,7 @@ impl Outbound {
     /// Queues a control message.
     pub(crate) fn push_control(&mut self, message: String) {
         self.latest.clear();
-        self.items.push_back(Item::Control(message));
+        self.items.push_back(Slot::Item(Item::Control(message)));
         self.controls += 1;
     }
 
@@ -64,9 +80,13 @@ impl Outbound {
     /// after the last control message.
     /// Returns true when it replaced a waiting state (conflation).
     pub(crate) fn push_state(&mut self, state: StateDelivery, session: Arc<BoundSession>) -> bool {
+        if state.gone && !self.known.contains(&state.target) {
+            self.forget(&state.target);
+            return true;
+        }
         if let Some(&sequence) = self.latest.get(&state.target) {
             let index = usize::try_from(sequence - self.head).unwrap_or(usize::MAX);
-            if let Some(Item::State(slot)) = self.items.get_mut(index) {
+            if let Some(Slot::Item(Item::State(slot))) = self.items.get_mut(index) {
                 **slot = Queued { state, session };
                 self.conflated += 1;
                 return true;
@@ -75,23 +95,49 @@ impl Outbound {
         let sequence = self.head + self.items.len() as u64;
         self.latest.insert(state.target.clone(), sequence);
         self.items
-            .push_back(Item::State(Box::new(Queued { state, session })));
+            .push_back(Slot::Item(Item::State(Box::new(Queued { state, session }))));
         false
+    }
+
+    /// Drops the waiting state of a target the client never saw, which has gone.
+    fn forget(&mut self, target: &str) {
+        let Some(sequence) = self.latest.remove(target) else {
+            return;
+        };
+        let index = usize::try_from(sequence - self.head).unwrap_or(usize::MAX);
+        if index + 1 == self.items.len() {
+            // The usual case: it appeared last, so it leaves no trace.
+            self.items.pop_back();
+        } else if let Some(item) = self.items.get_mut(index) {
+            *item = Slot::Dropped;
+        }
     }
 
     /// Takes the next message to send.
     pub(crate) fn pop(&mut self) -> Option<Item> {
-        let item = self.items.pop_front()?;
-        let sequence = self.head;
-        self.head += 1;
-        match &item {
-            Item::Control(_) => self.controls -= 1,
-            Item::State(queued) => {
-                if self.latest.get(&queued.state.target) == Some(&sequence) {
-                    self.latest.remove(&queued.state.target);
+        let item = loop {
+            let Slot::Item(item) = self.items.pop_front()? else {
+                self.head += 1;
+                continue;
+            };
+            let sequence = self.head;
+            self.head += 1;
+            match &item {
+                Item::Control(_) => self.controls -= 1,
+                Item::State(queued) => {
+                    let target = &queued.state.target;
+                    if self.latest.get(target) == Some(&sequence) {
+                        self.latest.remove(target);
+                    }
+                    if queued.state.gone {
+                        self.known.remove(target);
+                    } else if !self.known.contains(target) {
+                        self.known.insert(target.clone());
+                    }
                 }
             }
-        }
+            break item;
+        };
         if self.items.is_empty() {
             // An idle connection should hold no memory from its last burst.
             if self.items.capacity() > KEEP_CAPACITY {
@@ -153,6 +199,7 @@ mod tests {
             catalogue: Arc::new(catalogue),
             trace: HashMap::new(),
             received: Instant::now(),
+            gone: false,
         }
     }
 
@@ -212,5 +259,70 @@ mod tests {
             0,
             "an emptied queue frees its buffer"
         );
+    }
+
+    fn gone(target: &str) -> StateDelivery {
+        StateDelivery {
+            gone: true,
+            ..state(target, 0)
+        }
+    }
+
+    fn popped_targets(out: &mut Outbound) -> Vec<(String, bool)> {
+        std::iter::from_fn(|| out.pop())
+            .filter_map(|item| match item {
+                Item::State(queued) => Some((queued.state.target, queued.state.gone)),
+                Item::Control(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn interactions_that_come_and_go_under_a_stalled_client_leave_nothing_queued() {
+        let mut out = Outbound::default();
+        out.push_state(state("s.voice", 1), session());
+        for n in 0..25_000 {
+            let target = format!("s.voice.c{n}");
+            out.push_state(state(&target, 1), session());
+            out.push_state(gone(&target), session());
+        }
+        assert_eq!(
+            out.len(),
+            1,
+            "only the channel, which the client has not seen yet"
+        );
+        assert!(out.latest.len() <= 1);
+        assert_eq!(popped_targets(&mut out), [("s.voice".to_string(), false)]);
+    }
+
+    #[test]
+    fn a_target_the_client_saw_still_gets_its_final_event() {
+        let mut out = Outbound::default();
+        out.push_state(state("s.voice.c1", 1), session());
+        assert_eq!(
+            popped_targets(&mut out),
+            [("s.voice.c1".to_string(), false)]
+        );
+        out.push_state(state("s.voice.c1", 2), session());
+        out.push_state(gone("s.voice.c1"), session());
+        assert_eq!(popped_targets(&mut out), [("s.voice.c1".to_string(), true)]);
+        // Gone and forgotten: a later target of the same name is new again.
+        out.push_state(state("s.voice.c1", 3), session());
+        out.push_state(gone("s.voice.c1"), session());
+        assert!(popped_targets(&mut out).is_empty());
+    }
+
+    #[test]
+    fn a_dropped_state_in_the_middle_of_the_queue_keeps_the_order_of_the_rest() {
+        let mut out = Outbound::default();
+        out.push_state(state("s.voice.c1", 1), session());
+        out.push_state(state("s.voice.c2", 1), session());
+        out.push_state(gone("s.voice.c1"), session());
+        out.push_state(state("s.voice.c2", 2), session());
+        assert_eq!(
+            popped_targets(&mut out),
+            [("s.voice.c2".to_string(), false)]
+        );
+        assert_eq!(out.len(), 0);
     }
 }

@@ -629,6 +629,7 @@ mod tests {
             catalogue: std::sync::Arc::new(catalogue),
             trace: Default::default(),
             received: std::time::Instant::now(),
+            gone: false,
         }
     }
 

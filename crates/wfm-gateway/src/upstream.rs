@@ -544,6 +544,7 @@ impl Upstream {
                     catalogue: Arc::clone(&stream.catalogue),
                     trace: state.trace_context,
                     received: std::time::Instant::now(),
+                    gone: state.gone,
                 };
                 route.conn.deliver(Delivery::State {
                     binding_id: id,

@@ -296,6 +296,7 @@ pub(crate) fn compact_state(event: StateEvent, trace: Option<&Trace>) -> pb::Com
         enabled: u64::from(event.enabled.bits()),
         target: event.target,
         trace_context: trace.map(|t| (**t).clone()).unwrap_or_default(),
+        gone: event.gone,
     }
 }
 
