@@ -98,14 +98,34 @@ pub(crate) fn validate_state(mut state: SessionState) -> Result<SessionState, Up
         }
     }
     let mut checked: Vec<Interaction> = Vec::with_capacity(state.interactions.len());
+    let mut ended = Vec::new();
     for item in std::mem::take(&mut state.interactions) {
         let item = admit(&state, item)?;
-        if item.state != InteractionState::Ended {
+        if item.state == InteractionState::Ended {
+            ended.push(item.id);
+        } else {
             checked.push(item);
         }
     }
+    for id in &ended {
+        forget_consults_of(&mut checked, id);
+    }
     state.interactions = checked;
     Ok(state)
+}
+
+/// Clears the consult relation of every interaction that consults for `ended`, which is
+/// leaving the state. A kept `consult_of` then always names a tracked interaction, so the
+/// state stays one that [`validate_state`] accepts: a cluster replica restores a session
+/// from exactly this state (found by the `apply_update` fuzz target: ending the original
+/// call of a live consult left a state that `Session::restore` refused). The rules read a
+/// relation to a missing interaction as no relation, so no capability changes.
+fn forget_consults_of(interactions: &mut [Interaction], ended: &Id) {
+    for item in interactions {
+        if item.consult_of.as_ref() == Some(ended) {
+            item.consult_of = None;
+        }
+    }
 }
 
 /// Checks a new interaction against the channels of `state` and shares its channel id.
@@ -302,7 +322,8 @@ fn apply_change(state: &mut SessionState, change: InteractionChange) -> Result<(
     at_most_bytes_total(kept.chain(set))?;
 
     if change.state == Some(InteractionState::Ended) {
-        state.interactions.remove(index);
+        let ended = state.interactions.remove(index);
+        forget_consults_of(&mut state.interactions, &ended.id);
         return Ok(());
     }
     let item = &mut state.interactions[index];

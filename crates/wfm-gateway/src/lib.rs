@@ -56,6 +56,8 @@ mod upstream;
 pub use demo::{DemoDirectory, DemoSession};
 pub use http::{HEALTHZ_PATH, MEDIABAR_PATH, READYZ_PATH};
 pub use protocol::WORKFLOW_MANAGER;
+#[doc(hidden)]
+pub use protocol::{Request, parse_request};
 pub use server::{ServeError, serve};
 pub use settings::GatewayConfig;
 pub use stats::GatewayStats;

@@ -15,7 +15,7 @@ pub const WORKFLOW_MANAGER: &str = "WorkflowManager";
 
 /// A valid client request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Request {
+pub enum Request {
     /// `getServices`.
     GetServices,
     /// `bindResource`.
@@ -114,6 +114,29 @@ pub(crate) fn parse(text: &str) -> Result<Envelope, Malformed> {
         name: name.chars().take(64).collect(),
         request,
     })
+}
+
+/// Parses one text frame as the gateway does: its `requestId` and the valid request, or the
+/// `requestId` (when one could be read) and the reply that refuses the frame. For the fuzz
+/// targets in `fuzz/`; not an API.
+pub fn parse_request(text: &str) -> Result<(String, Request), (Option<String>, String)> {
+    match parse(text) {
+        Err(malformed) => {
+            let reply = core_error(malformed.request_id.as_deref(), &malformed.error);
+            Err((malformed.request_id, reply))
+        }
+        Ok(Envelope {
+            request_id,
+            name,
+            request,
+        }) => match request {
+            Ok(request) => Ok((request_id, request)),
+            Err(error) => {
+                let reply = failure(&request_id, &name, &error);
+                Err((Some(request_id), reply))
+            }
+        },
+    }
 }
 
 fn request(name: &str, data: Option<Value>) -> Result<Request, GatewayError> {

@@ -203,8 +203,8 @@ pub fn state(
     })
 }
 
-/// A CTI update.
-pub(crate) fn update(wire: Option<pb::CtiUpdate>) -> Result<CtiUpdate> {
+/// A CTI update, as `ApplyUpdate` and `PushUpdates` carry it.
+pub fn update(wire: Option<pb::CtiUpdate>) -> Result<CtiUpdate> {
     use pb::cti_update::Kind;
     let kind = wire
         .and_then(|u| u.kind)
@@ -337,8 +337,8 @@ pub(crate) fn session_view(view: SessionView) -> pb::GetSessionResponse {
     }
 }
 
-/// A session state on the wire, for `GetSession`.
-pub(crate) fn state_to_wire(state: &SessionState) -> pb::Snapshot {
+/// A session state on the wire, for `GetSession` and cluster records; [`state`] reads it back.
+pub fn state_to_wire(state: &SessionState) -> pb::Snapshot {
     pb::Snapshot {
         channels: state
             .channels

@@ -1033,3 +1033,44 @@ fn a_consult_for_an_interaction_the_session_does_not_have_is_refused() {
         },
     );
 }
+
+/// The state a session keeps after `updates`, restored as a cluster replica restores it
+/// from the session's record.
+fn restored(s: &Session) -> Session {
+    Session::restore(
+        s.id().clone(),
+        std::sync::Arc::new(s.profile().clone()),
+        s.state().clone(),
+        s.last_sequence(),
+        s.view_version(),
+    )
+    .expect("the kept state restores")
+}
+
+/// Found by the `apply_update` fuzz target: the original call of a live consult ended, and
+/// the consult leg kept naming it, a state `Session::restore` (cluster takeover) refused.
+#[test]
+fn ending_the_original_of_a_consult_keeps_a_state_that_restores() {
+    let mut s = session(two_channel_state());
+    events(next(&mut s, to_state("c1", Ended)).unwrap());
+    let consult = s
+        .state()
+        .interaction(&id("c2"))
+        .expect("the consult leg stays");
+    assert_eq!(consult.consult_of, None);
+    let back = restored(&s);
+    assert_eq!(back.state(), s.state());
+    assert_eq!(back.view(), s.view());
+}
+
+/// The same through a snapshot that reports the original as ended.
+#[test]
+fn a_snapshot_with_an_ended_original_keeps_a_state_that_restores() {
+    let mut s = session(two_channel_state());
+    let mut snapshot = two_channel_state();
+    snapshot.interactions[0].state = Ended;
+    events(s.apply(5, CtiUpdate::Snapshot(snapshot)).unwrap());
+    assert_eq!(s.state().interaction(&id("c1")), None);
+    assert_eq!(s.state().interaction(&id("c2")).unwrap().consult_of, None);
+    assert_eq!(restored(&s).state(), s.state());
+}
