@@ -148,3 +148,35 @@ async fn a_client_that_never_reads_stays_bounded_and_is_then_closed() {
     stack.wait_bound("s1", false).await;
     drop(ws);
 }
+
+/// The idle cut-off is for connections that never bind; it must not catch an honest
+/// client whose session ends after it was bound longer than the idle timeout.
+#[tokio::test]
+async fn a_client_bound_longer_than_the_idle_timeout_may_bind_again_when_its_session_ends() {
+    let mut stack = Stack::start_with(|config| config.idle_timeout = Duration::from_secs(1)).await;
+    let first = stack.session("s1").await;
+    let mut ws = stack.ws().await;
+    let bound = ws.bind("b1", &first, false).await;
+    assert_eq!(bound["result"], json!("success"), "{bound}");
+    // Bound, and quiet, for longer than the idle timeout.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stack
+        .client
+        .end_session(pb::EndSessionRequest {
+            session_id: "s1".into(),
+        })
+        .await
+        .unwrap();
+    let second = stack.session("s2").await;
+    let deadline = Instant::now() + GENEROUS;
+    loop {
+        let frame = tokio::time::timeout_at(deadline, ws.recv())
+            .await
+            .expect("no resourceUnbound");
+        if frame["event"] == json!("resourceUnbound") {
+            break;
+        }
+    }
+    let again = ws.bind("b2", &second, false).await;
+    assert_eq!(again["result"], json!("success"), "{again}");
+}

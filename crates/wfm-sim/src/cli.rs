@@ -138,7 +138,9 @@ fn load(files: &[PathBuf]) -> Result<Vec<Scenario>, String> {
 /// Runs the command `cli` names: exits 1 when a scenario or the load run failed.
 #[tokio::main]
 pub async fn run(cli: Cli) -> ExitCode {
+    // Logs go to stderr, so that `--json` output on stdout stays parseable.
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_ansi(wfm_telemetry::init::ansi())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
