@@ -170,7 +170,8 @@ fn write(results: &suite::Results, command: &str, out: &Path, plot: &Path) -> an
     let base = out.parent().unwrap_or(Path::new(""));
     let link = plot.strip_prefix(base).unwrap_or(plot);
     create_parent(out)?;
-    std::fs::write(out, report::markdown(results, command, link))?;
+    let soak = crate::report_soak::load(Path::new(crate::report_soak::SOAK_JSON))?;
+    std::fs::write(out, report::markdown(results, command, link, soak.as_ref()))?;
     Ok(())
 }
 

@@ -19,6 +19,7 @@
 //! - [`micro`]: engine and encoding workloads, shared with the criterion benches.
 //! - [`stats`]: medians with spread.
 //! - [`report`]: writes `BENCHMARKS.md`.
+//! - [`report_soak`]: the "Soak" section, from a recorded `wfm sim soak` run.
 //! - [`plot`]: the scale-curve PNG.
 
 pub mod cli;
@@ -30,6 +31,7 @@ pub mod proc;
 pub mod raw;
 pub mod report;
 mod report_cluster;
+pub mod report_soak;
 pub mod roles;
 pub mod stats;
 pub mod suite;

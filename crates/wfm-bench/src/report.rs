@@ -28,8 +28,13 @@ pub(crate) fn ms(s: Spread) -> String {
     s.show(2)
 }
 
-/// The report.
-pub fn markdown(results: &Results, command: &str, plot: &Path) -> String {
+/// The report; `soak` adds the recorded soak run's section.
+pub fn markdown(
+    results: &Results,
+    command: &str,
+    plot: &Path,
+    soak: Option<&crate::report_soak::SoakRecord>,
+) -> String {
     let mut out = String::new();
     let plan = &results.plan;
     let m = &results.machine;
@@ -80,6 +85,7 @@ pub fn markdown(results: &Results, command: &str, plot: &Path) -> String {
     memory(&mut out, results);
     scale(&mut out, results, plot);
     crate::report_cluster::section(&mut out, &results.cluster);
+    crate::report_soak::section(&mut out, soak);
     method(&mut out, results);
     out.push_str(NOTES);
     out

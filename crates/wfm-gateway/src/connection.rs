@@ -205,6 +205,7 @@ impl<'a> Session<'a> {
                     return "too many unread replies";
                 }
                 let phase = phase(&state.binding);
+                self.timers.observe(phase, Instant::now());
                 let open = matches!(self.lifecycle, Lifecycle::Open);
                 let reading = phase != Phase::Binding
                     && open

@@ -13,6 +13,7 @@
 //! - [`errors`]: every error and its MediaBar code, close codes and unbound reasons, in one
 //!   table each.
 //! - `protocol`: parsing client messages and the serde DTOs of everything sent.
+//! - `http1`: the HTTP/1 accept loop, with the header read deadline and graceful shutdown.
 //! - `http`: the routes, `/mediabar/v1`, `/healthz`, `/readyz`, and the demo page at `/`.
 //! - [`DemoDirectory`]: the demo sessions the page lists, in demo mode only (`demo`).
 //! - `connection`: one WebSocket session, one task for both directions, its lifecycle and
@@ -44,6 +45,7 @@ mod demo;
 mod endpoints;
 pub mod errors;
 mod http;
+mod http1;
 mod limits;
 mod outbound;
 mod protocol;

@@ -2,48 +2,16 @@
 
 use std::sync::Arc;
 
-use std::net::SocketAddr;
-
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wfm_telemetry::settings::SettingsError;
 
 use crate::connection::Hub;
-use crate::http;
 use crate::settings::GatewayConfig;
 use crate::upstream::Upstream;
-use wfm_tls::{AcceptOptions, Incoming, MaybeTls, Reloadable};
-
-/// The accept loop's ready connections, as axum takes them.
-struct Accepting(Incoming);
-
-impl axum::serve::Listener for Accepting {
-    type Io = MaybeTls;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (MaybeTls, SocketAddr) {
-        match self.0.accept().await {
-            Some(accepted) => (accepted.io, accepted.remote),
-            // The loop only stops once this listener is gone; until then nothing comes.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.0
-            .local_addr()
-            .ok_or_else(|| std::io::Error::other("listener address unknown"))
-    }
-}
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Accepting>>
-    for http::Remote
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, Accepting>) -> Self {
-        http::Remote(*stream.remote_addr())
-    }
-}
+use crate::{http, http1};
+use wfm_tls::{AcceptOptions, Incoming, Reloadable};
 
 /// Why the gateway could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -140,14 +108,8 @@ pub async fn serve(
         handshake_failures: config.stats.tls_handshake_failures.clone(),
         accept_errors: config.stats.accept_errors.clone(),
     };
-    let listener = Accepting(Incoming::spawn(listener, config.tls.clone(), accept));
-    let served = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<http::Remote>(),
-    )
-    .with_graceful_shutdown(closing.clone().cancelled_owned())
-    .await;
-    // Also on an error, so that nothing is left running.
+    let incoming = Incoming::spawn(listener, config.tls.clone(), accept);
+    http1::serve(incoming, app, config.header_read_timeout, closing.clone()).await;
     shutdown.cancel();
     closing.cancel();
     let _ = drain.await;
@@ -161,6 +123,5 @@ pub async fn serve(
     reload_stop.cancel();
     upstream_tasks.wait().await;
     tracing::info!("edge gateway stopped");
-    served?;
     Ok(())
 }

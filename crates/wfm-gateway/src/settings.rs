@@ -289,6 +289,10 @@ pub struct GatewayConfig {
     pub tls_poll: Duration,
     /// The most a client's TLS handshake may take.
     pub handshake_timeout: Duration,
+    /// The most an HTTP request's headers (the WebSocket upgrade included) may take to
+    /// arrive, counted from when the connection is ready for a request: a client that
+    /// sends nothing, or its headers a byte at a time, is cut off then.
+    pub header_read_timeout: Duration,
     /// The NATS connection's credentials file and CA.
     pub nats: NatsSecurity,
     /// How long shutdown waits for clients to acknowledge the close frame.
@@ -375,6 +379,7 @@ impl GatewayConfig {
             manager_tls: None,
             tls_poll: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
             nats: NatsSecurity::default(),
             shutdown_grace: Duration::from_secs(5),
             drain_delay: Duration::from_millis(default::DRAIN_DELAY_MS),

@@ -65,7 +65,11 @@ pub(crate) struct Timers {
     /// When the unanswered ping became due.
     awaiting_pong: Option<Instant>,
     ping_due: bool,
+    /// When the idle clock last restarted: the client's latest request, or the moment its
+    /// binding ended, whichever is later.
     last_request: Instant,
+    /// The phase last observed, to see a binding end.
+    phase: Phase,
     bind_started: Option<Instant>,
 }
 
@@ -78,6 +82,7 @@ impl Timers {
             awaiting_pong: None,
             ping_due: false,
             last_request: now,
+            phase: Phase::Unbound,
             bind_started: None,
         }
     }
@@ -139,6 +144,16 @@ impl Timers {
         self.awaiting_pong = None;
     }
 
+    /// The connection is in `phase` at `now`. A binding that just ended restarts the idle
+    /// clock: the client sent nothing while it was bound (it had no need to), and must not
+    /// be closed the moment its session ends. It gets the whole idle timeout to bind again.
+    pub(crate) fn observe(&mut self, phase: Phase, now: Instant) {
+        if phase == Phase::Unbound && self.phase != Phase::Unbound {
+            self.last_request = self.last_request.max(now);
+        }
+        self.phase = phase;
+    }
+
     /// The client sent a request at `now`.
     pub(crate) fn requested(&mut self, now: Instant) {
         self.last_request = now;
@@ -181,6 +196,26 @@ mod tests {
         assert_eq!(
             timers.tick(t0 + secs(30), Phase::Bound),
             Some(Expired::Pong)
+        );
+    }
+
+    #[test]
+    fn a_binding_that_ends_restarts_the_idle_clock() {
+        let t0 = Instant::now();
+        let mut timers = Timers::new(LIMITS, t0);
+        timers.requested(t0);
+        timers.observe(Phase::Binding, t0);
+        timers.observe(Phase::Bound, t0 + secs(1));
+        // Bound far longer than the idle timeout, sending nothing; then the session ends.
+        timers.observe(Phase::Unbound, t0 + secs(600));
+        timers.heard();
+        assert_eq!(timers.tick(t0 + secs(659), Phase::Unbound), None);
+        // Still unbound: the clock does not restart again, and runs out as before.
+        timers.heard();
+        timers.observe(Phase::Unbound, t0 + secs(659));
+        assert_eq!(
+            timers.tick(t0 + secs(660), Phase::Unbound),
+            Some(Expired::Idle)
         );
     }
 

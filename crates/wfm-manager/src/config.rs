@@ -51,7 +51,8 @@ pub struct ManagerConfig {
     pub peer_tls: Option<Arc<ClientTls>>,
     /// How often the TLS files are checked for changes (they are also reloaded on SIGHUP).
     pub tls_poll: Duration,
-    /// The most a TLS handshake may take.
+    /// The most a TLS handshake may take; also the most a connection may take to send the
+    /// HTTP/2 client preface (after the handshake, or from accept in plaintext).
     pub handshake_timeout: Duration,
     /// Set with the gRPC health status, for the metrics listener's `/readyz`.
     pub readiness: Arc<Readiness>,

@@ -1,5 +1,6 @@
 //! `serve`: the gRPC server with health and reflection, and its graceful shutdown.
 
+use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -178,10 +179,12 @@ pub async fn serve(
     // The accept loop sets TCP_NODELAY (without it a response's frames wait for the
     // client's delayed ACK: 40 ms per unary call) and runs each TLS handshake under its
     // deadline, with the server config in force at that moment.
+    let preface_timeout = accept.handshake_timeout;
     let incoming = CountedIncoming {
         incoming: Incoming::spawn(listener, tls, accept),
         stats,
         roles,
+        preface_timeout,
     };
     Server::builder()
         // A peer that vanishes without closing its connection (a frozen gateway, a dropped
@@ -264,6 +267,8 @@ struct CountedIncoming {
     incoming: Incoming,
     stats: Arc<ManagerStats>,
     roles: Arc<RoleMap>,
+    /// How long a connection may take to send the HTTP/2 client preface.
+    preface_timeout: std::time::Duration,
 }
 
 impl tokio_stream::Stream for CountedIncoming {
@@ -272,10 +277,20 @@ impl tokio_stream::Stream for CountedIncoming {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         this.incoming.poll_accept(cx).map(|accepted| {
-            accepted.map(|accepted| Ok(Counted::new(accepted, &this.stats, &this.roles)))
+            accepted.map(|accepted| {
+                Ok(Counted::new(
+                    accepted,
+                    &this.stats,
+                    &this.roles,
+                    this.preface_timeout,
+                ))
+            })
         })
     }
 }
+
+/// The HTTP/2 client preface (`PRI * HTTP/2.0...`), which every gRPC client sends first.
+const PREFACE_LEN: usize = 24;
 
 /// An accepted connection, counted in the connection gauge while it is open, with what
 /// its calls are told of their caller.
@@ -283,10 +298,19 @@ struct Counted {
     tcp: MaybeTls,
     info: PeerInfo,
     _open: wfm_telemetry::metrics::GaugeGuard,
+    /// Until the preface has arrived: its deadline and the bytes still to come. Neither
+    /// hyper nor h2 bounds the wait for it, and HTTP/2 keepalive only starts after it, so
+    /// a peer that connects and sends nothing (or trickles) would hold the socket forever.
+    preface: Option<(Pin<Box<tokio::time::Sleep>>, usize)>,
 }
 
 impl Counted {
-    fn new(accepted: Accepted, stats: &ManagerStats, roles: &RoleMap) -> Self {
+    fn new(
+        accepted: Accepted,
+        stats: &ManagerStats,
+        roles: &RoleMap,
+        preface_timeout: std::time::Duration,
+    ) -> Self {
         stats.grpc_connections_total.inc();
         let identity = accepted
             .client_uris
@@ -298,6 +322,7 @@ impl Counted {
                 identity,
             },
             _open: stats.grpc_connections.track(),
+            preface: Some((Box::pin(tokio::time::sleep(preface_timeout)), PREFACE_LEN)),
         }
     }
 }
@@ -316,7 +341,28 @@ impl AsyncRead for Counted {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.tcp).poll_read(cx, buf)
+        let this = &mut *self;
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.tcp).poll_read(cx, buf);
+        let Some((deadline, remaining)) = &mut this.preface else {
+            return read;
+        };
+        match read {
+            Poll::Ready(Ok(())) => {
+                *remaining = remaining.saturating_sub(buf.filled().len() - before);
+                if *remaining == 0 {
+                    this.preface = None;
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending if deadline.as_mut().poll(cx).is_ready() => {
+                Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no HTTP/2 preface within the handshake timeout",
+                )))
+            }
+            other => other,
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! The `wfm sim` command: play scenarios against a stack, check them, or generate load.
+//! The `wfm sim` command: play scenarios against a stack, check them, generate load, or soak.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,6 +9,8 @@ use crate::load::LoadOptions;
 use crate::resilient::{Manager, ManagerUrls, RetryPolicy};
 use crate::run::{self, Target};
 use crate::scenario::{self, Scenario};
+use crate::soak::SoakOptions;
+use crate::soak::proc::Watched;
 use crate::stack::{Stack, StackOptions};
 use clap::{Parser, Subcommand};
 
@@ -90,6 +92,35 @@ enum Command {
         #[arg(long, requires = "manager")]
         gateway: Option<String>,
     },
+    /// Run the stack for a long time with churn (sessions ending and starting, clients
+    /// reconnecting and taking over, malformed frames), then check every session's final
+    /// state and report errors and the memory and descriptor trend. Exits 1 on any error or
+    /// lost or stale state. Without --manager, starts its own stack in-process.
+    Soak {
+        /// Live sessions, each with its bound MediaBar client.
+        #[arg(long, default_value_t = 200)]
+        sessions: usize,
+        /// Actions per second across all sessions (about 95% CTI updates, the rest churn).
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+        /// Seconds to churn; the first 20% are the warm-up.
+        #[arg(long, default_value_t = 60)]
+        duration_secs: u64,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// A running manager's gRPC URL, or a comma-separated list of replicas (needs
+        /// --mediabar too).
+        #[arg(long, visible_alias = "manager-url", requires = "mediabar")]
+        manager: Option<ManagerUrls>,
+        /// A running gateway's MediaBar WebSocket URL.
+        #[arg(long, visible_alias = "gateway", requires = "manager")]
+        mediabar: Option<String>,
+        /// Processes to sample (with --manager: the manager's and the gateway's pids);
+        /// comma-separated. The in-process stack samples this process.
+        #[arg(long, value_delimiter = ',')]
+        pid: Vec<u32>,
+    },
 }
 
 fn load(files: &[PathBuf]) -> Result<Vec<Scenario>, String> {
@@ -107,7 +138,9 @@ fn load(files: &[PathBuf]) -> Result<Vec<Scenario>, String> {
 /// Runs the command `cli` names: exits 1 when a scenario or the load run failed.
 #[tokio::main]
 pub async fn run(cli: Cli) -> ExitCode {
+    // Logs go to stderr, so that `--json` output on stdout stays parseable.
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_ansi(wfm_telemetry::init::ansi())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -218,6 +251,46 @@ async fn run_command(command: Command) -> Result<bool, String> {
                 stack.stop().await;
             }
             Ok(report.errors == 0)
+        }
+        Command::Soak {
+            sessions,
+            rate,
+            duration_secs,
+            json,
+            manager,
+            mediabar,
+            pid,
+        } => {
+            let external = manager.is_some();
+            let (local, manager_url, gateway_url) = stack_or(manager, mediabar, None).await?;
+            let watch = if external {
+                pid.into_iter().map(Watched::Pid).collect()
+            } else {
+                vec![Watched::Myself]
+            };
+            let options = SoakOptions {
+                sessions,
+                rate,
+                duration: Duration::from_secs(duration_secs),
+                watch,
+                progress: true,
+            };
+            eprintln!("soak: binding {sessions} sessions through {gateway_url}");
+            let report = crate::soak::run(connect(&manager_url)?, &gateway_url, &options)
+                .await
+                .map_err(|e| e.to_string())?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+                );
+            } else {
+                print!("{}", report.table());
+            }
+            if let Some(stack) = local {
+                stack.stop().await;
+            }
+            Ok(report.correct())
         }
         Command::Check {
             files,

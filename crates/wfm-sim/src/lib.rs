@@ -2,12 +2,13 @@
 //! and a MediaBar against a real gateway.
 //!
 //! # Layout
-//! - [`cli`]: the `wfm sim` command: run, check and load.
+//! - [`cli`]: the `wfm sim` command: run, check, load and soak.
 //! - [`scenario`]: scenario files (scripted call flows with expected view states).
 //! - [`mediabar`]: a MediaBar WebSocket client that keeps the latest view state.
 //! - [`run`]: plays a scenario against a live stack and checks its checkpoints.
 //! - [`stack`]: the manager and the gateway in one process, on loopback.
 //! - [`load`]: the load generator and its latency report.
+//! - [`soak`]: long runs with churn: errors, final states, memory and descriptor trends.
 //! - [`library`]: the scenario library, embedded.
 //! - [`demo`]: demo agents replaying the library in a loop, for `wfm up`.
 //! - [`resilient`]: the manager as a list of replicas: retries at the next one, gap →
@@ -23,4 +24,5 @@ pub mod mediabar;
 pub mod resilient;
 pub mod run;
 pub mod scenario;
+pub mod soak;
 pub mod stack;

@@ -82,6 +82,9 @@ impl MediaBarClient {
         let data =
             json!({"serviceId": "WorkflowManager", "resourceId": reference, "takeover": takeover});
         let response = self.request("bindResource", data).await?;
+        // A new binding starts over with the full view state; what an earlier binding of
+        // this connection showed is not this session's.
+        self.view.clear();
         self.session_id = response["data"]["resourceId"]
             .as_str()
             .unwrap_or_default()
@@ -148,10 +151,11 @@ impl MediaBarClient {
             return;
         }
         let target = message["event"]["target"].as_str().unwrap_or_default();
+        // Only at a dot: session `s-1` must not take the events of session `s-10`.
         let path = match target.strip_prefix(self.session_id.as_str()) {
             Some("") => String::new(),
-            Some(rest) => rest.trim_start_matches('.').to_string(),
-            None => return,
+            Some(rest) if rest.starts_with('.') => rest[1..].to_string(),
+            _ => return,
         };
         let view = message["event"]["data"]
             .as_array()
@@ -209,6 +213,50 @@ impl MediaBarClient {
                 .map(|(name, _)| name.clone())
                 .collect()
         })
+    }
+
+    /// Reads one message before `deadline`, applying it if it is a state event; `None` when
+    /// the deadline passes first. Cancel-safe: a message is applied as soon as it is read.
+    pub async fn pump(&mut self, deadline: Instant) -> Result<Option<Value>, ClientError> {
+        self.next(deadline).await
+    }
+
+    /// Sends `text` as one text frame, as a misbehaving client would, and reads (applying
+    /// events) until the gateway's `coreError`; returns its code.
+    pub async fn send_raw(&mut self, text: String) -> Result<String, ClientError> {
+        self.ws.send(Message::text(text)).await?;
+        let deadline = Instant::now() + ANSWER_TIMEOUT;
+        loop {
+            let message = self
+                .next(deadline)
+                .await?
+                .ok_or(ClientError::Timeout(ANSWER_TIMEOUT))?;
+            if message["messageType"] == "coreError" {
+                return Ok(message["error"]["code"].as_str().unwrap_or("?").to_string());
+            }
+        }
+    }
+
+    /// Reads (applying events) until a `resourceUnbound` core event, and returns its reason;
+    /// `None` when none arrives within `timeout`.
+    pub async fn unbound(&mut self, timeout: Duration) -> Result<Option<String>, ClientError> {
+        let deadline = Instant::now() + timeout;
+        while let Some(message) = self.next(deadline).await? {
+            if message["messageType"] == "coreEvent" && message["event"] == "resourceUnbound" {
+                return Ok(Some(
+                    message["data"]["reason"]
+                        .as_str()
+                        .unwrap_or("?")
+                        .to_string(),
+                ));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Closes the connection with a close frame, as a tab that goes away cleanly does.
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
     }
 
     /// The underlying WebSocket, for callers that read frames themselves (the load generator).

@@ -442,6 +442,16 @@ impl Session {
         &self.reference
     }
 
+    /// The session id.
+    pub fn session_id(&self) -> &str {
+        &self.identity.session_id
+    }
+
+    /// The CTI state reported so far: what the manager should hold.
+    pub fn state(&self) -> &CtiState {
+        &self.state
+    }
+
     /// The sequence number of the next update.
     pub fn next_sequence(&self) -> u64 {
         self.next_sequence
