@@ -22,7 +22,7 @@ const PARSE_CODES: &[&str] = &[
 ];
 
 /// Longest reply to a refused frame: `requestId` (128 characters), the echoed request name
-/// and any quoted value (64 each), all possibly escaped as `\uXXXX` (6 bytes a character),
+/// and any quoted value (64 each), all possibly escaped as a six-byte `\u` escape per character,
 /// plus the envelope and message. A reply must not grow with the frame.
 const MAX_REPLY: usize = 4096;
 

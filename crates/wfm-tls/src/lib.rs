@@ -18,6 +18,77 @@
 //! - [`nats`]: the NATS connection's credentials file and CA.
 //! - [`roles`]: roles, the URI-SAN → role mapping, and a peer's identity.
 
+/// Implements `AsyncRead` and `AsyncWrite` for an enum of a plain stream (`Plain`) and a
+/// boxed TLS stream (`Tls`) by delegating to whichever it holds: the server's and the
+/// client's connections are both such an enum.
+macro_rules! delegate_io {
+    ($name:ident) => {
+        impl tokio::io::AsyncRead for $name {
+            fn poll_read(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &mut tokio::io::ReadBuf<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                match self.get_mut() {
+                    $name::Plain(io) => std::pin::Pin::new(io).poll_read(cx, buf),
+                    $name::Tls(io) => std::pin::Pin::new(io.as_mut()).poll_read(cx, buf),
+                }
+            }
+        }
+
+        impl tokio::io::AsyncWrite for $name {
+            fn poll_write(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &[u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                match self.get_mut() {
+                    $name::Plain(io) => std::pin::Pin::new(io).poll_write(cx, buf),
+                    $name::Tls(io) => std::pin::Pin::new(io.as_mut()).poll_write(cx, buf),
+                }
+            }
+
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                match self.get_mut() {
+                    $name::Plain(io) => std::pin::Pin::new(io).poll_flush(cx),
+                    $name::Tls(io) => std::pin::Pin::new(io.as_mut()).poll_flush(cx),
+                }
+            }
+
+            fn poll_shutdown(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                match self.get_mut() {
+                    $name::Plain(io) => std::pin::Pin::new(io).poll_shutdown(cx),
+                    $name::Tls(io) => std::pin::Pin::new(io.as_mut()).poll_shutdown(cx),
+                }
+            }
+
+            fn poll_write_vectored(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                bufs: &[std::io::IoSlice<'_>],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                match self.get_mut() {
+                    $name::Plain(io) => std::pin::Pin::new(io).poll_write_vectored(cx, bufs),
+                    $name::Tls(io) => std::pin::Pin::new(io.as_mut()).poll_write_vectored(cx, bufs),
+                }
+            }
+
+            fn is_write_vectored(&self) -> bool {
+                match self {
+                    $name::Plain(io) => io.is_write_vectored(),
+                    $name::Tls(io) => io.is_write_vectored(),
+                }
+            }
+        }
+    };
+}
+
 pub mod accept;
 pub mod config;
 pub mod connect;
