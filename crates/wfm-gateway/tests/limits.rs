@@ -27,6 +27,27 @@ async fn upgrade(addr: std::net::SocketAddr) -> (String, tokio::net::TcpStream) 
 }
 
 #[tokio::test]
+async fn connections_beyond_max_connections_get_503_and_health_still_answers() {
+    let stack = Stack::start_with(|config| config.max_connections = 2).await;
+    let addr = stack.gateway.addr;
+    let (first, _a) = upgrade(addr).await;
+    let (second, _b) = upgrade(addr).await;
+    let (third, _c) = upgrade(addr).await;
+    assert_eq!(
+        [first.as_str(), second.as_str(), third.as_str()],
+        ["101", "101", "503"]
+    );
+    // Probes and scrapes are not WebSocket connections: they are still answered.
+    let (health, _) = http_get(addr, "/healthz").await;
+    assert_eq!(health, 200);
+    let (_, metrics) = http_get(addr, "/metrics").await;
+    assert!(
+        metrics.contains("wfm_gateway_connections_refused_total 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
 async fn one_address_gets_at_most_its_share_of_connections() {
     let stack = Stack::start_with(|config| config.max_connections_per_address = 2).await;
     let addr = stack.gateway.addr;

@@ -188,4 +188,60 @@ mod tests {
         assert_eq!(needed("/other.Service/Call"), Some(Role::Peer));
         assert!(refusal(None, None).is_some(), "no certificate, no call");
     }
+
+    /// Answers every call, keeping whether it carried the forwarding header.
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<std::sync::Mutex<Vec<bool>>>);
+
+    impl tower::Service<http::Request<()>> for Recorder {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = std::convert::Infallible;
+        type Future = Ready<Result<Self::Response, Self::Error>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, request: http::Request<()>) -> Self::Future {
+            let forwarded = request.headers().contains_key(FORWARDED_HEADER);
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(forwarded);
+            ready(Ok(http::Response::new(tonic::body::Body::empty())))
+        }
+    }
+
+    #[test]
+    fn only_a_peer_may_say_a_call_was_forwarded() {
+        use tower::{Layer as _, Service as _};
+        let recorder = Recorder::default();
+        let layer = AuthorizeLayer {
+            enforce: true,
+            denied: Counter::default(),
+        };
+        let mut service = layer.layer(recorder.clone());
+        for role in [Role::Ip, Role::Peer] {
+            let mut request = http::Request::new(());
+            *request.uri_mut() = format!("{SERVICE}ApplyUpdate").parse().unwrap_or_default();
+            request
+                .headers_mut()
+                .insert(FORWARDED_HEADER, http::HeaderValue::from_static("node-a"));
+            request.extensions_mut().insert(PeerInfo {
+                remote: SocketAddr::from(([127, 0, 0, 1], 1)),
+                identity: Some(Arc::new(identity(Some(role)))),
+            });
+            let waker = std::task::Waker::noop();
+            let mut cx = Context::from_waker(waker);
+            let mut call = std::pin::pin!(service.call(request));
+            assert!(std::future::Future::poll(call.as_mut(), &mut cx).is_ready());
+        }
+        let seen = recorder
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        // An `ip` caller's header is removed (the call is routed as its own); a peer's stays.
+        assert_eq!(seen, [false, true]);
+    }
 }

@@ -5,6 +5,7 @@
 //! - [`cluster`]: cluster mode, replicas over NATS JetStream: ownership, fencing,
 //!   persistence, forwarding, handoff and takeover.
 //! - `auth`: the role each call needs, checked in one layer from the client certificate.
+//! - `calls`: the open calls and the size refusals, counted in one layer.
 //! - [`cli`]: the `wfm manager` command: settings, telemetry, serve until SIGTERM.
 //! - [`serve`]: the gRPC server (with health and reflection) and its graceful shutdown.
 //! - [`ManagerConfig`]: its settings.
@@ -23,6 +24,7 @@
 //!   validation.
 
 mod auth;
+mod calls;
 pub mod cli;
 pub mod cluster;
 mod config;

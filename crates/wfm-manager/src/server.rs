@@ -15,6 +15,7 @@ use wfm_telemetry::http::Readiness;
 use wfm_tls::{AcceptOptions, Accepted, Incoming, MaybeTls, Reloadable, RoleMap};
 
 use crate::auth::{AuthorizeLayer, PeerInfo};
+use crate::calls::CallsLayer;
 use crate::cluster::Cluster;
 use crate::config::ManagerConfig;
 use crate::profile_watch;
@@ -180,6 +181,10 @@ pub async fn serve(
     // client's delayed ACK: 40 ms per unary call) and runs each TLS handshake under its
     // deadline, with the server config in force at that moment.
     let preface_timeout = accept.handshake_timeout;
+    let calls = CallsLayer {
+        open: stats.open_calls.clone(),
+        too_large: stats.messages_too_large.clone(),
+    };
     let incoming = CountedIncoming {
         incoming: Incoming::spawn(listener, tls, accept),
         stats,
@@ -192,6 +197,7 @@ pub async fn serve(
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+        .layer(calls)
         // Roles are checked here, once for every service, before any call is decoded.
         .layer(authorize)
         .add_service(health_service)

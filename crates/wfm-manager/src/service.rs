@@ -460,7 +460,13 @@ impl pb::workflow_manager_server::WorkflowManager for WorkflowManagerService {
                     Ok(Some(request)) => request,
                     Ok(None) => break,
                     Err(status) => {
+                        // An oversized or undecodable message ends the stream with its
+                        // status, not with OK: the IP must see why its updates stopped.
                         tracing::debug!(%status, "push stream failed");
+                        if status.code() == tonic::Code::OutOfRange {
+                            service.config.stats.messages_too_large.inc();
+                        }
+                        let _ = tx.send(Err(status)).await;
                         break;
                     }
                 };

@@ -32,6 +32,8 @@ pub struct ManagerStats {
     pub(crate) forwarded: Counter,
     pub(crate) fencing_refusals: Counter,
     pub(crate) sessions_refused: Counter,
+    pub(crate) open_calls: Gauge,
+    pub(crate) messages_too_large: Counter,
     /// TLS reloads of the server certificate (and the peer client certificate).
     pub(crate) tls: wfm_tls::ReloadStats,
     pub(crate) tls_handshake_failures: Counter,
@@ -156,6 +158,16 @@ impl ManagerStats {
             sessions_refused: r.counter(
                 "wfm_manager_sessions_refused_total",
                 "CreateSession refused because the manager held max_sessions sessions.",
+                &[],
+            ),
+            open_calls: r.gauge(
+                "wfm_manager_grpc_open_calls",
+                "gRPC calls and streams open, over every connection (each connection may have MAX_STREAMS_PER_CONNECTION = 1024).",
+                &[],
+            ),
+            messages_too_large: r.counter(
+                "wfm_manager_grpc_messages_too_large_total",
+                "gRPC messages refused with OUT_OF_RANGE for exceeding MAX_MESSAGE_BYTES (1 MiB).",
                 &[],
             ),
             fencing_refusals: r.counter(

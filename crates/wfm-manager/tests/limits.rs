@@ -119,6 +119,90 @@ async fn a_message_over_the_grpc_limit_is_refused_before_it_is_decoded() {
     let refused = client.create_session(request).await.unwrap_err();
     assert_eq!(refused.code(), Code::OutOfRange, "{refused:?}");
     create(&mut client, "s2").await;
+    let metrics = manager.stats.registry().render();
+    assert!(
+        metrics.contains("wfm_manager_grpc_messages_too_large_total 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_message_ends_a_push_stream_with_out_of_range_not_ok() {
+    let manager = Manager::start().await;
+    let mut client = manager.client().await;
+    create(&mut client, "s1").await;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut acks = client
+        .push_updates(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    tx.send(update("s1", 1, agent(pb::AgentState::Ready)))
+        .unwrap();
+    let first = acks.message().await.unwrap().expect("an ack");
+    assert!(
+        matches!(
+            first.result,
+            Some(pb::push_updates_response::Result::Ack(_))
+        ),
+        "{first:?}"
+    );
+    let mut oversized = update("s1", 2, agent(pb::AgentState::NotReady));
+    oversized.session_id = "s".repeat(wfm_manager::MAX_MESSAGE_BYTES + 1);
+    tx.send(oversized).unwrap();
+    let ended = acks.message().await.unwrap_err();
+    assert_eq!(ended.code(), Code::OutOfRange, "{ended:?}");
+    let metrics = manager.stats.registry().render();
+    assert!(
+        metrics.contains("wfm_manager_grpc_messages_too_large_total 1"),
+        "{metrics}"
+    );
+    // Nothing of the refused message was applied; the session goes on at sequence 2.
+    let ack = client
+        .apply_update(update("s1", 2, agent(pb::AgentState::NotReady)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!ack.duplicate);
+}
+
+#[tokio::test]
+async fn calls_beyond_the_streams_per_connection_wait_for_a_free_stream() {
+    let manager = Manager::start().await;
+    let client = manager.client().await;
+    let limit = wfm_manager::MAX_STREAMS_PER_CONNECTION as usize;
+    // Every clone of a client shares its one HTTP/2 connection.
+    let mut open = Vec::with_capacity(limit);
+    for _ in 0..limit {
+        open.push(common::attach(&mut client.clone()).await);
+    }
+    let metrics = manager.stats.registry().render();
+    assert!(
+        metrics.contains(&format!("wfm_manager_grpc_open_calls {limit}")),
+        "{metrics}"
+    );
+
+    let mut waiting = client.clone();
+    let mut call =
+        Box::pin(async move { waiting.get_service_info(pb::GetServiceInfoRequest {}).await });
+    let early = tokio::time::timeout(std::time::Duration::from_millis(300), &mut call).await;
+    assert!(
+        early.is_err(),
+        "a call beyond the limit got a stream: {early:?}"
+    );
+
+    // Another connection is not held up by this one's limit.
+    let mut other = manager.client().await;
+    other
+        .get_service_info(pb::GetServiceInfoRequest {})
+        .await
+        .unwrap();
+
+    drop(open.pop());
+    let info = tokio::time::timeout(std::time::Duration::from_secs(10), call)
+        .await
+        .expect("the waiting call never got the freed stream");
+    info.unwrap();
 }
 
 #[tokio::test]
