@@ -10,7 +10,9 @@
 //! under a stalled client) is dropped altogether: the client never saw it, so it needs no
 //! final event, and a client that stops reading cannot make the queue grow by the
 //! interactions it missed. The queue remembers which targets the client has been sent, for
-//! as long as they live.
+//! as long as they live, and only for the session it was last sent: a connection that binds
+//! one session after another (each ended without final events for its targets) keeps one
+//! session's targets, not every session's it ever showed.
 //!
 //! Control messages (responses, core and service events) are never conflated, and they are
 //! barriers: a state event queued after one is never merged into a slot before it. So a bind
@@ -58,8 +60,11 @@ pub(crate) struct Outbound {
     head: u64,
     /// Target → sequence of its waiting state, for slots after the last control message.
     latest: HashMap<String, u64>,
-    /// Targets whose state the client has been sent, and not yet their final event.
+    /// Targets of `known_session` whose state the client has been sent, and not yet their
+    /// final event.
     known: HashSet<String>,
+    /// The session `known` describes: the one the client was last sent a state of.
+    known_session: Option<Arc<BoundSession>>,
     controls: usize,
     conflated: u64,
 }
@@ -80,7 +85,7 @@ impl Outbound {
     /// after the last control message.
     /// Returns true when it replaced a waiting state (conflation).
     pub(crate) fn push_state(&mut self, state: StateDelivery, session: Arc<BoundSession>) -> bool {
-        if state.gone && !self.known.contains(&state.target) {
+        if state.gone && !self.has_seen(&session, &state.target) {
             self.forget(&state.target);
             return true;
         }
@@ -97,6 +102,14 @@ impl Outbound {
         self.items
             .push_back(Slot::Item(Item::State(Box::new(Queued { state, session }))));
         false
+    }
+
+    /// Whether the client has been sent a state of `target` of `session` that is still live.
+    fn has_seen(&self, session: &BoundSession, target: &str) -> bool {
+        self.known_session
+            .as_ref()
+            .is_some_and(|known| known.id == session.id)
+            && self.known.contains(target)
     }
 
     /// Drops the waiting state of a target the client never saw, which has gone.
@@ -125,6 +138,16 @@ impl Outbound {
             match &item {
                 Item::Control(_) => self.controls -= 1,
                 Item::State(queued) => {
+                    if self
+                        .known_session
+                        .as_ref()
+                        .is_none_or(|known| known.id != queued.session.id)
+                    {
+                        // The client has moved on to another session: what it was sent of
+                        // the last one is of no use for deciding about this one's.
+                        self.known = HashSet::new();
+                        self.known_session = Some(Arc::clone(&queued.session));
+                    }
                     let target = &queued.state.target;
                     if self.latest.get(target) == Some(&sequence) {
                         self.latest.remove(target);
@@ -178,8 +201,12 @@ mod tests {
     use crate::catalogue::Catalogue;
 
     fn session() -> Arc<BoundSession> {
+        session_named("s")
+    }
+
+    fn session_named(id: &str) -> Arc<BoundSession> {
         Arc::new(BoundSession {
-            id: "s".into(),
+            id: id.into(),
             event_prefix: "".into(),
         })
     }
@@ -310,6 +337,31 @@ mod tests {
         out.push_state(state("s.voice.c1", 3), session());
         out.push_state(gone("s.voice.c1"), session());
         assert!(popped_targets(&mut out).is_empty());
+    }
+
+    #[test]
+    fn a_connection_binding_session_after_session_remembers_one_sessions_targets() {
+        let mut out = Outbound::default();
+        for n in 0..1_000 {
+            // Each session ends without final events for its targets (sessionEnded).
+            let bound = session_named(&format!("s{n}"));
+            for target in ["", ".voice", ".voice.c1", ".chat"] {
+                out.push_state(state(&format!("s{n}{target}"), 1), Arc::clone(&bound));
+            }
+            out.push_control("sessionEnded".into());
+            drain(&mut out);
+        }
+        assert_eq!(out.known.len(), 4, "only the last session's targets");
+        // The last session's targets are still known: their final events still go out.
+        out.push_state(gone("s999.voice.c1"), session_named("s999"));
+        assert_eq!(
+            popped_targets(&mut out),
+            [("s999.voice.c1".to_string(), true)]
+        );
+        // Another session's target of the same shape, never sent, is dropped when it goes.
+        out.push_state(state("s5.voice.c2", 1), session_named("s5"));
+        out.push_state(gone("s5.voice.c2"), session_named("s5"));
+        assert_eq!(out.len(), 0);
     }
 
     #[test]

@@ -663,6 +663,16 @@ impl Registry {
         }
     }
 
+    /// Whether `bound` is still its session's binder (not ended, taken over or released).
+    pub(crate) fn is_current(&self, bound: &Bound) -> bool {
+        self.entry(bound.session_id.as_str()).is_ok_and(|shared| {
+            lock(&shared)
+                .binder
+                .as_ref()
+                .is_some_and(|b| b.token == bound.token)
+        })
+    }
+
     /// Releases `bound` if it is still the session's binder; `notify` tells the binder why.
     pub(crate) fn release(&self, bound: &Bound, notify: Option<UnboundReason>) {
         let Ok(shared) = self.entry(bound.session_id.as_str()) else {

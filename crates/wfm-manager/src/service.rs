@@ -15,7 +15,7 @@ use wfm_proto::ATTACH_WIRE_VERSION;
 use wfm_proto::v1 as pb;
 use wfm_reference::Claims;
 use wfm_telemetry::KeyValue;
-use wfm_telemetry::metrics::GaugeGuard;
+use wfm_telemetry::metrics::{Gauge, GaugeGuard};
 
 use crate::cluster::{Cluster, MAX_ROUTES, Peer, Route, is_forwarded};
 use crate::config::ManagerConfig;
@@ -261,7 +261,7 @@ async fn serve_attach(
     stop: CancellationToken,
 ) {
     use pb::attach_request::Kind as Command;
-    let mut bindings: HashMap<u64, Bound> = HashMap::new();
+    let mut bindings = StreamBindings::new(service.config.stats.attach_bindings.clone());
     loop {
         // Backpressure: no command is read while the stream's queue is full, so a gateway
         // that stops reading cannot make the manager queue bind results without bound.
@@ -289,7 +289,7 @@ async fn serve_attach(
         };
         match command {
             Command::Bind(bind) => {
-                if let Some(previous) = bindings.remove(&bind.binding_id) {
+                if let Some(previous) = bindings.remove(bind.binding_id) {
                     service.registry.release(&previous, None);
                 }
                 let sink = Sink::new(tx.clone(), bind.binding_id);
@@ -303,9 +303,7 @@ async fn serve_attach(
                     )
                     .await;
                 match bound {
-                    Ok(bound) => {
-                        bindings.insert(bind.binding_id, bound);
-                    }
+                    Ok(bound) => bindings.insert(bind.binding_id, bound, &service.registry),
                     Err(error) => tx.control(Outgoing::BindFailed {
                         binding_id: bind.binding_id,
                         error,
@@ -313,7 +311,7 @@ async fn serve_attach(
                 }
             }
             Command::Unbind(unbind) => {
-                if let Some(bound) = bindings.remove(&unbind.binding_id) {
+                if let Some(bound) = bindings.remove(unbind.binding_id) {
                     service
                         .registry
                         .release(&bound, Some(UnboundReason::Unbound));
@@ -321,9 +319,66 @@ async fn serve_attach(
             }
         }
     }
-    for bound in bindings.values() {
+    for bound in bindings.map.values() {
         service.registry.release(bound, None);
     }
+}
+
+/// The bindings made through one `Attach` stream, by the gateway's binding id.
+///
+/// A binding the manager ends itself (its session ended, another client took it over) gets
+/// no unbind from the gateway, which already heard of the end: such entries are pruned once
+/// the map has doubled since the last pruning, so that a stream open for days holds its
+/// live bindings only, at an amortised constant cost per bind.
+struct StreamBindings {
+    map: HashMap<u64, Bound>,
+    /// The size at which the next pruning runs.
+    prune_at: usize,
+    /// Entries held, over every stream (`wfm_manager_attach_bindings`).
+    held: Gauge,
+}
+
+impl StreamBindings {
+    /// Fewest entries before pruning is worth a pass.
+    const MIN_PRUNE: usize = 64;
+
+    fn new(held: Gauge) -> Self {
+        Self {
+            map: HashMap::new(),
+            prune_at: Self::MIN_PRUNE,
+            held,
+        }
+    }
+
+    fn insert(&mut self, binding_id: u64, bound: Bound, registry: &Registry) {
+        if self.map.insert(binding_id, bound).is_none() {
+            self.held.inc();
+        }
+        if self.map.len() >= self.prune_at {
+            let before = self.map.len();
+            self.map.retain(|_, bound| registry.is_current(bound));
+            self.map.shrink_to_fit();
+            self.held.dec_by(gauge_delta(before - self.map.len()));
+            self.prune_at = (2 * self.map.len()).max(Self::MIN_PRUNE);
+        }
+    }
+
+    fn remove(&mut self, binding_id: u64) -> Option<Bound> {
+        let bound = self.map.remove(&binding_id)?;
+        self.held.dec();
+        Some(bound)
+    }
+}
+
+impl Drop for StreamBindings {
+    fn drop(&mut self) {
+        self.held.dec_by(gauge_delta(self.map.len()));
+    }
+}
+
+/// A count as a gauge step.
+fn gauge_delta(count: usize) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
 }
 
 /// A `BindSession` stream: this replica's own, or the owner's passed through.

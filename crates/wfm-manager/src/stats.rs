@@ -14,6 +14,7 @@ pub struct ManagerStats {
     pub(crate) grpc_connections: Gauge,
     pub(crate) grpc_connections_total: Counter,
     pub(crate) attach_streams: Gauge,
+    pub(crate) attach_bindings: Gauge,
     pub(crate) updates_applied: Counter,
     pub(crate) updates_duplicate: Counter,
     rejected: Vec<(&'static str, Counter)>,
@@ -67,6 +68,11 @@ impl ManagerStats {
             attach_streams: r.gauge(
                 "wfm_manager_attach_streams",
                 "Open Attach and BindSession streams (gateways).",
+                &[],
+            ),
+            attach_bindings: r.gauge(
+                "wfm_manager_attach_bindings",
+                "Bindings held by Attach streams: the live ones, and those the manager ended itself until the stream prunes them (when it has doubled).",
                 &[],
             ),
             updates_applied: r.counter(

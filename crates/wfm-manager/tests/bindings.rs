@@ -537,3 +537,53 @@ async fn a_session_recreated_after_a_restart_resumes_its_references() {
         "the old reference binds the recreated session"
     );
 }
+
+#[tokio::test]
+async fn an_attach_stream_forgets_the_bindings_the_manager_ended() {
+    let manager = Manager::start().await;
+    let mut ip = manager.client().await;
+    let mut gateway = manager.client().await;
+    let Attach {
+        commands,
+        mut stream,
+        ..
+    } = attach(&mut gateway).await;
+    const SESSIONS: u64 = 300;
+    for n in 1..=SESSIONS {
+        // One session after another through the same stream, each ended by the IP: the
+        // gateway hears `Unbound(SESSION_ENDED)` and, rightly, sends no unbind back.
+        let session = format!("s{n}");
+        let reference = create(&mut ip, &session).await.resource_reference;
+        commands
+            .send(pb::AttachRequest {
+                kind: Some(pb::attach_request::Kind::Bind(pb::AttachBind {
+                    binding_id: n,
+                    resource_reference: reference,
+                    ..Default::default()
+                })),
+            })
+            .unwrap();
+        loop {
+            let message = next(&mut stream).await.expect("attach stream ended");
+            if message.binding_id == n && matches!(message.kind, Some(Kind::BindResult(_))) {
+                break;
+            }
+        }
+        ip.end_session(pb::EndSessionRequest {
+            session_id: session,
+        })
+        .await
+        .unwrap();
+    }
+    let held = wfm_telemetry::metrics::sample(
+        &manager.stats.registry().render(),
+        "wfm_manager_attach_bindings",
+    )
+    .expect("wfm_manager_attach_bindings on /metrics");
+    assert!(
+        (1.0..=64.0).contains(&held),
+        "{held} bindings held for one live stream after {SESSIONS} ended sessions"
+    );
+    drop(commands);
+    drop(stream);
+}
