@@ -16,6 +16,15 @@ use wfm_proto::v1 as pb;
 use wfm_reference::SigningKey;
 
 async fn replica(nats: &Nats, node: &str) -> Manager {
+    let (listener, config) = replica_config(nats, node, Default::default()).await;
+    Manager::start_on(listener, config).await
+}
+
+async fn replica_config(
+    nats: &Nats,
+    node: &str,
+    security: wfm_tls::NatsSecurity,
+) -> (TcpListener, ManagerConfig) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mut config = ManagerConfig::new(SigningKey::from_bytes(KEY).unwrap());
@@ -25,9 +34,54 @@ async fn replica(nats: &Nats, node: &str) -> Manager {
         advertise_url: format!("http://{addr}"),
         lease_ttl: Duration::from_millis(2000),
         replicas: 1,
-        nats: Default::default(),
+        nats: security,
     });
-    Manager::start_on(listener, config).await
+    (listener, config)
+}
+
+#[tokio::test]
+#[ignore = "needs nats-server: set WFM_NATS_SERVER"]
+async fn a_replica_reaches_a_tls_only_nats_with_its_ca_and_not_without() {
+    use wfm_tls::testing::{TestCa, TestDir};
+    let ca = TestCa::new("wfm test nats ca");
+    let dir = TestDir::new("nats-tls");
+    let (cert, key) = dir.write_cert("nats", &ca.issue(&["localhost", "127.0.0.1"], None));
+    let ca_file = dir.write("nats-ca.pem", ca.pem());
+    let nats = Nats::start_tls(&cert, &key);
+
+    let trusted = wfm_tls::NatsSecurity {
+        creds: None,
+        ca: Some(ca_file),
+    };
+    let (listener, config) = replica_config(&nats, "a", trusted).await;
+    let manager = Manager::start_on(listener, config).await;
+    let mut client = manager.client().await;
+    let created = client
+        .create_session(create_request("s1", "agent-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        created.next_sequence, 1,
+        "persisted through the TLS connection"
+    );
+
+    // Without the CA the server's certificate is not trusted: the replica does not start,
+    // and says why, rather than serving sessions it cannot persist.
+    let (listener, config) = replica_config(&nats, "b", Default::default()).await;
+    let stopped = tokio::time::timeout(
+        Duration::from_secs(60),
+        wfm_manager::serve(listener, config, tokio_util::sync::CancellationToken::new()),
+    )
+    .await
+    .expect("a replica that cannot reach NATS gives up at start");
+    let error = stopped
+        .expect_err("started without trusting the NATS server")
+        .to_string();
+    assert!(
+        error.contains("cannot connect to NATS") && error.contains("certificate"),
+        "{error}"
+    );
 }
 
 fn expected_sequence(status: &tonic::Status) -> Option<String> {

@@ -37,6 +37,16 @@ fn free_port() -> u16 {
 impl Nats {
     /// Starts a single JetStream node and waits until it accepts connections.
     pub fn start() -> Nats {
+        Self::start_with(&[])
+    }
+
+    /// Starts a single JetStream node that speaks TLS only, with this certificate.
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> Nats {
+        let (cert, key) = (cert.to_string_lossy(), key.to_string_lossy());
+        Self::start_with(&["--tls", "--tlscert", &cert, "--tlskey", &key])
+    }
+
+    fn start_with(extra: &[&str]) -> Nats {
         let binary = std::env::var(SERVER_VAR).unwrap_or_else(|_| {
             panic!("{SERVER_VAR} must name a nats-server (2.11+) binary; .ci/run installs one under target/nats-venv")
         });
@@ -46,6 +56,7 @@ impl Nats {
         let child = Command::new(binary)
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
             .arg(&store)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
