@@ -278,10 +278,14 @@ pub async fn run(
         slots.push(tx);
     }
     drop(ready_tx);
+    let mut failed = 0;
     for done in 1..=options.sessions {
-        let _ = ready_rx.recv().await;
+        failed += usize::from(ready_rx.recv().await == Some(false));
         if options.progress && done % 1000 == 0 {
-            eprintln!("  {done} sessions bound");
+            eprintln!(
+                "  {done} slots set up: {} bound, {failed} failed",
+                done - failed
+            );
         }
     }
     let setup_errors = tally

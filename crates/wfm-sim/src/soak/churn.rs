@@ -76,19 +76,19 @@ struct Live {
     step: u64,
 }
 
-/// Runs slot `index`: opens its session, reports readiness on `ready`, then acts on
+/// Runs slot `index`: opens its session, reports on `ready` whether it is bound, then acts on
 /// commands until told to finish (or its channel closes).
 pub async fn run(
     context: Arc<Context>,
     index: usize,
     mut commands: mpsc::Receiver<Command>,
-    ready: mpsc::UnboundedSender<()>,
+    ready: mpsc::UnboundedSender<bool>,
 ) {
     let opened = {
         let _permit = context.setup.acquire().await;
         open(&context, index, 0).await
     };
-    let _ = ready.send(());
+    let _ = ready.send(opened.is_ok());
     let mut live = match opened {
         Ok(live) => Some(live),
         Err(kind) => {
