@@ -113,6 +113,9 @@ impl Stack {
         let manager_url = format!("http://{manager_addr}");
         let mut gateway = GatewayConfig::new(manager_url.clone(), key);
         gateway.demo = options.demo;
+        // A local stack's clients all come from loopback (the simulator's thousands among
+        // them): a per-address share would cap the whole stack at it.
+        gateway.max_connections_per_address = 0;
         gateway.validate()?;
 
         let manager_stop = CancellationToken::new();
