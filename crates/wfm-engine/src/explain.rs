@@ -72,6 +72,18 @@ fn relaxations(options: &Options) -> Vec<(&'static str, Options)> {
             "mandatory_disposition",
             relaxed(|o| o.mandatory_disposition = false),
         ),
+        (
+            "dial_during_other_media",
+            relaxed(|o| o.dial_during_other_media = true),
+        ),
+        (
+            "single_step_transfer_in_consult",
+            relaxed(|o| o.single_step_transfer_in_consult = true),
+        ),
+        (
+            "max_channel_capacity",
+            relaxed(|o| o.max_channel_capacity = u32::MAX),
+        ),
     ]
     .into_iter()
     .filter(|(_, relaxed)| relaxed != options)
@@ -117,7 +129,7 @@ pub fn explain(state: &SessionState, profile: &Profile) -> Vec<TargetExplanation
                 enabled: allowed,
             };
             TargetExplanation {
-                context: TargetContext::of(&view, state),
+                context: TargetContext::of(&view, state, profile),
                 target: subject.target,
                 kind: subject.kind,
                 capabilities,

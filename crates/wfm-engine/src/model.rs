@@ -161,6 +161,46 @@ impl Direction {
     }
 }
 
+/// What a consultation call is placed for, as CSTA `consultOptions` and the Genesys
+/// initiate-transfer and initiate-conference requests say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ConsultIntent {
+    /// Either a transfer or a conference may follow.
+    #[default]
+    Unspecified,
+    /// Only a transfer may complete it.
+    Transfer,
+    /// Only a conference may complete it.
+    Conference,
+}
+
+impl ConsultIntent {
+    /// The consult intent with wire name `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        use ConsultIntent::*;
+        by_name(&[Unspecified, Transfer, Conference], Self::as_str, name)
+    }
+
+    /// The lowercase wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsultIntent::Unspecified => "unspecified",
+            ConsultIntent::Transfer => "transfer",
+            ConsultIntent::Conference => "conference",
+        }
+    }
+
+    /// Whether a consultation with this intent may complete as a transfer.
+    pub fn allows_transfer(self) -> bool {
+        self != ConsultIntent::Conference
+    }
+
+    /// Whether a consultation with this intent may complete as a conference.
+    pub fn allows_conference(self) -> bool {
+        self != ConsultIntent::Transfer
+    }
+}
+
 /// The state of an interaction. Voice and non-voice media have their own states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum InteractionState {
@@ -232,13 +272,22 @@ impl InteractionState {
         }
     }
 
-    /// Live work: it keeps the agent from logging out.
+    /// Pending or live work: everything but wrap-up (and ended). It keeps the agent from
+    /// logging out and from dialing. A failed call counts until the switch clears it, and a
+    /// paused task counts as an active one does.
     pub fn is_live(self) -> bool {
+        !matches!(self, InteractionState::WrapUp | InteractionState::Ended)
+    }
+
+    /// Work offered to the agent and not yet taken: an alerting call or an offered item.
+    pub fn is_offer(self) -> bool {
+        matches!(self, InteractionState::Alerting | InteractionState::Offered)
+    }
+
+    /// A call the agent is on, so that call flags (recording, mute) can still be changed.
+    pub fn is_on_call(self) -> bool {
         use InteractionState::*;
-        matches!(
-            self,
-            Alerting | Dialing | Connected | Held | Offered | Active
-        )
+        matches!(self, Dialing | Connected | Held)
     }
 
     /// A voice call leg that still exists on the switch (wrap-up is no longer a call).
@@ -312,6 +361,9 @@ pub struct Channel {
     pub pending: Option<Pending>,
     /// Reason code of a pending NotReady; empty when none.
     pub pending_reason: String,
+    /// Interactions the platform routes to the channel at once (three chats, say); 0 when
+    /// the Interaction Processor does not say, which leaves only the profile's cap.
+    pub capacity: u32,
 }
 
 /// A call, chat, email, task or callback.
@@ -327,6 +379,8 @@ pub struct Interaction {
     pub state: InteractionState,
     /// For a consult leg: the interaction it consults for.
     pub consult_of: Option<Id>,
+    /// For a consult leg: whether it was placed for a transfer, a conference or either.
+    pub consult_intent: ConsultIntent,
     /// Parties on the call including the agent; 2 for an ordinary call.
     pub parties: u32,
     /// Recording state.
@@ -348,6 +402,7 @@ impl Interaction {
             direction,
             state,
             consult_of: None,
+            consult_intent: ConsultIntent::Unspecified,
             parties: 2,
             recording: Recording::Off,
             muted: false,

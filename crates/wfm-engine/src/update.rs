@@ -9,7 +9,8 @@ use crate::error::UpdateError;
 use crate::id::Id;
 use crate::limits;
 use crate::model::{
-    AgentState, Interaction, InteractionState, Media, Pending, Recording, SessionState,
+    AgentState, ConsultIntent, Interaction, InteractionState, Media, Pending, Recording,
+    SessionState,
 };
 
 /// One fact reported by the Interaction Processor.
@@ -40,6 +41,8 @@ pub struct ChannelUpdate {
     pub pending: Option<Pending>,
     /// Reason code of a pending NotReady.
     pub pending_reason: String,
+    /// New capacity; `None` keeps the current one.
+    pub capacity: Option<u32>,
 }
 
 /// The fields of an interaction that changed; `None` keeps the current value.
@@ -51,6 +54,8 @@ pub struct InteractionChange {
     pub state: Option<InteractionState>,
     /// New consult relation; `Some(None)` clears it.
     pub consult_of: Option<Option<Id>>,
+    /// New consult intent.
+    pub consult_intent: Option<ConsultIntent>,
     /// New party count.
     pub parties: Option<u32>,
     /// New recording state.
@@ -76,8 +81,11 @@ pub(crate) fn validate_state(mut state: SessionState) -> Result<SessionState, Up
         limits::MAX_INTERACTIONS,
     )?;
     let mut seen = HashSet::with_capacity(state.channels.len());
-    for channel in &state.channels {
+    for channel in &mut state.channels {
         check_channel_text(&channel.reason, &channel.pending_reason)?;
+        channel.capacity = capacity(channel.capacity)?;
+    }
+    for channel in &state.channels {
         if !seen.insert(&channel.id) {
             return Err(UpdateError::DuplicateChannel(channel.id.clone()));
         }
@@ -184,6 +192,12 @@ fn at_most_bytes_total<'a>(
     Ok(())
 }
 
+/// A reported capacity within the limit (0: not reported).
+fn capacity(reported: u32) -> Result<u32, UpdateError> {
+    at_most("capacity", reported as usize, limits::MAX_CAPACITY as usize)?;
+    Ok(reported)
+}
+
 fn check_channel_text(reason: &str, pending_reason: &str) -> Result<(), UpdateError> {
     at_most_bytes("reason", reason, limits::MAX_TEXT)?;
     at_most_bytes("pending reason", pending_reason, limits::MAX_TEXT)
@@ -226,7 +240,11 @@ pub(crate) fn apply(state: &mut SessionState, update: CtiUpdate) -> Result<(), U
                 });
             }
             check_channel_text(&update.reason, &update.pending_reason)?;
+            let new_capacity = update.capacity.map(capacity).transpose()?;
             channel.state = update.state;
+            if let Some(new_capacity) = new_capacity {
+                channel.capacity = new_capacity;
+            }
             channel.reason = update.reason;
             channel.pending = update.pending;
             channel.pending_reason = update.pending_reason;
@@ -333,6 +351,9 @@ fn apply_change(state: &mut SessionState, change: InteractionChange) -> Result<(
     if let Some(consult_of) = change.consult_of {
         item.consult_of = consult_of;
     }
+    if let Some(intent) = change.consult_intent {
+        item.consult_intent = intent;
+    }
     if let Some(parties) = change.parties {
         item.parties = parties;
     }
@@ -362,6 +383,7 @@ impl InteractionChange {
             id,
             state: None,
             consult_of: None,
+            consult_intent: None,
             parties: None,
             recording: None,
             muted: None,

@@ -1,6 +1,8 @@
 //! View state: the enabled capabilities of every target, how to compute it from the CTI
 //! state, and how two view states differ as `state.updated` events.
 
+use std::sync::Arc;
+
 use crate::capability::{CapSet, Capability, TargetKind};
 use crate::id::Id;
 use crate::model::{Direction, InteractionState, Media, Pending, SessionState};
@@ -161,6 +163,11 @@ pub struct TargetContext {
     pub pending: Option<Pending>,
     /// The direction of an interaction.
     pub direction: Option<Direction>,
+    /// The reason codes the agent may pick, comma-separated: Not Ready codes on a channel,
+    /// logout codes on the session.
+    pub reasons: Option<Arc<str>>,
+    /// Whether the transition those codes are for needs one.
+    pub reason_required: bool,
 }
 
 impl TargetContext {
@@ -172,6 +179,8 @@ impl TargetContext {
             self.reason.as_deref().map(|r| ("reason", r)),
             self.pending.map(|p| ("pending", p.as_str())),
             self.direction.map(|d| ("direction", d.as_str())),
+            self.reasons.as_deref().map(|r| ("reasons", r)),
+            self.reason_required.then_some(("reason_required", "true")),
         ]
         .into_iter()
         .flatten()
@@ -186,9 +195,14 @@ impl TargetContext {
         }
     }
 
-    /// The context of `target` in `state`.
-    pub(crate) fn of(target: &TargetView, state: &SessionState) -> TargetContext {
+    /// The context of `target` in `state` under `profile`.
+    pub(crate) fn of(
+        target: &TargetView,
+        state: &SessionState,
+        profile: &Profile,
+    ) -> TargetContext {
         let gone = TargetContext::gone(target);
+        let reasons = profile.reasons();
         match &target.target {
             Target::Session => TargetContext {
                 state: if state.channels.iter().any(|c| c.state.is_logged_in()) {
@@ -196,6 +210,8 @@ impl TargetContext {
                 } else {
                     "logged_out"
                 },
+                reasons: reasons.logout_joined().cloned(),
+                reason_required: reasons.logout_required(),
                 ..TargetContext::default()
             },
             Target::Channel(id) => state.channel(id).map_or(gone, |c| TargetContext {
@@ -204,6 +220,8 @@ impl TargetContext {
                 reason: (!c.reason.is_empty()).then(|| c.reason.clone()),
                 pending: c.pending,
                 direction: None,
+                reasons: reasons.not_ready_joined().cloned(),
+                reason_required: reasons.not_ready_required(),
             }),
             Target::Interaction { interaction, .. } => {
                 state
@@ -211,9 +229,8 @@ impl TargetContext {
                     .map_or(gone, |i| TargetContext {
                         media: target.media,
                         state: i.state.as_str(),
-                        reason: None,
-                        pending: None,
                         direction: Some(i.direction),
+                        ..TargetContext::default()
                     })
             }
         }
@@ -253,7 +270,7 @@ impl StateEvent {
             context: if gone {
                 TargetContext::gone(view)
             } else {
-                TargetContext::of(view, state)
+                TargetContext::of(view, state, profile)
             },
             gone,
         }

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use wfm_engine::{
-    AgentState, Capability, ChannelUpdate, CtiUpdate, Direction, Id, InteractionChange,
-    InteractionState, Media, Pending, Recording, SessionState, StateEvent,
+    AgentState, Capability, ChannelUpdate, ConsultIntent, CtiUpdate, Direction, Id,
+    InteractionChange, InteractionState, Media, Pending, Recording, SessionState, StateEvent,
 };
 use wfm_proto::v1 as pb;
 
@@ -135,6 +135,22 @@ fn interaction_state_to_wire(value: InteractionState) -> pb::InteractionState {
     }
 }
 
+fn consult_intent(value: pb::ConsultIntent) -> ConsultIntent {
+    match value {
+        pb::ConsultIntent::Unspecified => ConsultIntent::Unspecified,
+        pb::ConsultIntent::Transfer => ConsultIntent::Transfer,
+        pb::ConsultIntent::Conference => ConsultIntent::Conference,
+    }
+}
+
+fn consult_intent_to_wire(value: ConsultIntent) -> pb::ConsultIntent {
+    match value {
+        ConsultIntent::Unspecified => pb::ConsultIntent::Unspecified,
+        ConsultIntent::Transfer => pb::ConsultIntent::Transfer,
+        ConsultIntent::Conference => pb::ConsultIntent::Conference,
+    }
+}
+
 fn recording(value: pb::Recording) -> Recording {
     match value {
         pb::Recording::Off => Recording::Off,
@@ -169,6 +185,8 @@ pub(crate) fn channel(wire: pb::Channel) -> Result<wfm_engine::Channel> {
         reason: wire.reason,
         pending: pending(decode("channel.pending", wire.pending)?),
         pending_reason: wire.pending_reason,
+        // Checked against the limit by the engine, with the rest of the state.
+        capacity: wire.capacity,
     })
 }
 
@@ -181,6 +199,8 @@ pub(crate) fn interaction(wire: pb::Interaction) -> Result<wfm_engine::Interacti
         interaction_state(decode("interaction.state", wire.state)?)?,
     );
     item.consult_of = optional_id("consult_of interaction id", &wire.consult_of)?;
+    item.consult_intent =
+        consult_intent(decode("interaction.consult_intent", wire.consult_intent)?);
     item.parties = wire.parties.max(2);
     item.recording = recording(decode("interaction.recording", wire.recording)?);
     item.muted = wire.muted;
@@ -221,6 +241,7 @@ pub fn update(wire: Option<pb::CtiUpdate>) -> Result<CtiUpdate> {
             reason: c.reason,
             pending: pending(decode("channel.pending", c.pending)?),
             pending_reason: c.pending_reason,
+            capacity: (c.capacity != 0).then_some(c.capacity),
         }),
         Kind::InteractionCreated(i) => CtiUpdate::InteractionCreated(interaction(i)?),
         Kind::InteractionChanged(c) => {
@@ -233,6 +254,10 @@ pub fn update(wire: Option<pb::CtiUpdate>) -> Result<CtiUpdate> {
             change.consult_of = c
                 .consult_of
                 .map(|id| optional_id("consult_of interaction id", &id))
+                .transpose()?;
+            change.consult_intent = c
+                .consult_intent
+                .map(|i| decode("interaction.consult_intent", i).map(consult_intent))
                 .transpose()?;
             change.parties = c.parties.map(|p| p.max(2));
             change.recording = c
@@ -292,8 +317,8 @@ pub(crate) fn compact_state(event: StateEvent, trace: Option<&Trace>) -> pb::Com
                 value: value.to_string(),
             })
             .collect(),
-        defined: u64::from(event.defined.bits()),
-        enabled: u64::from(event.enabled.bits()),
+        defined: event.defined.bits(),
+        enabled: event.enabled.bits(),
         target: event.target,
         trace_context: trace.map(|t| (**t).clone()).unwrap_or_default(),
         gone: event.gone,
@@ -350,6 +375,7 @@ pub fn state_to_wire(state: &SessionState) -> pb::Snapshot {
                 reason: c.reason.clone(),
                 pending: pending_to_wire(c.pending).into(),
                 pending_reason: c.pending_reason.clone(),
+                capacity: c.capacity,
             })
             .collect(),
         interactions: state
@@ -366,6 +392,7 @@ pub fn state_to_wire(state: &SessionState) -> pb::Snapshot {
                 muted: i.muted,
                 disposition: i.disposition.clone(),
                 data: i.data.clone().into_iter().collect(),
+                consult_intent: consult_intent_to_wire(i.consult_intent).into(),
             })
             .collect(),
     }
@@ -394,11 +421,13 @@ mod tests {
             state: pb::AgentState::Busy.into(),
             pending: pb::PendingState::NotReady.into(),
             pending_reason: "lunch".into(),
+            capacity: 3,
             ..Default::default()
         }];
         let mut call = wire_interaction();
         call.data.insert("tier".into(), "vip".into());
         call.parties = 3;
+        call.consult_intent = pb::ConsultIntent::Transfer.into();
         let engine = state(channels.clone(), vec![call.clone()]).unwrap();
         let back = state_to_wire(&engine);
         assert_eq!(back.channels, channels);
@@ -423,5 +452,42 @@ mod tests {
             update(None).unwrap_err().to_string(),
             "missing required field update"
         );
+        let mut intent = wire_interaction();
+        intent.consult_intent = 9;
+        assert_eq!(
+            interaction(intent).unwrap_err().to_string(),
+            "field interaction.consult_intent has unknown value 9"
+        );
+        let change = pb::CtiUpdate {
+            kind: Some(pb::cti_update::Kind::InteractionChanged(
+                pb::InteractionChange {
+                    interaction_id: "call-1".into(),
+                    consult_intent: Some(7),
+                    ..Default::default()
+                },
+            )),
+        };
+        assert_eq!(
+            update(Some(change)).unwrap_err().to_string(),
+            "field interaction.consult_intent has unknown value 7"
+        );
+    }
+
+    #[test]
+    fn a_channel_update_without_a_capacity_keeps_the_one_reported_before() {
+        let wire = |capacity| pb::CtiUpdate {
+            kind: Some(pb::cti_update::Kind::Channel(pb::Channel {
+                channel_id: "chat".into(),
+                state: pb::AgentState::Ready.into(),
+                capacity,
+                ..Default::default()
+            })),
+        };
+        let capacity_of = |u: CtiUpdate| match u {
+            CtiUpdate::Channel(c) => c.capacity,
+            other => panic!("not a channel update: {other:?}"),
+        };
+        assert_eq!(capacity_of(update(Some(wire(0))).unwrap()), None);
+        assert_eq!(capacity_of(update(Some(wire(3))).unwrap()), Some(3));
     }
 }

@@ -162,7 +162,8 @@ impl Entry {
             return;
         }
         let mut queued = events.len();
-        if let Err((dropped, rest)) = binder.sink.tx.states(binder.sink.binding_id, events, trace) {
+        if let Err(overflow) = binder.sink.tx.states(binder.sink.binding_id, events, trace) {
+            let (dropped, rest) = *overflow;
             let lost = 1 + rest.len();
             queued -= lost;
             stats.stream_overflows.add(lost as u64);

@@ -62,6 +62,10 @@ impl CtiState {
                     known.reason.clone_from(&channel.reason);
                     known.pending = channel.pending;
                     known.pending_reason.clone_from(&channel.pending_reason);
+                    // 0 means not reported in this update: the manager keeps the old one.
+                    if channel.capacity != 0 {
+                        known.capacity = channel.capacity;
+                    }
                 }
             }
             Kind::InteractionCreated(item) => {
@@ -90,6 +94,9 @@ impl CtiState {
         }
         if let Some(parties) = change.parties {
             item.parties = parties;
+        }
+        if let Some(intent) = change.consult_intent {
+            item.consult_intent = intent;
         }
         if let Some(recording) = change.recording {
             item.recording = recording;

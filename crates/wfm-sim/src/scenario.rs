@@ -12,7 +12,7 @@
 //! [[steps]]
 //! delay_ms = 300                     # optional pause before the step
 //! agent = { channel = "voice", state = "ready" }
-//! expect = { "" = ["session.logout"], "voice" = ["channel.notReady", "channel.dial"] }
+//! expect = { "" = ["session.logout"], "voice" = ["channel.logout", "channel.notReady", "channel.dial"] }
 //!
 //! [[steps]]
 //! create = { id = "c1", channel = "voice", direction = "inbound", state = "alerting" }
@@ -20,6 +20,10 @@
 //! [[steps]]
 //! change = { id = "c1", state = "connected", data = { tier = "gold" } }
 //! ```
+//!
+//! A channel may carry a `capacity` (concurrent interactions; `agent` steps too, where 0 or
+//! absent keeps the one reported before), and `create` and `change` a `consult_intent`
+//! (`transfer`, `conference` or `unspecified`).
 //!
 //! A step does at most one of `agent`, `create` and `change`, then checks `expect`: for each
 //! target (`""` is the session, `"voice"` a channel, `"voice.c1"` an interaction) the exact
@@ -95,6 +99,8 @@ struct ChannelDto {
     state: String,
     #[serde(default)]
     reason: String,
+    #[serde(default)]
+    capacity: u32,
 }
 
 #[derive(Deserialize)]
@@ -119,6 +125,8 @@ struct AgentDto {
     pending: Option<String>,
     #[serde(default)]
     pending_reason: String,
+    #[serde(default)]
+    capacity: u32,
 }
 
 #[derive(Deserialize)]
@@ -130,6 +138,7 @@ struct CreateDto {
     state: String,
     #[serde(default)]
     consult_of: String,
+    consult_intent: Option<String>,
     #[serde(default)]
     parties: u32,
     #[serde(default)]
@@ -142,6 +151,7 @@ struct ChangeDto {
     id: String,
     state: Option<String>,
     consult_of: Option<String>,
+    consult_intent: Option<String>,
     parties: Option<u32>,
     recording: Option<String>,
     muted: Option<bool>,
@@ -162,6 +172,15 @@ fn wire<E: Into<i32>>(
         .filter(|_| !value.is_empty() && value != "unspecified")
         .map(Into::into)
         .ok_or_else(|| format!("unknown {what} {value:?}"))
+}
+
+/// `transfer`, `conference` or `unspecified` as the wire's consult intent. Unlike the other
+/// enums, `unspecified` is a real choice here: a consultation for either.
+fn consult_intent(value: &str) -> Result<i32, String> {
+    pb::ConsultIntent::from_str_name(&format!("CONSULT_INTENT_{}", value.to_ascii_uppercase()))
+        .filter(|_| !value.is_empty())
+        .map(Into::into)
+        .ok_or_else(|| format!("unknown consult intent {value:?}"))
 }
 
 fn agent_state(value: &str) -> Result<i32, String> {
@@ -199,6 +218,7 @@ impl AgentDto {
                 )?,
             },
             pending_reason: self.pending_reason,
+            capacity: self.capacity,
         }))
     }
 }
@@ -216,6 +236,12 @@ impl CreateDto {
             )?,
             state: interaction_state(&self.state)?,
             consult_of: self.consult_of,
+            consult_intent: self
+                .consult_intent
+                .as_deref()
+                .map(consult_intent)
+                .transpose()?
+                .unwrap_or_default(),
             parties: self.parties,
             data: self.data.into_iter().collect(),
             ..Default::default()
@@ -230,6 +256,11 @@ impl ChangeDto {
                 interaction_id: self.id,
                 state: self.state.as_deref().map(interaction_state).transpose()?,
                 consult_of: self.consult_of,
+                consult_intent: self
+                    .consult_intent
+                    .as_deref()
+                    .map(consult_intent)
+                    .transpose()?,
                 parties: self.parties,
                 recording: self
                     .recording
@@ -278,6 +309,7 @@ pub fn parse(origin: &str, text: &str) -> Result<Scenario, ScenarioError> {
                 media,
                 state,
                 reason: c.reason,
+                capacity: c.capacity,
                 ..Default::default()
             })
         })

@@ -9,13 +9,14 @@
 //! media = "voice"
 //! state = "busy"
 //! pending = "not_ready"            # optional: ready | not_ready
+//! capacity = 3                     # optional: concurrent interactions the platform routes
 //!
 //! [[interactions]]
 //! id = "c1"
 //! channel = "voice"
 //! direction = "inbound"
 //! state = "connected"
-//! data = { tier = "vip" }          # optional; also consult_of, parties, recording, muted, disposition
+//! data = { tier = "vip" }          # optional; also consult_of, consult_intent, parties, recording, muted, disposition
 //! ```
 
 use std::collections::BTreeMap;
@@ -23,8 +24,8 @@ use std::collections::BTreeMap;
 use anyhow::{Context as _, anyhow};
 use serde::Deserialize;
 use wfm_engine::{
-    AgentState, Channel, Direction, Id, Interaction, InteractionState, Media, Pending, Recording,
-    SessionState,
+    AgentState, Channel, ConsultIntent, Direction, Id, Interaction, InteractionState, Media,
+    Pending, Recording, SessionState,
 };
 
 #[derive(Deserialize)]
@@ -52,6 +53,8 @@ struct ChannelEntry {
     pending: Option<String>,
     #[serde(default)]
     pending_reason: String,
+    #[serde(default)]
+    capacity: u32,
 }
 
 #[derive(Deserialize)]
@@ -62,6 +65,7 @@ struct InteractionEntry {
     direction: String,
     state: String,
     consult_of: Option<String>,
+    consult_intent: Option<String>,
     #[serde(default = "two")]
     parties: u32,
     #[serde(default)]
@@ -116,6 +120,7 @@ pub(crate) fn parse(origin: &str, text: &str) -> anyhow::Result<(Id, SessionStat
                     .map(|p| named("pending", &p, Pending::from_name, "ready, not_ready"))
                     .transpose()?,
                 pending_reason: c.pending_reason,
+                capacity: c.capacity,
             })
         })
         .collect::<anyhow::Result<_>>()?;
@@ -135,6 +140,18 @@ pub(crate) fn parse(origin: &str, text: &str) -> anyhow::Result<(Id, SessionStat
                 )?,
             );
             item.consult_of = i.consult_of.map(|c| Id::parse("consult_of", &c)).transpose()?;
+            item.consult_intent = i
+                .consult_intent
+                .map(|c| {
+                    named(
+                        "consult_intent",
+                        &c,
+                        ConsultIntent::from_name,
+                        "unspecified, transfer, conference",
+                    )
+                })
+                .transpose()?
+                .unwrap_or_default();
             item.parties = i.parties;
             item.recording = i
                 .recording

@@ -456,14 +456,19 @@ fn an_ended_interaction_gets_one_final_all_disabled_event_and_is_dropped() {
     assert_eq!(names(applied[0].enabled), ["session.logout"]);
     assert_eq!(
         names(applied[1].enabled),
-        ["channel.ready", "channel.notReady", "channel.dial"]
+        [
+            "channel.logout",
+            "channel.ready",
+            "channel.notReady",
+            "channel.dial"
+        ]
     );
 
     let last = &applied[2];
     assert_eq!(last.defined, TargetKind::VoiceInteraction.catalogue());
     assert!(last.enabled.is_empty());
     let listed: Vec<(Capability, bool)> = last.capabilities().collect();
-    assert_eq!(listed.len(), 22);
+    assert_eq!(listed.len(), 24);
     assert!(listed.iter().all(|(_, on)| !on));
     assert_eq!(
         last.context,
@@ -473,6 +478,8 @@ fn an_ended_interaction_gets_one_final_all_disabled_event_and_is_dropped() {
             reason: None,
             pending: None,
             direction: None,
+            reasons: None,
+            reason_required: false,
         }
     );
 
@@ -500,7 +507,10 @@ fn an_ended_interaction_gets_one_final_all_disabled_event_and_is_dropped() {
 fn a_non_voice_interaction_ends_the_same_way() {
     let mut s = busy();
     let applied = events(next(&mut s, to_state("x", Ended)).unwrap());
-    assert_eq!(targets(&applied), ["s1.chat.x"]);
+    // With no work left on it, the chat channel can be logged out of.
+    assert_eq!(targets(&applied), ["s1.chat", "s1.chat.x"]);
+    assert!(applied[0].enabled.contains(Capability::ChannelLogout));
+    let applied = &applied[1..];
     assert_eq!(applied[0].defined, TargetKind::OtherInteraction.catalogue());
     assert!(applied[0].enabled.is_empty());
     assert_eq!(applied[0].context.state, "ended");
@@ -581,13 +591,6 @@ fn an_update_with_no_visible_effect_emits_nothing() {
             parties: Some(1),
             ..change("c1")
         }),
-        // A pending not-ready on a busy channel: ready and notReady both stay enabled.
-        CtiUpdate::Channel({
-            let mut u = channel_update("chat", Busy);
-            u.pending = Some(Pending::NotReady);
-            u.pending_reason = "lunch".to_string();
-            u
-        }),
     ];
     for (n, update) in no_effect.into_iter().enumerate() {
         let version = s.view_version();
@@ -655,13 +658,15 @@ fn events_list_only_changed_targets_each_with_its_entire_list() {
         [
             ("interaction.answer", false),
             ("interaction.reject", false),
+            ("interaction.redirect", false),
             ("interaction.release", true),
             ("interaction.hold", true),
             ("interaction.retrieve", false),
             ("interaction.consult", false),
-            ("interaction.completeTransfer", true),
-            ("interaction.completeConference", true),
-            ("interaction.singleStepTransfer", true),
+            ("interaction.completeTransfer", false),
+            ("interaction.completeConference", false),
+            ("interaction.singleStepTransfer", false),
+            ("interaction.singleStepConference", false),
             ("interaction.alternate", true),
             ("interaction.reconnect", true),
             ("interaction.sendDtmf", true),
@@ -685,6 +690,8 @@ fn events_list_only_changed_targets_each_with_its_entire_list() {
             reason: None,
             pending: None,
             direction: Some(Direction::Consult),
+            reasons: None,
+            reason_required: false,
         }
     );
 }
@@ -706,11 +713,7 @@ fn one_update_can_change_several_targets_in_tree_order() {
     );
     assert_eq!(
         names(applied[1].enabled),
-        [
-            "interaction.release",
-            "interaction.reconnect",
-            "interaction.updateData",
-        ]
+        ["interaction.release", "interaction.reconnect"]
     );
     for event in &applied {
         let path = event.target.trim_start_matches("s1.");
@@ -728,7 +731,10 @@ fn a_new_interaction_gets_its_first_event() {
         )
         .unwrap(),
     );
-    assert_eq!(targets(&applied), ["s1.chat.y"]);
+    // The offer also holds back Not Ready on its channel.
+    assert_eq!(targets(&applied), ["s1.chat", "s1.chat.y"]);
+    assert_eq!(names(applied[0].enabled), ["channel.ready"]);
+    let applied = &applied[1..];
     assert_eq!(
         names(applied[0].enabled),
         [
@@ -755,9 +761,15 @@ fn a_channel_reused_for_another_media_resends_its_list() {
     assert_eq!(targets(&applied), ["s1.c"]);
     assert_eq!(
         names(applied[0].defined),
-        ["channel.ready", "channel.notReady"]
+        [
+            "channel.login",
+            "channel.logout",
+            "channel.ready",
+            "channel.notReady",
+            "channel.cancelPending"
+        ]
     );
-    assert!(applied[0].enabled.is_empty());
+    assert_eq!(names(applied[0].enabled), ["channel.login"]);
     assert_eq!(applied[0].context.media, Some(Media::Chat));
     assert_eq!(s.view_version(), 2);
 }
@@ -844,8 +856,11 @@ fn options_change_what_an_update_emits() {
         )
         .unwrap(),
     );
-    assert_eq!(targets(&applied), ["s1.chat.x"]);
-    assert!(applied[0].enabled.contains(Capability::Complete));
+    // The disposition also lets the agent log out.
+    assert_eq!(targets(&applied), ["s1", "s1.chat", "s1.chat.x"]);
+    assert!(applied[0].enabled.contains(Capability::SessionLogout));
+    assert!(applied[1].enabled.contains(Capability::ChannelLogout));
+    assert!(applied[2].enabled.contains(Capability::Complete));
 }
 
 #[test]
@@ -857,7 +872,10 @@ fn channel_updates_record_every_field() {
     update.pending_reason = "p".to_string();
     let applied = events(next(&mut s, CtiUpdate::Channel(update)).unwrap());
     assert_eq!(targets(&applied), ["s1.voice"]);
-    assert_eq!(names(applied[0].enabled), ["channel.notReady"]);
+    assert_eq!(
+        names(applied[0].enabled),
+        ["channel.notReady", "channel.cancelPending"]
+    );
     assert_eq!(applied[0].context.pending, Some(Pending::Ready));
     let channel = s.state().channel(&id("voice")).unwrap();
     assert_eq!(
