@@ -1092,3 +1092,47 @@ fn a_snapshot_with_an_ended_original_keeps_a_state_that_restores() {
     assert_eq!(s.state().interaction(&id("c2")).unwrap().consult_of, None);
     assert_eq!(restored(&s).state(), s.state());
 }
+
+#[test]
+fn a_capacity_over_the_limit_is_refused_and_an_unset_one_keeps_the_last() {
+    use crate::limits::MAX_CAPACITY;
+    let over = state(
+        vec![crate::model::Channel {
+            capacity: MAX_CAPACITY + 1,
+            ..chat_channel("chat", Ready)
+        }],
+        vec![],
+    );
+    let refused = Session::new(
+        id("s1"),
+        std::sync::Arc::new(crate::profile::Profile::default()),
+        over,
+    );
+    assert!(matches!(
+        refused,
+        Err(UpdateError::TooMany {
+            what: "capacity",
+            ..
+        })
+    ));
+
+    let mut s = session(state(vec![chat_channel("chat", Ready)], vec![]));
+    let mut update = channel_update("chat", Ready);
+    update.capacity = Some(3);
+    next(&mut s, CtiUpdate::Channel(update)).unwrap();
+    assert_eq!(s.state().channel(&id("chat")).unwrap().capacity, 3);
+    // An update that does not report it keeps it.
+    next(&mut s, CtiUpdate::Channel(channel_update("chat", Busy))).unwrap();
+    assert_eq!(s.state().channel(&id("chat")).unwrap().capacity, 3);
+    let before = s.state().clone();
+    let mut update = channel_update("chat", NotReady);
+    update.capacity = Some(MAX_CAPACITY + 1);
+    assert!(matches!(
+        next(&mut s, CtiUpdate::Channel(update)),
+        Err(UpdateError::TooMany {
+            what: "capacity",
+            ..
+        })
+    ));
+    assert_eq!(s.state(), &before, "a refused update changes nothing");
+}
