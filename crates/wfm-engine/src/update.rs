@@ -194,7 +194,11 @@ fn at_most_bytes_total<'a>(
 
 /// A reported capacity within the limit (0: not reported).
 fn capacity(reported: u32) -> Result<u32, UpdateError> {
-    at_most("capacity", reported as usize, limits::MAX_CAPACITY as usize)?;
+    at_most(
+        "concurrent interactions in a channel's capacity",
+        reported as usize,
+        limits::MAX_CAPACITY as usize,
+    )?;
     Ok(reported)
 }
 

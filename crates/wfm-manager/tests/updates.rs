@@ -244,6 +244,10 @@ async fn sequencing_applies_the_next_acknowledges_repeats_and_refuses_gaps() {
     assert_eq!(state.state.unwrap().channels[0].state, i32::from(A::Ready));
 }
 
+fn changed_with(change: pb::InteractionChange) -> pb::cti_update::Kind {
+    pb::cti_update::Kind::InteractionChanged(change)
+}
+
 #[tokio::test]
 async fn every_bad_update_gets_a_precise_status_and_changes_nothing() {
     let manager = Manager::start().await;
@@ -322,6 +326,31 @@ async fn every_bad_update_gets_a_precise_status_and_changes_nothing() {
             ),
             Code::InvalidArgument,
             "channel voice is voice, not chat",
+        ),
+        (
+            update(
+                "bad",
+                2,
+                pb::cti_update::Kind::Channel(pb::Channel {
+                    capacity: 65,
+                    ..channel("voice", pb::Media::Voice, A::Ready)
+                }),
+            ),
+            Code::InvalidArgument,
+            "too many concurrent interactions in a channel's capacity: at most 64",
+        ),
+        (
+            update(
+                "bad",
+                2,
+                changed_with(pb::InteractionChange {
+                    interaction_id: "c1".into(),
+                    consult_intent: Some(5),
+                    ..Default::default()
+                }),
+            ),
+            Code::InvalidArgument,
+            "field interaction.consult_intent has unknown value 5",
         ),
     ];
     for (request, code, message) in cases {

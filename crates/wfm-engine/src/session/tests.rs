@@ -1111,7 +1111,7 @@ fn a_capacity_over_the_limit_is_refused_and_an_unset_one_keeps_the_last() {
     assert!(matches!(
         refused,
         Err(UpdateError::TooMany {
-            what: "capacity",
+            what: "concurrent interactions in a channel's capacity",
             ..
         })
     ));
@@ -1130,7 +1130,7 @@ fn a_capacity_over_the_limit_is_refused_and_an_unset_one_keeps_the_last() {
     assert!(matches!(
         next(&mut s, CtiUpdate::Channel(update)),
         Err(UpdateError::TooMany {
-            what: "capacity",
+            what: "concurrent interactions in a channel's capacity",
             ..
         })
     ));
