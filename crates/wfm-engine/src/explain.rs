@@ -81,6 +81,10 @@ fn relaxations(options: &Options) -> Vec<(&'static str, Options)> {
             relaxed(|o| o.single_step_transfer_in_consult = true),
         ),
         (
+            "drop_requires_controller",
+            relaxed(|o| o.drop_requires_controller = false),
+        ),
+        (
             "max_channel_capacity",
             relaxed(|o| o.max_channel_capacity = u32::MAX),
         ),

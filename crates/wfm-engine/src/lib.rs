@@ -38,8 +38,8 @@ pub use error::UpdateError;
 pub use explain::{CapabilityVerdict, TargetExplanation, Verdict, explain};
 pub use id::Id;
 pub use model::{
-    AgentState, Channel, ConsultIntent, Direction, Interaction, InteractionState, Media, Pending,
-    Recording, SessionState,
+    AgentState, Channel, ConsultIntent, Direction, Interaction, InteractionState, Media,
+    Participant, ParticipantRole, Pending, Recording, SessionState,
 };
 pub use profile::{Options, Profile, ReasonCodes, Switch};
 pub use session::{Applied, Session};

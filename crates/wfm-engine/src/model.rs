@@ -201,6 +201,50 @@ impl ConsultIntent {
     }
 }
 
+/// What a participant is to the interaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ParticipantRole {
+    /// An agent (this one or another).
+    Agent,
+    /// The customer.
+    Customer,
+    /// A party reached by a consultation.
+    Consult,
+    /// A supervisor monitoring, coaching or barging in.
+    Supervisor,
+}
+
+impl ParticipantRole {
+    /// The participant role with wire name `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        use ParticipantRole::*;
+        by_name(&[Agent, Customer, Consult, Supervisor], Self::as_str, name)
+    }
+
+    /// The lowercase wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParticipantRole::Agent => "agent",
+            ParticipantRole::Customer => "customer",
+            ParticipantRole::Consult => "consult",
+            ParticipantRole::Supervisor => "supervisor",
+        }
+    }
+}
+
+/// One party on an interaction, as the Interaction Processor reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Participant {
+    /// The platform's id of the party, for the drop command; free text.
+    pub id: String,
+    /// What the party is to the interaction.
+    pub role: ParticipantRole,
+    /// The party is the agent of this session.
+    pub is_self: bool,
+    /// The party controls the conference (Finesse's conference controller).
+    pub controller: bool,
+}
+
 /// The state of an interaction. Voice and non-voice media have their own states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum InteractionState {
@@ -383,6 +427,9 @@ pub struct Interaction {
     pub consult_intent: ConsultIntent,
     /// Parties on the call including the agent; 2 for an ordinary call.
     pub parties: u32,
+    /// The parties one by one, when the Interaction Processor reports them; empty when it
+    /// reports only the count.
+    pub participants: Vec<Participant>,
     /// Recording state.
     pub recording: Recording,
     /// Whether the agent's microphone is muted.
@@ -394,6 +441,16 @@ pub struct Interaction {
 }
 
 impl Interaction {
+    /// How many parties the call has: the participants when reported, else the count.
+    pub fn party_count(&self) -> u32 {
+        if self.participants.is_empty() {
+            self.parties
+        } else {
+            // Bounded by limits::MAX_PARTIES when the state was admitted.
+            u32::try_from(self.participants.len()).unwrap_or(u32::MAX)
+        }
+    }
+
     /// A new interaction with no relations, flags or data; parties default to two.
     pub fn new(id: Id, channel: Id, direction: Direction, state: InteractionState) -> Self {
         Self {
@@ -404,6 +461,7 @@ impl Interaction {
             consult_of: None,
             consult_intent: ConsultIntent::Unspecified,
             parties: 2,
+            participants: Vec::new(),
             recording: Recording::Off,
             muted: false,
             disposition: String::new(),

@@ -24,6 +24,8 @@ pub struct Options {
     pub dial_during_other_media: bool,
     /// `interaction.singleStepTransfer` stays enabled on the connected leg of a consult pair.
     pub single_step_transfer_in_consult: bool,
+    /// `interaction.dropParticipant` only for the conference controller.
+    pub drop_requires_controller: bool,
     /// The most interactions any channel is given at once, whatever capacity the
     /// Interaction Processor reports for it: `interaction.accept` waits below it.
     pub max_channel_capacity: u32,
@@ -39,6 +41,7 @@ impl Default for Options {
             mandatory_disposition: false,
             dial_during_other_media: false,
             single_step_transfer_in_consult: false,
+            drop_requires_controller: false,
             max_channel_capacity: limits::MAX_CAPACITY,
         }
     }
@@ -50,7 +53,7 @@ impl Options {
     ///
     /// `Options::default().describe()` lists the defaults; the catalogue document is checked
     /// against it.
-    pub fn describe(&self) -> [(&'static str, String); 8] {
+    pub fn describe(&self) -> [(&'static str, String); 9] {
         // Destructured so that a new field fails to compile here instead of going unlisted.
         let Options {
             logout_requires_not_ready,
@@ -60,6 +63,7 @@ impl Options {
             mandatory_disposition,
             dial_during_other_media,
             single_step_transfer_in_consult,
+            drop_requires_controller,
             max_channel_capacity,
         } = self;
         [
@@ -78,6 +82,10 @@ impl Options {
             (
                 "single_step_transfer_in_consult",
                 single_step_transfer_in_consult.to_string(),
+            ),
+            (
+                "drop_requires_controller",
+                drop_requires_controller.to_string(),
             ),
             ("max_channel_capacity", max_channel_capacity.to_string()),
         ]
@@ -360,6 +368,7 @@ mod tests {
                 ("mandatory_disposition", "false"),
                 ("dial_during_other_media", "false"),
                 ("single_step_transfer_in_consult", "false"),
+                ("drop_requires_controller", "false"),
                 ("max_channel_capacity", "64"),
             ]
         );

@@ -5,8 +5,8 @@ use crate::capability::{CapSet, Capability, Capability::*, TargetKind};
 use crate::custom::Facts;
 use crate::id::Id;
 use crate::model::{
-    AgentState, Channel, ConsultIntent, Interaction, InteractionState, Media, Pending, Recording,
-    SessionState,
+    AgentState, Channel, ConsultIntent, Interaction, InteractionState, Media, ParticipantRole,
+    Pending, Recording, SessionState,
 };
 use crate::profile::Options;
 use crate::view::Target;
@@ -66,7 +66,7 @@ impl ChannelTally {
                 item.state,
                 InteractionState::Held | InteractionState::Connected
             ) {
-                tally.pair_parties = tally.pair_parties.saturating_add(item.parties.max(2));
+                tally.pair_parties = tally.pair_parties.saturating_add(item.party_count().max(2));
             }
         }
         tally
@@ -216,7 +216,10 @@ pub(crate) fn describe(capability: Capability) -> &'static str {
         }
         Mute => "the call is connected and not muted",
         Unmute => "the call is dialing, connected or held and muted",
-        DropParticipant => "the call is connected in a conference of three or more parties",
+        DropParticipant => {
+            "the call is connected in a conference of three or more parties, one of them \
+             droppable by this agent (the controller only, with drop_requires_controller)"
+        }
         UpdateData => "until the interaction ends, except on a failed call",
         RecordingStart => "the call is connected and not recording",
         RecordingStop => "the call is dialing, connected or held, and recording or paused",
@@ -372,14 +375,17 @@ pub(crate) fn voice_interaction(
         SingleStepConference,
         connected
             && tally.legs == 1
-            && call.parties.max(2).saturating_add(1) <= options.max_conference_parties,
+            && call.party_count().max(2).saturating_add(1) <= options.max_conference_parties,
     );
     caps.set(Alternate, matches!(s, Held | Connected) && pair);
     caps.set(Reconnect, consult_pair);
     caps.set(SendDtmf, connected);
     caps.set(Mute, connected && !call.muted);
     caps.set(Unmute, on_call && call.muted);
-    caps.set(DropParticipant, connected && call.parties >= 3);
+    caps.set(
+        DropParticipant,
+        connected && can_drop_a_party(call, options),
+    );
     // A failed leg only clears (Finesse FAILED: DROP).
     caps.set(UpdateData, s != Failed);
     caps.set(
@@ -428,6 +434,22 @@ fn set_wrap_up(caps: &mut CapSet, item: &Interaction, options: &Options) {
         Complete,
         wrapping_up && (!options.mandatory_disposition || !item.disposition.is_empty()),
     );
+}
+
+/// A conference with a party other than this agent that the agent may drop: any agent, or
+/// only the conference controller with `drop_requires_controller` (Finesse's
+/// `enableDropParticipantFor`). A supervisor is not the agent's to drop. Reported as a count
+/// only, a call cannot show who controls it, so the option then allows no drop.
+fn can_drop_a_party(call: &Interaction, options: &Options) -> bool {
+    if call.participants.is_empty() {
+        return call.parties >= 3 && !options.drop_requires_controller;
+    }
+    let droppable = call
+        .participants
+        .iter()
+        .any(|p| !p.is_self && p.role != ParticipantRole::Supervisor);
+    let controls = call.participants.iter().any(|p| p.is_self && p.controller);
+    call.participants.len() >= 3 && droppable && (!options.drop_requires_controller || controls)
 }
 
 /// The most accepted interactions a channel of reported `capacity` holds: what the

@@ -9,8 +9,8 @@ use crate::error::UpdateError;
 use crate::id::Id;
 use crate::limits;
 use crate::model::{
-    AgentState, ConsultIntent, Interaction, InteractionState, Media, Pending, Recording,
-    SessionState,
+    AgentState, ConsultIntent, Interaction, InteractionState, Media, Participant, Pending,
+    Recording, SessionState,
 };
 
 /// One fact reported by the Interaction Processor.
@@ -58,6 +58,8 @@ pub struct InteractionChange {
     pub consult_intent: Option<ConsultIntent>,
     /// New party count.
     pub parties: Option<u32>,
+    /// New participants, replacing the reported ones; `Some(vec![])` clears them.
+    pub participants: Option<Vec<Participant>>,
     /// New recording state.
     pub recording: Option<Recording>,
     /// New mute flag.
@@ -151,6 +153,7 @@ fn admit(state: &SessionState, mut item: Interaction) -> Result<Interaction, Upd
         limits::MAX_PARTIES as usize,
     )?;
     at_most_bytes("disposition", &item.disposition, limits::MAX_TEXT)?;
+    check_participants(&item.participants)?;
     at_most(
         "attached-data entries",
         item.data.len(),
@@ -163,6 +166,24 @@ fn admit(state: &SessionState, mut item: Interaction) -> Result<Interaction, Upd
     // Sharing the channel's Arc turns later id comparisons into pointer comparisons.
     item.channel = channel.id.clone();
     Ok(item)
+}
+
+/// At most [`limits::MAX_PARTIES`] participants with bounded ids, and at most one of them
+/// this agent: a list that names the agent twice cannot be right.
+fn check_participants(participants: &[Participant]) -> Result<(), UpdateError> {
+    at_most(
+        "participants",
+        participants.len(),
+        limits::MAX_PARTIES as usize,
+    )?;
+    for participant in participants {
+        at_most_bytes("participant id", &participant.id, limits::MAX_TEXT)?;
+    }
+    at_most(
+        "participants marked as this agent",
+        participants.iter().filter(|p| p.is_self).count(),
+        1,
+    )
 }
 
 fn at_most(what: &'static str, count: usize, limit: usize) -> Result<(), UpdateError> {
@@ -316,6 +337,9 @@ fn apply_change(state: &mut SessionState, change: InteractionChange) -> Result<(
     if let Some(disposition) = &change.disposition {
         at_most_bytes("disposition", disposition, limits::MAX_TEXT)?;
     }
+    if let Some(participants) = &change.participants {
+        check_participants(participants)?;
+    }
     for (key, value) in &change.data {
         check_data(key, value)?;
     }
@@ -361,6 +385,9 @@ fn apply_change(state: &mut SessionState, change: InteractionChange) -> Result<(
     if let Some(parties) = change.parties {
         item.parties = parties;
     }
+    if let Some(participants) = change.participants {
+        item.participants = participants;
+    }
     if let Some(recording) = change.recording {
         item.recording = recording;
     }
@@ -389,6 +416,7 @@ impl InteractionChange {
             consult_of: None,
             consult_intent: None,
             parties: None,
+            participants: None,
             recording: None,
             muted: None,
             disposition: None,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::capability::{CapSet, Capability, TargetKind};
 use crate::id::Id;
+use crate::limits;
 use crate::model::{Direction, InteractionState, Media, Pending, SessionState};
 use crate::profile::Profile;
 use crate::rules;
@@ -168,6 +169,8 @@ pub struct TargetContext {
     pub reasons: Option<Arc<str>>,
     /// Whether the transition those codes are for needs one.
     pub reason_required: bool,
+    /// The number of parties on an interaction, the agent included.
+    pub participants: Option<&'static str>,
 }
 
 impl TargetContext {
@@ -181,6 +184,7 @@ impl TargetContext {
             self.direction.map(|d| ("direction", d.as_str())),
             self.reasons.as_deref().map(|r| ("reasons", r)),
             self.reason_required.then_some(("reason_required", "true")),
+            self.participants.map(|n| ("participants", n)),
         ]
         .into_iter()
         .flatten()
@@ -222,6 +226,7 @@ impl TargetContext {
                 direction: None,
                 reasons: reasons.not_ready_joined().cloned(),
                 reason_required: reasons.not_ready_required(),
+                participants: None,
             }),
             Target::Interaction { interaction, .. } => {
                 state
@@ -230,11 +235,26 @@ impl TargetContext {
                         media: target.media,
                         state: i.state.as_str(),
                         direction: Some(i.direction),
+                        participants: Some(count_text(i.party_count())),
                         ..TargetContext::default()
                     })
             }
         }
     }
+}
+
+/// `n` as decimal text without allocating: party counts are bounded by
+/// [`limits::MAX_PARTIES`], and anything above reads as the limit's text plus.
+fn count_text(n: u32) -> &'static str {
+    const COUNTS: [&str; 65] = [
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16",
+        "17", "18", "19", "20", "21", "22", "23", "24", "25", "26", "27", "28", "29", "30", "31",
+        "32", "33", "34", "35", "36", "37", "38", "39", "40", "41", "42", "43", "44", "45", "46",
+        "47", "48", "49", "50", "51", "52", "53", "54", "55", "56", "57", "58", "59", "60", "61",
+        "62", "63", "64",
+    ];
+    const _: () = assert!(COUNTS.len() == limits::MAX_PARTIES as usize + 1);
+    COUNTS.get(n as usize).copied().unwrap_or("64+")
 }
 
 /// The `state.updated` event of one target: its entire view state.

@@ -16,9 +16,9 @@ use proptest::test_runner::{TestCaseError, TestRunner};
 use wfm_engine::testkit::{id, profile, session_with, two_channel_state};
 use wfm_engine::{
     AgentState, Applied, CapSet, Capability, Channel, ChannelUpdate, ConsultIntent, CtiUpdate,
-    Direction, Interaction, InteractionChange, InteractionState, Media, Options, Pending, Profile,
-    Recording, Session, SessionState, StateEvent, Switch, Target, TargetKind, UpdateError,
-    ViewState,
+    Direction, Interaction, InteractionChange, InteractionState, Media, Options, Participant,
+    ParticipantRole, Pending, Profile, Recording, Session, SessionState, StateEvent, Switch,
+    Target, TargetKind, UpdateError, ViewState,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -163,16 +163,18 @@ fn change() -> impl Strategy<Value = InteractionChange> {
                 0..2,
             ),
             prop::option::weighted(0.2, consult_intent()),
+            prop::option::weighted(0.2, participants()),
         ),
     )
         .prop_map(
-            |(item, st, consult_of, parties, rec, muted, disposition, (data, intent))| {
+            |(item, st, consult_of, parties, rec, muted, disposition, (data, intent, people))| {
                 InteractionChange {
                     id: id(item),
                     state: st,
                     consult_of: consult_of.map(|c| c.map(id)),
                     consult_intent: intent,
                     parties,
+                    participants: people,
                     recording: rec,
                     muted,
                     disposition: disposition.map(str::to_string),
@@ -209,6 +211,35 @@ fn channel_update() -> impl Strategy<Value = ChannelUpdate> {
                 }
             },
         )
+}
+
+/// Up to five participants; now and then two of them claim to be this agent, which is refused.
+fn participants() -> impl Strategy<Value = Vec<Participant>> {
+    prop::collection::vec(
+        (
+            prop_oneof![
+                Just(ParticipantRole::Agent),
+                Just(ParticipantRole::Customer),
+                Just(ParticipantRole::Consult),
+                Just(ParticipantRole::Supervisor),
+            ],
+            prop::bool::weighted(0.3),
+            any::<bool>(),
+        ),
+        0..5,
+    )
+    .prop_map(|people| {
+        people
+            .into_iter()
+            .enumerate()
+            .map(|(n, (role, is_self, controller))| Participant {
+                id: format!("p{n}"),
+                role,
+                is_self,
+                controller,
+            })
+            .collect()
+    })
 }
 
 fn consult_intent() -> impl Strategy<Value = ConsultIntent> {
@@ -341,7 +372,7 @@ fn seq() -> impl Strategy<Value = Seq> {
 
 fn random_profile() -> impl Strategy<Value = Profile> {
     (
-        any::<[bool; 6]>(),
+        any::<[bool; 7]>(),
         0u32..8,
         prop::collection::vec(any::<bool>(), Switch::ALL.len()),
         prop_oneof![1u32..4, Just(64u32)],
@@ -355,6 +386,7 @@ fn random_profile() -> impl Strategy<Value = Profile> {
                 mandatory_disposition: flags[3],
                 dial_during_other_media: flags[4],
                 single_step_transfer_in_consult: flags[5],
+                drop_requires_controller: flags[6],
                 max_channel_capacity: max_capacity,
             };
             // Mostly everything on, so that the switched capabilities get exercised too.

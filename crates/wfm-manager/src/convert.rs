@@ -4,7 +4,8 @@ use std::collections::HashMap;
 
 use wfm_engine::{
     AgentState, Capability, ChannelUpdate, ConsultIntent, CtiUpdate, Direction, Id,
-    InteractionChange, InteractionState, Media, Pending, Recording, SessionState, StateEvent,
+    InteractionChange, InteractionState, Media, Participant, ParticipantRole, Pending, Recording,
+    SessionState, StateEvent,
 };
 use wfm_proto::v1 as pb;
 
@@ -151,6 +152,45 @@ fn consult_intent_to_wire(value: ConsultIntent) -> pb::ConsultIntent {
     }
 }
 
+/// A reported participant; the role is required.
+fn participant(wire: pb::Participant) -> Result<Participant> {
+    let role = match decode("participant.role", wire.role)? {
+        pb::ParticipantRole::Unspecified => {
+            return Err(ManagerError::MissingField("participant.role"));
+        }
+        pb::ParticipantRole::Agent => ParticipantRole::Agent,
+        pb::ParticipantRole::Customer => ParticipantRole::Customer,
+        pb::ParticipantRole::Consult => ParticipantRole::Consult,
+        pb::ParticipantRole::Supervisor => ParticipantRole::Supervisor,
+    };
+    Ok(Participant {
+        id: wire.participant_id,
+        role,
+        is_self: wire.is_self,
+        controller: wire.controller,
+    })
+}
+
+/// Participants as reported; the engine checks their number and ids with the rest.
+fn participants(wire: Vec<pb::Participant>) -> Result<Vec<Participant>> {
+    wire.into_iter().map(participant).collect()
+}
+
+fn participant_to_wire(value: &Participant) -> pb::Participant {
+    pb::Participant {
+        participant_id: value.id.clone(),
+        role: match value.role {
+            ParticipantRole::Agent => pb::ParticipantRole::Agent,
+            ParticipantRole::Customer => pb::ParticipantRole::Customer,
+            ParticipantRole::Consult => pb::ParticipantRole::Consult,
+            ParticipantRole::Supervisor => pb::ParticipantRole::Supervisor,
+        }
+        .into(),
+        is_self: value.is_self,
+        controller: value.controller,
+    }
+}
+
 fn recording(value: pb::Recording) -> Recording {
     match value {
         pb::Recording::Off => Recording::Off,
@@ -202,6 +242,7 @@ pub(crate) fn interaction(wire: pb::Interaction) -> Result<wfm_engine::Interacti
     item.consult_intent =
         consult_intent(decode("interaction.consult_intent", wire.consult_intent)?);
     item.parties = wire.parties.max(2);
+    item.participants = participants(wire.participants)?;
     item.recording = recording(decode("interaction.recording", wire.recording)?);
     item.muted = wire.muted;
     item.disposition = wire.disposition;
@@ -260,6 +301,10 @@ pub fn update(wire: Option<pb::CtiUpdate>) -> Result<CtiUpdate> {
                 .map(|i| decode("interaction.consult_intent", i).map(consult_intent))
                 .transpose()?;
             change.parties = c.parties.map(|p| p.max(2));
+            change.participants = c
+                .participants
+                .map(|list| participants(list.participants))
+                .transpose()?;
             change.recording = c
                 .recording
                 .map(|r| decode("interaction.recording", r).map(recording))
@@ -393,6 +438,7 @@ pub fn state_to_wire(state: &SessionState) -> pb::Snapshot {
                 disposition: i.disposition.clone(),
                 data: i.data.clone().into_iter().collect(),
                 consult_intent: consult_intent_to_wire(i.consult_intent).into(),
+                participants: i.participants.iter().map(participant_to_wire).collect(),
             })
             .collect(),
     }
@@ -428,6 +474,12 @@ mod tests {
         call.data.insert("tier".into(), "vip".into());
         call.parties = 3;
         call.consult_intent = pb::ConsultIntent::Transfer.into();
+        call.participants = vec![pb::Participant {
+            participant_id: "agent-7".into(),
+            role: pb::ParticipantRole::Agent.into(),
+            is_self: true,
+            controller: true,
+        }];
         let engine = state(channels.clone(), vec![call.clone()]).unwrap();
         let back = state_to_wire(&engine);
         assert_eq!(back.channels, channels);
@@ -451,6 +503,12 @@ mod tests {
         assert_eq!(
             update(None).unwrap_err().to_string(),
             "missing required field update"
+        );
+        let mut roleless = wire_interaction();
+        roleless.participants = vec![pb::Participant::default()];
+        assert_eq!(
+            interaction(roleless).unwrap_err().to_string(),
+            "missing required field participant.role"
         );
         let mut intent = wire_interaction();
         intent.consult_intent = 9;

@@ -137,6 +137,7 @@ struct OptionsDto {
     mandatory_disposition: Option<bool>,
     dial_during_other_media: Option<bool>,
     single_step_transfer_in_consult: Option<bool>,
+    drop_requires_controller: Option<bool>,
     max_channel_capacity: Option<Spanned<i64>>,
 }
 
@@ -369,6 +370,7 @@ fn options(base: &Options, dto: &OptionsDto, report: &mut Reporter<'_>) -> Optio
         mandatory_disposition,
         dial_during_other_media,
         single_step_transfer_in_consult,
+        drop_requires_controller,
         max_channel_capacity,
     } = dto;
     let set = |target: &mut bool, value: &Option<bool>| {
@@ -390,6 +392,10 @@ fn options(base: &Options, dto: &OptionsDto, report: &mut Reporter<'_>) -> Optio
     set(
         &mut options.single_step_transfer_in_consult,
         single_step_transfer_in_consult,
+    );
+    set(
+        &mut options.drop_requires_controller,
+        drop_requires_controller,
     );
     if let Some(parties) = max_conference_parties {
         match u32::try_from(*parties.get_ref()) {

@@ -98,6 +98,9 @@ impl CtiState {
         if let Some(intent) = change.consult_intent {
             item.consult_intent = intent;
         }
+        if let Some(list) = &change.participants {
+            item.participants.clone_from(&list.participants);
+        }
         if let Some(recording) = change.recording {
             item.recording = recording;
         }

@@ -23,7 +23,8 @@
 //!
 //! A channel may carry a `capacity` (concurrent interactions; `agent` steps too, where 0 or
 //! absent keeps the one reported before), and `create` and `change` a `consult_intent`
-//! (`transfer`, `conference` or `unspecified`).
+//! (`transfer`, `conference` or `unspecified`) and `participants`, a list of
+//! `{ id, role, self, controller }` (role `agent`, `customer`, `consult` or `supervisor`).
 //!
 //! A step does at most one of `agent`, `create` and `change`, then checks `expect`: for each
 //! target (`""` is the session, `"voice"` a channel, `"voice.c1"` an interaction) the exact
@@ -142,7 +143,40 @@ struct CreateDto {
     #[serde(default)]
     parties: u32,
     #[serde(default)]
+    participants: Vec<ParticipantDto>,
+    #[serde(default)]
     data: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ParticipantDto {
+    id: String,
+    role: String,
+    #[serde(default, rename = "self")]
+    is_self: bool,
+    #[serde(default)]
+    controller: bool,
+}
+
+impl ParticipantDto {
+    fn wire(self) -> Result<pb::Participant, String> {
+        Ok(pb::Participant {
+            participant_id: self.id,
+            role: wire(
+                "participant role",
+                "PARTICIPANT_ROLE",
+                &self.role,
+                pb::ParticipantRole::from_str_name,
+            )?,
+            is_self: self.is_self,
+            controller: self.controller,
+        })
+    }
+}
+
+fn participants(list: Vec<ParticipantDto>) -> Result<Vec<pb::Participant>, String> {
+    list.into_iter().map(ParticipantDto::wire).collect()
 }
 
 #[derive(Deserialize)]
@@ -153,6 +187,7 @@ struct ChangeDto {
     consult_of: Option<String>,
     consult_intent: Option<String>,
     parties: Option<u32>,
+    participants: Option<Vec<ParticipantDto>>,
     recording: Option<String>,
     muted: Option<bool>,
     disposition: Option<String>,
@@ -243,6 +278,7 @@ impl CreateDto {
                 .transpose()?
                 .unwrap_or_default(),
             parties: self.parties,
+            participants: participants(self.participants)?,
             data: self.data.into_iter().collect(),
             ..Default::default()
         }))
@@ -262,6 +298,12 @@ impl ChangeDto {
                     .map(consult_intent)
                     .transpose()?,
                 parties: self.parties,
+                participants: self
+                    .participants
+                    .map(|list| {
+                        participants(list).map(|participants| pb::Participants { participants })
+                    })
+                    .transpose()?,
                 recording: self
                     .recording
                     .as_deref()

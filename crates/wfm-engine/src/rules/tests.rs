@@ -1977,3 +1977,102 @@ fn redirect_deflects_only_an_alerting_call() {
         ]
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Participants (behaviour 5)
+
+fn party(
+    id: &str,
+    role: crate::model::ParticipantRole,
+    is_self: bool,
+    controller: bool,
+) -> crate::model::Participant {
+    crate::model::Participant {
+        id: id.to_string(),
+        role,
+        is_self,
+        controller,
+    }
+}
+
+fn conference(me_controls: bool, others: &[crate::model::ParticipantRole]) -> Interaction {
+    use crate::model::ParticipantRole::*;
+    let mut participants = vec![party("me", Agent, true, me_controls)];
+    participants.extend(
+        others
+            .iter()
+            .enumerate()
+            .map(|(n, role)| party(&format!("p{n}"), *role, false, false)),
+    );
+    Interaction {
+        participants,
+        ..call("c1", "voice", Connected)
+    }
+}
+
+#[test]
+fn drop_participant_needs_someone_other_than_this_agent_to_drop() {
+    use crate::model::ParticipantRole::*;
+    for (others, allowed) in [
+        (&[Customer, Consult][..], true),
+        (&[Customer][..], false),
+        // A supervisor listening in is not the agent's to drop.
+        (&[Supervisor, Supervisor][..], false),
+        (&[Customer, Supervisor][..], true),
+    ] {
+        let s = session(on_voice(vec![conference(false, others)]));
+        assert_eq!(
+            enabled(&s, "voice.c1").contains(Capability::DropParticipant),
+            allowed,
+            "{others:?}"
+        );
+    }
+    // Listed participants win over the reported count.
+    let listed = Interaction {
+        parties: 5,
+        ..conference(false, &[Customer])
+    };
+    let s = session(on_voice(vec![listed]));
+    assert!(!enabled(&s, "voice.c1").contains(Capability::DropParticipant));
+}
+
+#[test]
+fn option_drop_requires_controller() {
+    use crate::model::ParticipantRole::*;
+    let strict = Options {
+        drop_requires_controller: true,
+        ..Options::default()
+    };
+    let controller = with_options(
+        strict.clone(),
+        on_voice(vec![conference(true, &[Customer, Consult])]),
+    );
+    assert!(enabled(&controller, "voice.c1").contains(Capability::DropParticipant));
+    let member = with_options(
+        strict.clone(),
+        on_voice(vec![conference(false, &[Customer, Consult])]),
+    );
+    assert!(!enabled(&member, "voice.c1").contains(Capability::DropParticipant));
+    // A count alone does not say who controls the call.
+    let counted = with_options(
+        strict,
+        on_voice(vec![Interaction {
+            parties: 3,
+            ..call("c1", "voice", Connected)
+        }]),
+    );
+    assert!(!enabled(&counted, "voice.c1").contains(Capability::DropParticipant));
+}
+
+#[test]
+fn the_context_names_the_participant_count() {
+    use crate::model::ParticipantRole::*;
+    let s = session(on_voice(vec![conference(true, &[Customer, Consult])]));
+    let events = s.full_view();
+    let call_event = events.iter().find(|e| e.target == "s1.voice.c1").unwrap();
+    assert_eq!(call_event.context.participants, Some("3"));
+    let s = session(on_voice(vec![call("c1", "voice", Connected)]));
+    let events = s.full_view();
+    let call_event = events.iter().find(|e| e.target == "s1.voice.c1").unwrap();
+    assert_eq!(call_event.context.participants, Some("2"));
+}

@@ -480,6 +480,7 @@ fn an_ended_interaction_gets_one_final_all_disabled_event_and_is_dropped() {
             direction: None,
             reasons: None,
             reason_required: false,
+            participants: None,
         }
     );
 
@@ -692,6 +693,7 @@ fn events_list_only_changed_targets_each_with_its_entire_list() {
             direction: Some(Direction::Consult),
             reasons: None,
             reason_required: false,
+            participants: Some("2"),
         }
     );
 }
@@ -1135,4 +1137,59 @@ fn a_capacity_over_the_limit_is_refused_and_an_unset_one_keeps_the_last() {
         })
     ));
     assert_eq!(s.state(), &before, "a refused update changes nothing");
+}
+
+#[test]
+fn participants_are_bounded_and_name_this_agent_at_most_once() {
+    use crate::model::{Participant, ParticipantRole};
+    let me = |id: &str| Participant {
+        id: id.to_string(),
+        role: ParticipantRole::Agent,
+        is_self: true,
+        controller: false,
+    };
+    let mut s = session(state(
+        vec![voice("voice", Busy)],
+        vec![call("c1", "voice", Connected)],
+    ));
+    let before = s.state().clone();
+    let twice = CtiUpdate::InteractionChanged(InteractionChange {
+        participants: Some(vec![me("a"), me("b")]),
+        ..change("c1")
+    });
+    assert!(matches!(
+        next(&mut s, twice),
+        Err(UpdateError::TooMany {
+            what: "participants marked as this agent",
+            limit: 1
+        })
+    ));
+    let crowd = CtiUpdate::InteractionChanged(InteractionChange {
+        participants: Some(
+            (0..=crate::limits::MAX_PARTIES)
+                .map(|n| Participant {
+                    is_self: false,
+                    ..me(&format!("p{n}"))
+                })
+                .collect(),
+        ),
+        ..change("c1")
+    });
+    assert!(matches!(
+        next(&mut s, crowd),
+        Err(UpdateError::TooMany {
+            what: "participants",
+            ..
+        })
+    ));
+    assert_eq!(s.state(), &before);
+    let fine = CtiUpdate::InteractionChanged(InteractionChange {
+        participants: Some(vec![me("a")]),
+        ..change("c1")
+    });
+    next(&mut s, fine).unwrap();
+    assert_eq!(
+        s.state().interaction(&id("c1")).unwrap().participants.len(),
+        1
+    );
 }
