@@ -61,6 +61,10 @@ catalogue! {
     RecordingStop => "interaction.recording.stop", "Stop recording.";
     RecordingPause => "interaction.recording.pause", "Pause recording.";
     RecordingResume => "interaction.recording.resume", "Resume a paused recording.";
+    Monitor => "interaction.monitor", "Supervisor: listen in on an agent's call (also back from whisper or barge).";
+    Whisper => "interaction.whisper", "Supervisor: coach the agent, unheard by the customer.";
+    Barge => "interaction.barge", "Supervisor: join an agent's call so that everyone hears.";
+    StopMonitoring => "interaction.stopMonitoring", "Supervisor: leave an agent's call.";
     WrapUp => "interaction.wrapUp", "Set a disposition.";
     Complete => "interaction.complete", "Mark the interaction done.";
 }
@@ -255,6 +259,10 @@ impl TargetKind {
                 RecordingStop,
                 RecordingPause,
                 RecordingResume,
+                Monitor,
+                Whisper,
+                Barge,
+                StopMonitoring,
                 WrapUp,
                 Complete,
             ]),

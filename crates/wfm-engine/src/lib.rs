@@ -39,7 +39,7 @@ pub use explain::{CapabilityVerdict, TargetExplanation, Verdict, explain};
 pub use id::Id;
 pub use model::{
     AgentState, Channel, ConsultIntent, Direction, Interaction, InteractionState, Media,
-    Participant, ParticipantRole, Pending, Recording, SessionState,
+    Participant, ParticipantRole, Pending, Recording, SessionState, Supervision,
 };
 pub use profile::{Options, Profile, ReasonCodes, Switch};
 pub use session::{Applied, Session};

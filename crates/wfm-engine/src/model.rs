@@ -201,6 +201,56 @@ impl ConsultIntent {
     }
 }
 
+/// How this session takes part in an interaction: its own work, or, for a supervisor, a
+/// supervised agent's call and how the supervisor has joined it (Genesys listen-in,
+/// coaching and barge-in; Finesse SILENT_MONITOR and BARGE_CALL; Amazon Connect
+/// `silent_monitor` and `barge`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Supervision {
+    /// The session's own interaction.
+    #[default]
+    Own,
+    /// A supervised agent's interaction the supervisor has not joined.
+    Supervised,
+    /// The supervisor listens in; nobody hears the supervisor.
+    Monitoring,
+    /// The supervisor coaches: only the agent hears the supervisor.
+    Whispering,
+    /// The supervisor has barged in: everyone hears the supervisor.
+    Barged,
+}
+
+impl Supervision {
+    /// The supervision with wire name `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        use Supervision::*;
+        by_name(
+            &[Own, Supervised, Monitoring, Whispering, Barged],
+            Self::as_str,
+            name,
+        )
+    }
+
+    /// The lowercase wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Supervision::Own => "own",
+            Supervision::Supervised => "supervised",
+            Supervision::Monitoring => "monitoring",
+            Supervision::Whispering => "whispering",
+            Supervision::Barged => "barged",
+        }
+    }
+
+    /// The supervisor is on the call, in any mode.
+    pub fn is_joined(self) -> bool {
+        matches!(
+            self,
+            Supervision::Monitoring | Supervision::Whispering | Supervision::Barged
+        )
+    }
+}
+
 /// What a participant is to the interaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ParticipantRole {
@@ -432,6 +482,10 @@ pub struct Interaction {
     pub participants: Vec<Participant>,
     /// Recording state.
     pub recording: Recording,
+    /// Whether this is the session's own work or a supervised agent's.
+    pub supervision: Supervision,
+    /// A supervisor is monitoring this (own) interaction, as the platform reports it.
+    pub monitored: bool,
     /// Whether the agent's microphone is muted.
     pub muted: bool,
     /// Disposition code set by the agent; empty when none.
@@ -441,6 +495,16 @@ pub struct Interaction {
 }
 
 impl Interaction {
+    /// Pending or live work of this session: its own interactions that are not in wrap-up,
+    /// and supervised calls it has joined. A supervised call it only watches is not its work.
+    pub fn is_work(&self) -> bool {
+        match self.supervision {
+            Supervision::Own => self.state.is_live(),
+            Supervision::Supervised => false,
+            _ => self.state.is_live(),
+        }
+    }
+
     /// How many parties the call has: the participants when reported, else the count.
     pub fn party_count(&self) -> u32 {
         if self.participants.is_empty() {
@@ -463,6 +527,8 @@ impl Interaction {
             parties: 2,
             participants: Vec::new(),
             recording: Recording::Off,
+            supervision: Supervision::Own,
+            monitored: false,
             muted: false,
             disposition: String::new(),
             data: BTreeMap::new(),

@@ -118,11 +118,13 @@ pub enum Switch {
     Redirect,
     /// Pausing and resuming non-voice work.
     Pause,
+    /// Supervisor monitoring, whisper and barge-in.
+    Supervisor,
 }
 
 impl Switch {
     /// Every switch.
-    pub const ALL: [Switch; 11] = [
+    pub const ALL: [Switch; 12] = [
         Switch::Recording,
         Switch::RecordingPause,
         Switch::Mute,
@@ -134,6 +136,7 @@ impl Switch {
         Switch::Answer,
         Switch::Redirect,
         Switch::Pause,
+        Switch::Supervisor,
     ];
 
     /// The configuration name.
@@ -150,6 +153,7 @@ impl Switch {
             Switch::Answer => "answer",
             Switch::Redirect => "redirect",
             Switch::Pause => "pause",
+            Switch::Supervisor => "supervisor",
         }
     }
 
@@ -175,6 +179,7 @@ impl Switch {
             Switch::Answer => CapSet::of(&[Answer]),
             Switch::Redirect => CapSet::of(&[Redirect]),
             Switch::Pause => CapSet::of(&[Pause, Resume]),
+            Switch::Supervisor => CapSet::of(&[Monitor, Whisper, Barge, StopMonitoring]),
         }
     }
 
@@ -259,6 +264,7 @@ pub struct Profile {
     off: Vec<Switch>,
     rules: CustomRules,
     reasons: ReasonCodes,
+    show_monitoring: bool,
 }
 
 impl Default for Profile {
@@ -292,7 +298,19 @@ impl Profile {
             off,
             rules: CustomRules::default(),
             reasons: ReasonCodes::default(),
+            show_monitoring: false,
         }
+    }
+
+    /// This profile telling agents when a supervisor monitors their calls, or not.
+    pub fn with_show_monitoring(mut self, show: bool) -> Self {
+        self.show_monitoring = show;
+        self
+    }
+
+    /// Whether an agent's interaction context says it is being monitored.
+    pub fn show_monitoring(&self) -> bool {
+        self.show_monitoring
     }
 
     /// This profile with the reason codes `reasons`.

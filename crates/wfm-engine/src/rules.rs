@@ -6,7 +6,7 @@ use crate::custom::Facts;
 use crate::id::Id;
 use crate::model::{
     AgentState, Channel, ConsultIntent, Interaction, InteractionState, Media, ParticipantRole,
-    Pending, Recording, SessionState,
+    Pending, Recording, SessionState, Supervision,
 };
 use crate::profile::Options;
 use crate::view::Target;
@@ -38,6 +38,12 @@ impl ChannelTally {
         let mut tally = ChannelTally::default();
         let voice = channel.media.is_voice();
         for item in interactions.iter().filter(|i| i.channel == channel.id) {
+            // A supervised agent's call is no leg, offer or load of this channel; joined, it
+            // is the supervisor's work all the same.
+            if item.supervision != Supervision::Own {
+                tally.work |= item.is_work();
+                continue;
+            }
             tally.offer |= item.state.is_offer();
             tally.work |= item.state.is_live();
             tally.undisposed |=
@@ -225,6 +231,13 @@ pub(crate) fn describe(capability: Capability) -> &'static str {
         RecordingStop => "the call is dialing, connected or held, and recording or paused",
         RecordingPause => "the call is dialing, connected or held, and recording",
         RecordingResume => "the call is dialing, connected or held, and its recording paused",
+        Monitor => {
+            "a supervised agent's call that is connected or held, not joined yet or joined \
+             to whisper or barge"
+        }
+        Whisper => "a supervised agent's call, connected or held, listened in on or barged into",
+        Barge => "a supervised agent's call, connected or held, listened in on or coached",
+        StopMonitoring => "this supervisor has joined the agent's call",
         WrapUp => "the interaction is in wrap-up",
         Complete => "the interaction is in wrap-up (with a disposition, when mandatory)",
     }
@@ -240,7 +253,7 @@ pub(crate) fn session(state: &SessionState, options: &Options) -> CapSet {
         .channels
         .iter()
         .any(|c| c.state == AgentState::Reserved);
-    let live = state.interactions.iter().any(|i| i.state.is_live());
+    let live = state.interactions.iter().any(Interaction::is_work);
     let awaiting_disposition =
         options.mandatory_disposition && state.interactions.iter().any(undisposed);
     let mut caps = CapSet::EMPTY;
@@ -252,9 +265,11 @@ pub(crate) fn session(state: &SessionState, options: &Options) -> CapSet {
     caps
 }
 
-/// An interaction in wrap-up without a disposition.
+/// An own interaction in wrap-up without a disposition.
 fn undisposed(item: &Interaction) -> bool {
-    item.state == InteractionState::WrapUp && item.disposition.is_empty()
+    item.supervision == Supervision::Own
+        && item.state == InteractionState::WrapUp
+        && item.disposition.is_empty()
 }
 
 /// `channel.login`, `channel.logout`, `channel.ready`, `channel.notReady`,
@@ -321,7 +336,7 @@ fn other_work(channel: &Channel, state: &SessionState) -> bool {
         || state
             .interactions
             .iter()
-            .any(|i| i.channel != channel.id && i.state.is_live())
+            .any(|i| i.channel != channel.id && i.is_work())
 }
 
 /// Capabilities of a call.
@@ -332,6 +347,9 @@ pub(crate) fn voice_interaction(
     options: &Options,
 ) -> CapSet {
     use InteractionState::*;
+    if call.supervision != Supervision::Own {
+        return supervising(call);
+    }
     let s = call.state;
     let connected = s == Connected;
     let on_call = s.is_on_call();
@@ -413,6 +431,10 @@ pub(crate) fn other_interaction(
     options: &Options,
 ) -> CapSet {
     use InteractionState::*;
+    // A supervisor watches other agents' chats but acts on none of them.
+    if item.supervision != Supervision::Own {
+        return CapSet::EMPTY;
+    }
     let s = item.state;
     let room = tally.accepted < effective_capacity(capacity, options);
     let mut caps = CapSet::EMPTY;
@@ -434,6 +456,27 @@ fn set_wrap_up(caps: &mut CapSet, item: &Interaction, options: &Options) {
         Complete,
         wrapping_up && (!options.mandatory_disposition || !item.disposition.is_empty()),
     );
+}
+
+/// A supervisor's capabilities on a supervised agent's call, and nothing of the agent's: the
+/// usual moves between listen-in, coaching and barge-in (Genesys switch-to-listen-in,
+/// switch-to-coaching, switch-to-barge-in), on a call that is still up.
+fn supervising(call: &Interaction) -> CapSet {
+    use Supervision::*;
+    let up = matches!(
+        call.state,
+        InteractionState::Connected | InteractionState::Held
+    );
+    let mode = call.supervision;
+    let mut caps = CapSet::EMPTY;
+    caps.set(
+        Monitor,
+        up && matches!(mode, Supervised | Whispering | Barged),
+    );
+    caps.set(Whisper, up && matches!(mode, Monitoring | Barged));
+    caps.set(Barge, up && matches!(mode, Monitoring | Whispering));
+    caps.set(StopMonitoring, mode.is_joined());
+    caps
 }
 
 /// A conference with a party other than this agent that the agent may drop: any agent, or

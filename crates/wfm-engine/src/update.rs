@@ -10,7 +10,7 @@ use crate::id::Id;
 use crate::limits;
 use crate::model::{
     AgentState, ConsultIntent, Interaction, InteractionState, Media, Participant, Pending,
-    Recording, SessionState,
+    Recording, SessionState, Supervision,
 };
 
 /// One fact reported by the Interaction Processor.
@@ -62,6 +62,10 @@ pub struct InteractionChange {
     pub participants: Option<Vec<Participant>>,
     /// New recording state.
     pub recording: Option<Recording>,
+    /// New supervision.
+    pub supervision: Option<Supervision>,
+    /// New monitored flag.
+    pub monitored: Option<bool>,
     /// New mute flag.
     pub muted: Option<bool>,
     /// New disposition; empty clears it.
@@ -391,6 +395,12 @@ fn apply_change(state: &mut SessionState, change: InteractionChange) -> Result<(
     if let Some(recording) = change.recording {
         item.recording = recording;
     }
+    if let Some(supervision) = change.supervision {
+        item.supervision = supervision;
+    }
+    if let Some(monitored) = change.monitored {
+        item.monitored = monitored;
+    }
     if let Some(muted) = change.muted {
         item.muted = muted;
     }
@@ -417,6 +427,8 @@ impl InteractionChange {
             consult_intent: None,
             parties: None,
             participants: None,
+            supervision: None,
+            monitored: None,
             recording: None,
             muted: None,
             disposition: None,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::capability::{CapSet, Capability, TargetKind};
 use crate::id::Id;
 use crate::limits;
-use crate::model::{Direction, InteractionState, Media, Pending, SessionState};
+use crate::model::{Direction, InteractionState, Media, Pending, SessionState, Supervision};
 use crate::profile::Profile;
 use crate::rules;
 
@@ -171,6 +171,10 @@ pub struct TargetContext {
     pub reason_required: bool,
     /// The number of parties on an interaction, the agent included.
     pub participants: Option<&'static str>,
+    /// How a supervisor takes part in a supervised agent's interaction.
+    pub supervision: Option<&'static str>,
+    /// A supervisor monitors this interaction, shown where the profile allows it.
+    pub monitored: bool,
 }
 
 impl TargetContext {
@@ -185,6 +189,8 @@ impl TargetContext {
             self.reasons.as_deref().map(|r| ("reasons", r)),
             self.reason_required.then_some(("reason_required", "true")),
             self.participants.map(|n| ("participants", n)),
+            self.supervision.map(|s| ("supervision", s)),
+            self.monitored.then_some(("monitored", "true")),
         ]
         .into_iter()
         .flatten()
@@ -227,6 +233,8 @@ impl TargetContext {
                 reasons: reasons.not_ready_joined().cloned(),
                 reason_required: reasons.not_ready_required(),
                 participants: None,
+                supervision: None,
+                monitored: false,
             }),
             Target::Interaction { interaction, .. } => {
                 state
@@ -236,6 +244,9 @@ impl TargetContext {
                         state: i.state.as_str(),
                         direction: Some(i.direction),
                         participants: Some(count_text(i.party_count())),
+                        supervision: (i.supervision != Supervision::Own)
+                            .then(|| i.supervision.as_str()),
+                        monitored: i.monitored && profile.show_monitoring(),
                         ..TargetContext::default()
                     })
             }

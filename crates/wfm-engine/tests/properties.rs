@@ -17,8 +17,8 @@ use wfm_engine::testkit::{id, profile, session_with, two_channel_state};
 use wfm_engine::{
     AgentState, Applied, CapSet, Capability, Channel, ChannelUpdate, ConsultIntent, CtiUpdate,
     Direction, Interaction, InteractionChange, InteractionState, Media, Options, Participant,
-    ParticipantRole, Pending, Profile, Recording, Session, SessionState, StateEvent, Switch,
-    Target, TargetKind, UpdateError, ViewState,
+    ParticipantRole, Pending, Profile, Recording, Session, SessionState, StateEvent, Supervision,
+    Switch, Target, TargetKind, UpdateError, ViewState,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -164,11 +164,24 @@ fn change() -> impl Strategy<Value = InteractionChange> {
             ),
             prop::option::weighted(0.2, consult_intent()),
             prop::option::weighted(0.2, participants()),
+            prop::option::weighted(0.2, supervision()),
+            prop::option::weighted(0.1, any::<bool>()),
         ),
     )
         .prop_map(
-            |(item, st, consult_of, parties, rec, muted, disposition, (data, intent, people))| {
+            |(
+                item,
+                st,
+                consult_of,
+                parties,
+                rec,
+                muted,
+                disposition,
+                (data, intent, people, supervision, monitored),
+            )| {
                 InteractionChange {
+                    supervision,
+                    monitored,
                     id: id(item),
                     state: st,
                     consult_of: consult_of.map(|c| c.map(id)),
@@ -240,6 +253,16 @@ fn participants() -> impl Strategy<Value = Vec<Participant>> {
             })
             .collect()
     })
+}
+
+fn supervision() -> impl Strategy<Value = Supervision> {
+    prop_oneof![
+        Just(Supervision::Own),
+        Just(Supervision::Supervised),
+        Just(Supervision::Monitoring),
+        Just(Supervision::Whispering),
+        Just(Supervision::Barged),
+    ]
 }
 
 fn consult_intent() -> impl Strategy<Value = ConsultIntent> {

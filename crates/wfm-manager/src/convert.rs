@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use wfm_engine::{
     AgentState, Capability, ChannelUpdate, ConsultIntent, CtiUpdate, Direction, Id,
     InteractionChange, InteractionState, Media, Participant, ParticipantRole, Pending, Recording,
-    SessionState, StateEvent,
+    SessionState, StateEvent, Supervision,
 };
 use wfm_proto::v1 as pb;
 
@@ -191,6 +191,26 @@ fn participant_to_wire(value: &Participant) -> pb::Participant {
     }
 }
 
+fn supervision(value: pb::Supervision) -> Supervision {
+    match value {
+        pb::Supervision::Own => Supervision::Own,
+        pb::Supervision::Supervised => Supervision::Supervised,
+        pb::Supervision::Monitoring => Supervision::Monitoring,
+        pb::Supervision::Whispering => Supervision::Whispering,
+        pb::Supervision::Barged => Supervision::Barged,
+    }
+}
+
+fn supervision_to_wire(value: Supervision) -> pb::Supervision {
+    match value {
+        Supervision::Own => pb::Supervision::Own,
+        Supervision::Supervised => pb::Supervision::Supervised,
+        Supervision::Monitoring => pb::Supervision::Monitoring,
+        Supervision::Whispering => pb::Supervision::Whispering,
+        Supervision::Barged => pb::Supervision::Barged,
+    }
+}
+
 fn recording(value: pb::Recording) -> Recording {
     match value {
         pb::Recording::Off => Recording::Off,
@@ -243,6 +263,8 @@ pub(crate) fn interaction(wire: pb::Interaction) -> Result<wfm_engine::Interacti
         consult_intent(decode("interaction.consult_intent", wire.consult_intent)?);
     item.parties = wire.parties.max(2);
     item.participants = participants(wire.participants)?;
+    item.supervision = supervision(decode("interaction.supervision", wire.supervision)?);
+    item.monitored = wire.monitored;
     item.recording = recording(decode("interaction.recording", wire.recording)?);
     item.muted = wire.muted;
     item.disposition = wire.disposition;
@@ -305,6 +327,11 @@ pub fn update(wire: Option<pb::CtiUpdate>) -> Result<CtiUpdate> {
                 .participants
                 .map(|list| participants(list.participants))
                 .transpose()?;
+            change.supervision = c
+                .supervision
+                .map(|s| decode("interaction.supervision", s).map(supervision))
+                .transpose()?;
+            change.monitored = c.monitored;
             change.recording = c
                 .recording
                 .map(|r| decode("interaction.recording", r).map(recording))
@@ -439,6 +466,8 @@ pub fn state_to_wire(state: &SessionState) -> pb::Snapshot {
                 data: i.data.clone().into_iter().collect(),
                 consult_intent: consult_intent_to_wire(i.consult_intent).into(),
                 participants: i.participants.iter().map(participant_to_wire).collect(),
+                supervision: supervision_to_wire(i.supervision).into(),
+                monitored: i.monitored,
             })
             .collect(),
     }
@@ -474,6 +503,8 @@ mod tests {
         call.data.insert("tier".into(), "vip".into());
         call.parties = 3;
         call.consult_intent = pb::ConsultIntent::Transfer.into();
+        call.supervision = pb::Supervision::Whispering.into();
+        call.monitored = true;
         call.participants = vec![pb::Participant {
             participant_id: "agent-7".into(),
             role: pb::ParticipantRole::Agent.into(),

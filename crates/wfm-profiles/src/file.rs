@@ -108,6 +108,7 @@ struct ProfileDto {
     #[serde(default)]
     switches: BTreeMap<String, Spanned<bool>>,
     reasons: Option<ReasonsDto>,
+    show_monitoring: Option<bool>,
     #[serde(default)]
     rules: Vec<RuleDto>,
 }
@@ -353,7 +354,8 @@ impl Builder<'_, '_> {
         let profile = Arc::new(
             Profile::new(name, options, &off)
                 .with_rules(rules)
-                .with_reasons(reasons),
+                .with_reasons(reasons)
+                .with_show_monitoring(dto.show_monitoring.unwrap_or(base.show_monitoring())),
         );
         self.built.insert(name.to_string(), profile.clone());
         Some(profile)

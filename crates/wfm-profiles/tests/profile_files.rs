@@ -200,11 +200,12 @@ fn every_engine_option_can_be_set_by_its_name() {
 }
 
 #[test]
-fn reason_codes_are_listed_inherited_and_checked() {
+fn reason_codes_and_monitoring_are_listed_inherited_and_checked() {
     let text = r#"
 [profiles.site]
 reasons = { not_ready = ["break", "lunch"], not_ready_required = true, logout = ["end_of_shift"] }
 options = { max_channel_capacity = 3 }
+show_monitoring = true
 
 [profiles.desk]
 extends = "site"
@@ -218,6 +219,7 @@ extends = "site"
         assert_eq!(reasons.logout(), ["end_of_shift"], "{name}");
         assert!(!reasons.logout_required(), "{name}");
         assert_eq!(profile.options().max_channel_capacity, 3, "{name}");
+        assert!(profile.show_monitoring(), "{name}");
     }
     // The channel context carries the Not Ready codes, the session context the logout ones.
     let s = session_with(

@@ -101,6 +101,12 @@ impl CtiState {
         if let Some(list) = &change.participants {
             item.participants.clone_from(&list.participants);
         }
+        if let Some(supervision) = change.supervision {
+            item.supervision = supervision;
+        }
+        if let Some(monitored) = change.monitored {
+            item.monitored = monitored;
+        }
         if let Some(recording) = change.recording {
             item.recording = recording;
         }

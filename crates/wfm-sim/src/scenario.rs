@@ -24,7 +24,9 @@
 //! A channel may carry a `capacity` (concurrent interactions; `agent` steps too, where 0 or
 //! absent keeps the one reported before), and `create` and `change` a `consult_intent`
 //! (`transfer`, `conference` or `unspecified`) and `participants`, a list of
-//! `{ id, role, self, controller }` (role `agent`, `customer`, `consult` or `supervisor`).
+//! `{ id, role, self, controller }` (role `agent`, `customer`, `consult` or `supervisor`),
+//! a `supervision` (`own`, `supervised`, `monitoring`, `whispering`, `barged`) and a
+//! `monitored` flag.
 //!
 //! A step does at most one of `agent`, `create` and `change`, then checks `expect`: for each
 //! target (`""` is the session, `"voice"` a channel, `"voice.c1"` an interaction) the exact
@@ -144,6 +146,9 @@ struct CreateDto {
     parties: u32,
     #[serde(default)]
     participants: Vec<ParticipantDto>,
+    supervision: Option<String>,
+    #[serde(default)]
+    monitored: bool,
     #[serde(default)]
     data: BTreeMap<String, String>,
 }
@@ -188,6 +193,8 @@ struct ChangeDto {
     consult_intent: Option<String>,
     parties: Option<u32>,
     participants: Option<Vec<ParticipantDto>>,
+    supervision: Option<String>,
+    monitored: Option<bool>,
     recording: Option<String>,
     muted: Option<bool>,
     disposition: Option<String>,
@@ -216,6 +223,14 @@ fn consult_intent(value: &str) -> Result<i32, String> {
         .filter(|_| !value.is_empty())
         .map(Into::into)
         .ok_or_else(|| format!("unknown consult intent {value:?}"))
+}
+
+/// `own`, `supervised`, `monitoring`, `whispering` or `barged`; `own` is the wire default.
+fn supervision(value: &str) -> Result<i32, String> {
+    pb::Supervision::from_str_name(&format!("SUPERVISION_{}", value.to_ascii_uppercase()))
+        .filter(|_| !value.is_empty())
+        .map(Into::into)
+        .ok_or_else(|| format!("unknown supervision {value:?}"))
 }
 
 fn agent_state(value: &str) -> Result<i32, String> {
@@ -279,6 +294,13 @@ impl CreateDto {
                 .unwrap_or_default(),
             parties: self.parties,
             participants: participants(self.participants)?,
+            supervision: self
+                .supervision
+                .as_deref()
+                .map(supervision)
+                .transpose()?
+                .unwrap_or_default(),
+            monitored: self.monitored,
             data: self.data.into_iter().collect(),
             ..Default::default()
         }))
@@ -304,6 +326,8 @@ impl ChangeDto {
                         participants(list).map(|participants| pb::Participants { participants })
                     })
                     .transpose()?,
+                supervision: self.supervision.as_deref().map(supervision).transpose()?,
+                monitored: self.monitored,
                 recording: self
                     .recording
                     .as_deref()

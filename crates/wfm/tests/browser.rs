@@ -193,6 +193,10 @@ fn voice_call(enabled: &[&str]) -> Vec<String> {
         "recording.stop",
         "recording.pause",
         "recording.resume",
+        "monitor",
+        "whisper",
+        "barge",
+        "stopMonitoring",
         "wrapUp",
         "complete",
     ];

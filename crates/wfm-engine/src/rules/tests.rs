@@ -1330,6 +1330,18 @@ fn enabling(cap: Capability) -> (SessionState, &'static str) {
         Answer | Reject | Redirect => one(call("c1", "voice", Alerting)),
         SingleStepConference => one(connected),
         Pause => (on_chat(vec![chat("x", "chat", Active)]), "chat.x"),
+        Monitor => one(Interaction {
+            supervision: crate::model::Supervision::Supervised,
+            ..connected
+        }),
+        Whisper | Barge | StopMonitoring => one(Interaction {
+            supervision: if cap == Whisper {
+                crate::model::Supervision::Monitoring
+            } else {
+                crate::model::Supervision::Whispering
+            },
+            ..connected
+        }),
         Resume => (on_chat(vec![chat("x", "chat", Paused)]), "chat.x"),
         other => panic!("no scenario for {other}"),
     }
@@ -1337,7 +1349,7 @@ fn enabling(cap: Capability) -> (SessionState, &'static str) {
 
 #[test]
 fn each_switch_removes_exactly_its_capabilities() {
-    let expected: [(Switch, &[&str]); 11] = [
+    let expected: [(Switch, &[&str]); 12] = [
         (
             Switch::Recording,
             &[
@@ -1378,6 +1390,15 @@ fn each_switch_removes_exactly_its_capabilities() {
         (Switch::Answer, &["interaction.answer"]),
         (Switch::Redirect, &["interaction.redirect"]),
         (Switch::Pause, &["interaction.pause", "interaction.resume"]),
+        (
+            Switch::Supervisor,
+            &[
+                "interaction.monitor",
+                "interaction.whisper",
+                "interaction.barge",
+                "interaction.stopMonitoring",
+            ],
+        ),
     ];
     assert_eq!(expected.len(), Switch::ALL.len());
     for (switch, removed) in expected {
@@ -2075,4 +2096,105 @@ fn the_context_names_the_participant_count() {
     let events = s.full_view();
     let call_event = events.iter().find(|e| e.target == "s1.voice.c1").unwrap();
     assert_eq!(call_event.context.participants, Some("2"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Supervisor functions (behaviour 6)
+
+fn supervised(state: InteractionState, mode: crate::model::Supervision) -> Interaction {
+    Interaction {
+        supervision: mode,
+        ..call("c1", "voice", state)
+    }
+}
+
+#[test]
+fn a_supervisor_moves_between_listen_in_coaching_and_barge_in() {
+    // Genesys switch-to-listen-in / coaching / barge-in, Finesse SILENT_MONITOR and
+    // BARGE_CALL, Amazon Connect silent_monitor and barge (anchors §2b, §2c, §4).
+    use crate::model::Supervision::*;
+    for (mode, expected) in [
+        (Supervised, &["interaction.monitor"][..]),
+        (
+            Monitoring,
+            &[
+                "interaction.whisper",
+                "interaction.barge",
+                "interaction.stopMonitoring",
+            ][..],
+        ),
+        (
+            Whispering,
+            &[
+                "interaction.monitor",
+                "interaction.barge",
+                "interaction.stopMonitoring",
+            ][..],
+        ),
+        (
+            Barged,
+            &[
+                "interaction.monitor",
+                "interaction.whisper",
+                "interaction.stopMonitoring",
+            ][..],
+        ),
+    ] {
+        let s = session(on_voice(vec![supervised(Connected, mode)]));
+        // Nothing of the agent's own call: the supervisor does not hold or transfer it.
+        assert_eq!(caps(&s, "voice.c1"), expected, "{mode:?}");
+    }
+    // A call that is not up cannot be joined; a joined one can always be left.
+    let s = session(on_voice(vec![supervised(Alerting, Supervised)]));
+    assert_eq!(caps(&s, "voice.c1"), [] as [&str; 0]);
+    let s = session(on_voice(vec![supervised(WrapUp, Monitoring)]));
+    assert_eq!(caps(&s, "voice.c1"), ["interaction.stopMonitoring"]);
+}
+
+#[test]
+fn a_watched_call_is_not_the_supervisors_work_and_a_joined_one_is() {
+    use crate::model::Supervision::*;
+    let s = session(state(
+        vec![voice("voice", Ready)],
+        vec![supervised(Connected, Supervised)],
+    ));
+    assert_eq!(caps(&s, ""), ["session.logout"]);
+    assert!(enabled(&s, "voice").contains(Capability::ChannelDial));
+    let s = session(state(
+        vec![voice("voice", Ready)],
+        vec![supervised(Connected, Monitoring)],
+    ));
+    assert_eq!(caps(&s, ""), [] as [&str; 0]);
+    assert!(!enabled(&s, "voice").contains(Capability::ChannelDial));
+    // A supervised call never forms a pair with the supervisor's own calls.
+    let s = session(on_voice(vec![
+        call("own", "voice", Held),
+        Interaction {
+            supervision: Supervised,
+            ..call("watched", "voice", Connected)
+        },
+    ]));
+    assert!(enabled(&s, "voice.own").contains(Capability::Retrieve));
+    assert!(!enabled(&s, "voice.own").contains(Capability::CompleteTransfer));
+}
+
+#[test]
+fn the_agent_sees_monitoring_only_where_the_profile_shows_it() {
+    let monitored = || {
+        on_voice(vec![Interaction {
+            monitored: true,
+            ..call("c1", "voice", Connected)
+        }])
+    };
+    let flag = |s: &Session| {
+        s.full_view()
+            .into_iter()
+            .find(|e| e.target == "s1.voice.c1")
+            .unwrap()
+            .context
+            .monitored
+    };
+    assert!(!flag(&session(monitored())));
+    let shown = Profile::new("shown", Options::default(), &[]).with_show_monitoring(true);
+    assert!(flag(&session_with(shown, monitored())));
 }

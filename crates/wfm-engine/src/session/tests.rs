@@ -468,7 +468,7 @@ fn an_ended_interaction_gets_one_final_all_disabled_event_and_is_dropped() {
     assert_eq!(last.defined, TargetKind::VoiceInteraction.catalogue());
     assert!(last.enabled.is_empty());
     let listed: Vec<(Capability, bool)> = last.capabilities().collect();
-    assert_eq!(listed.len(), 24);
+    assert_eq!(listed.len(), 28);
     assert!(listed.iter().all(|(_, on)| !on));
     assert_eq!(
         last.context,
@@ -481,6 +481,8 @@ fn an_ended_interaction_gets_one_final_all_disabled_event_and_is_dropped() {
             reasons: None,
             reason_required: false,
             participants: None,
+            supervision: None,
+            monitored: false,
         }
     );
 
@@ -679,6 +681,10 @@ fn events_list_only_changed_targets_each_with_its_entire_list() {
             ("interaction.recording.stop", false),
             ("interaction.recording.pause", false),
             ("interaction.recording.resume", false),
+            ("interaction.monitor", false),
+            ("interaction.whisper", false),
+            ("interaction.barge", false),
+            ("interaction.stopMonitoring", false),
             ("interaction.wrapUp", false),
             ("interaction.complete", false),
         ]
@@ -694,6 +700,8 @@ fn events_list_only_changed_targets_each_with_its_entire_list() {
             reasons: None,
             reason_required: false,
             participants: Some("2"),
+            supervision: None,
+            monitored: false,
         }
     );
 }
