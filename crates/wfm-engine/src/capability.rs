@@ -65,6 +65,12 @@ catalogue! {
     Whisper => "interaction.whisper", "Supervisor: coach the agent, unheard by the customer.";
     Barge => "interaction.barge", "Supervisor: join an agent's call so that everyone hears.";
     StopMonitoring => "interaction.stopMonitoring", "Supervisor: leave an agent's call.";
+    PreviewAccept => "interaction.preview.accept", "Accept a previewed outbound record: the call is placed.";
+    PreviewSkip => "interaction.preview.skip", "Pass a previewed record back to the campaign for later.";
+    PreviewReject => "interaction.preview.reject", "Refuse a previewed record: it is not called.";
+    CallbackCall => "interaction.callback.call", "Call the customer of a scheduled callback now.";
+    CallbackReschedule => "interaction.callback.reschedule", "Move a scheduled callback to another time.";
+    CallbackCancel => "interaction.callback.cancel", "Cancel a scheduled callback.";
     WrapUp => "interaction.wrapUp", "Set a disposition.";
     Complete => "interaction.complete", "Mark the interaction done.";
 }
@@ -263,6 +269,9 @@ impl TargetKind {
                 Whisper,
                 Barge,
                 StopMonitoring,
+                PreviewAccept,
+                PreviewSkip,
+                PreviewReject,
                 WrapUp,
                 Complete,
             ]),
@@ -273,6 +282,9 @@ impl TargetKind {
                 Pause,
                 Resume,
                 SingleStepTransfer,
+                CallbackCall,
+                CallbackReschedule,
+                CallbackCancel,
                 UpdateData,
                 WrapUp,
                 Complete,

@@ -475,6 +475,12 @@ pub struct Interaction {
     pub consult_of: Option<Id>,
     /// For a consult leg: whether it was placed for a transfer, a conference or either.
     pub consult_intent: ConsultIntent,
+    /// An outbound campaign's preview reservation: the agent sees the customer before the
+    /// call is placed (Finesse RESERVED_OUTBOUND_PREVIEW).
+    pub preview: bool,
+    /// For a call placed for a scheduled callback: the callback it serves. A relation to an
+    /// interaction no longer tracked reads as none.
+    pub callback_of: Option<Id>,
     /// Parties on the call including the agent; 2 for an ordinary call.
     pub parties: u32,
     /// The parties one by one, when the Interaction Processor reports them; empty when it
@@ -524,6 +530,8 @@ impl Interaction {
             state,
             consult_of: None,
             consult_intent: ConsultIntent::Unspecified,
+            preview: false,
+            callback_of: None,
             parties: 2,
             participants: Vec::new(),
             recording: Recording::Off,

@@ -120,11 +120,15 @@ pub enum Switch {
     Pause,
     /// Supervisor monitoring, whisper and barge-in.
     Supervisor,
+    /// Outbound preview dialing.
+    Preview,
+    /// Scheduled callbacks handled from the desktop.
+    Callback,
 }
 
 impl Switch {
     /// Every switch.
-    pub const ALL: [Switch; 12] = [
+    pub const ALL: [Switch; 14] = [
         Switch::Recording,
         Switch::RecordingPause,
         Switch::Mute,
@@ -137,6 +141,8 @@ impl Switch {
         Switch::Redirect,
         Switch::Pause,
         Switch::Supervisor,
+        Switch::Preview,
+        Switch::Callback,
     ];
 
     /// The configuration name.
@@ -154,6 +160,8 @@ impl Switch {
             Switch::Redirect => "redirect",
             Switch::Pause => "pause",
             Switch::Supervisor => "supervisor",
+            Switch::Preview => "preview",
+            Switch::Callback => "callback",
         }
     }
 
@@ -180,6 +188,8 @@ impl Switch {
             Switch::Redirect => CapSet::of(&[Redirect]),
             Switch::Pause => CapSet::of(&[Pause, Resume]),
             Switch::Supervisor => CapSet::of(&[Monitor, Whisper, Barge, StopMonitoring]),
+            Switch::Preview => CapSet::of(&[PreviewAccept, PreviewSkip, PreviewReject]),
+            Switch::Callback => CapSet::of(&[CallbackCall, CallbackReschedule, CallbackCancel]),
         }
     }
 

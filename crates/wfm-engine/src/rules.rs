@@ -158,7 +158,11 @@ pub(crate) fn evaluate(subject: &Subject<'_>, options: &Options) -> CapSet {
         (channel, Some(item)) => {
             // Every interaction subject has its channel; none would mean no reported capacity.
             let capacity = channel.map_or(0, |c| c.capacity);
-            other_interaction(item, capacity, &subject.tally, options)
+            let mut caps = other_interaction(item, capacity, &subject.tally, options);
+            if subject.media == Some(Media::Callback) {
+                caps = caps.union(callback(item, &state.interactions));
+            }
+            caps
         }
         (Some(channel), None) => self::channel(channel, &subject.tally, state, options),
         (None, None) => session(state, options),
@@ -176,7 +180,7 @@ pub(crate) fn describe(capability: Capability) -> &'static str {
              mandatory_disposition)"
         }
         ChannelCancelPending => "a Ready or Not Ready is pending on the channel",
-        Redirect => "the call is alerting",
+        Redirect => "the call is alerting (not a preview)",
         Pause => "the interaction is active",
         Resume => "the interaction is paused",
         SingleStepConference => {
@@ -198,9 +202,9 @@ pub(crate) fn describe(capability: Capability) -> &'static str {
             "logged in, not reserved, and no pending or live work on the session \
              (only this channel's, with dial_during_other_media)"
         }
-        Answer => "the call is alerting",
+        Answer => "the call is alerting (not a preview)",
         Accept => "the interaction is offered and the channel is under its capacity",
-        Reject => "the call is alerting or the interaction offered",
+        Reject => "the call is alerting (not a preview) or the interaction offered",
         Release => {
             "the call is dialing, connected, held or failed, or the interaction active or paused"
         }
@@ -237,7 +241,11 @@ pub(crate) fn describe(capability: Capability) -> &'static str {
         }
         Whisper => "a supervised agent's call, connected or held, listened in on or barged into",
         Barge => "a supervised agent's call, connected or held, listened in on or coached",
-        StopMonitoring => "this supervisor has joined the agent's call",
+        StopMonitoring => "this supervisor has joined the agent's call, and it is not over",
+        PreviewAccept | PreviewSkip | PreviewReject => "a preview reservation is offered",
+        CallbackCall | CallbackReschedule | CallbackCancel => {
+            "a scheduled callback is offered or active, and no call placed for it is up"
+        }
         WrapUp => "the interaction is in wrap-up",
         Complete => "the interaction is in wrap-up (with a disposition, when mandatory)",
     }
@@ -363,10 +371,17 @@ pub(crate) fn voice_interaction(
         ConsultIntent::Unspecified
     };
 
+    // A preview is a record to decide on, not a ringing call (Finesse
+    // RESERVED_OUTBOUND_PREVIEW): it has the preview choices instead of answer and reject.
+    let ringing = s == Alerting && !call.preview;
+    let previewing = s == Alerting && call.preview;
     let mut caps = CapSet::EMPTY;
-    caps.set(Answer, s == Alerting);
-    caps.set(Reject, s == Alerting && options.reject_alerting);
-    caps.set(Redirect, s == Alerting);
+    caps.set(Answer, ringing);
+    caps.set(Reject, ringing && options.reject_alerting);
+    caps.set(Redirect, ringing);
+    caps.set(PreviewAccept, previewing);
+    caps.set(PreviewSkip, previewing);
+    caps.set(PreviewReject, previewing);
     caps.set(Release, matches!(s, Dialing | Connected | Held | Failed));
     caps.set(Hold, connected);
     caps.set(Retrieve, s == Held && tally.connected == 0);
@@ -458,6 +473,26 @@ fn set_wrap_up(caps: &mut CapSet, item: &Interaction, options: &Options) {
     );
 }
 
+/// A scheduled callback's own choices while it waits (offered) or is being worked (active)
+/// and no call placed for it is still up; Finesse UPDATE_SCHEDULED_CALLBACK and
+/// CANCEL_SCHEDULED_CALLBACK, Amazon Connect queue callbacks.
+fn callback(item: &Interaction, interactions: &[Interaction]) -> CapSet {
+    use InteractionState::*;
+    if item.supervision != Supervision::Own {
+        return CapSet::EMPTY;
+    }
+    let waiting = matches!(item.state, Offered | Active);
+    let calling = interactions
+        .iter()
+        .any(|i| i.callback_of.as_ref() == Some(&item.id) && i.state.is_live());
+    let open = waiting && !calling;
+    let mut caps = CapSet::EMPTY;
+    caps.set(CallbackCall, open);
+    caps.set(CallbackReschedule, open);
+    caps.set(CallbackCancel, open);
+    caps
+}
+
 /// A supervisor's capabilities on a supervised agent's call, and nothing of the agent's: the
 /// usual moves between listen-in, coaching and barge-in (Genesys switch-to-listen-in,
 /// switch-to-coaching, switch-to-barge-in), on a call that is still up.
@@ -475,7 +510,8 @@ fn supervising(call: &Interaction) -> CapSet {
     );
     caps.set(Whisper, up && matches!(mode, Monitoring | Barged));
     caps.set(Barge, up && matches!(mode, Monitoring | Whispering));
-    caps.set(StopMonitoring, mode.is_joined());
+    // Once the agent's call is over there is nothing left to leave.
+    caps.set(StopMonitoring, mode.is_joined() && call.state.is_live());
     caps
 }
 

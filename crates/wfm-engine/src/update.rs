@@ -56,6 +56,10 @@ pub struct InteractionChange {
     pub consult_of: Option<Option<Id>>,
     /// New consult intent.
     pub consult_intent: Option<ConsultIntent>,
+    /// New preview flag.
+    pub preview: Option<bool>,
+    /// New callback relation; `Some(None)` clears it.
+    pub callback_of: Option<Option<Id>>,
     /// New party count.
     pub parties: Option<u32>,
     /// New participants, replacing the reported ones; `Some(vec![])` clears them.
@@ -386,6 +390,12 @@ fn apply_change(state: &mut SessionState, change: InteractionChange) -> Result<(
     if let Some(intent) = change.consult_intent {
         item.consult_intent = intent;
     }
+    if let Some(preview) = change.preview {
+        item.preview = preview;
+    }
+    if let Some(callback_of) = change.callback_of {
+        item.callback_of = callback_of;
+    }
     if let Some(parties) = change.parties {
         item.parties = parties;
     }
@@ -425,6 +435,8 @@ impl InteractionChange {
             state: None,
             consult_of: None,
             consult_intent: None,
+            preview: None,
+            callback_of: None,
             parties: None,
             participants: None,
             supervision: None,

@@ -175,6 +175,10 @@ pub struct TargetContext {
     pub supervision: Option<&'static str>,
     /// A supervisor monitors this interaction, shown where the profile allows it.
     pub monitored: bool,
+    /// The scheduled callback a call was placed for.
+    pub callback_of: Option<Id>,
+    /// The interaction is an outbound preview reservation.
+    pub preview: bool,
 }
 
 impl TargetContext {
@@ -191,6 +195,10 @@ impl TargetContext {
             self.participants.map(|n| ("participants", n)),
             self.supervision.map(|s| ("supervision", s)),
             self.monitored.then_some(("monitored", "true")),
+            self.callback_of
+                .as_ref()
+                .map(|c| ("callback_of", c.as_str())),
+            self.preview.then_some(("preview", "true")),
         ]
         .into_iter()
         .flatten()
@@ -235,6 +243,8 @@ impl TargetContext {
                 participants: None,
                 supervision: None,
                 monitored: false,
+                callback_of: None,
+                preview: false,
             }),
             Target::Interaction { interaction, .. } => {
                 state
@@ -247,6 +257,8 @@ impl TargetContext {
                         supervision: (i.supervision != Supervision::Own)
                             .then(|| i.supervision.as_str()),
                         monitored: i.monitored && profile.show_monitoring(),
+                        callback_of: i.callback_of.clone(),
+                        preview: i.preview,
                         ..TargetContext::default()
                     })
             }

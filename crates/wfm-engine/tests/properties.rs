@@ -112,7 +112,7 @@ fn channel_name() -> impl Strategy<Value = (&'static str, Media)> {
     prop_oneof![
         4 => Just(("voice", Media::Voice)),
         4 => Just(("chat", Media::Chat)),
-        1 => Just(("fax", Media::Task)),
+        1 => Just(("fax", Media::Callback)),
     ]
 }
 
@@ -128,10 +128,23 @@ fn new_interaction() -> impl Strategy<Value = Interaction> {
             any::<bool>(),
             prop::sample::select(vec!["", "sale"]),
             consult_intent(),
+            prop::bool::weighted(0.2),
         )
             .prop_map(
-                move |(item, dir, st, consult_of, parties, rec, muted, disposition, intent)| {
+                move |(
+                    item,
+                    dir,
+                    st,
+                    consult_of,
+                    parties,
+                    rec,
+                    muted,
+                    disposition,
+                    intent,
+                    preview,
+                )| {
                     Interaction {
+                        preview,
                         consult_of: consult_of.map(id),
                         consult_intent: intent,
                         parties,
@@ -166,6 +179,8 @@ fn change() -> impl Strategy<Value = InteractionChange> {
             prop::option::weighted(0.2, participants()),
             prop::option::weighted(0.2, supervision()),
             prop::option::weighted(0.1, any::<bool>()),
+            prop::option::weighted(0.1, any::<bool>()),
+            prop::option::weighted(0.1, prop::option::of(interaction_id())),
         ),
     )
         .prop_map(
@@ -177,9 +192,11 @@ fn change() -> impl Strategy<Value = InteractionChange> {
                 rec,
                 muted,
                 disposition,
-                (data, intent, people, supervision, monitored),
+                (data, intent, people, supervision, monitored, preview, callback_of),
             )| {
                 InteractionChange {
+                    preview,
+                    callback_of: callback_of.map(|c| c.map(id)),
                     supervision,
                     monitored,
                     id: id(item),
@@ -310,6 +327,8 @@ fn valid_snapshot() -> impl Strategy<Value = SessionState> {
                         capacity,
                         ..channel("chat", Media::Chat, chat_state, None)
                     },
+                    // Empty, so that later creations on it are scheduled callbacks.
+                    channel("fax", Media::Callback, chat_state, None),
                 ];
                 let interactions = IDS
                     .iter()
@@ -654,12 +673,13 @@ fn check_invariants(s: &Session) -> Result<(), TestCaseError> {
                 }
             }
         }
-        // Logout, of the session or of one channel, never leaves pending or live work behind.
+        // Logout, of the session or of one channel, never leaves pending or live work behind
+        // (a supervised call the supervisor has not joined is not its work).
         let live_on = |channel: Option<&wfm_engine::Id>| {
             state
                 .interactions
                 .iter()
-                .any(|i| i.state.is_live() && channel.is_none_or(|c| &i.channel == c))
+                .any(|i| i.is_work() && channel.is_none_or(|c| &i.channel == c))
                 || state.channels.iter().any(|c| {
                     c.state == AgentState::Reserved && channel.is_none_or(|id| &c.id == id)
                 })
@@ -686,6 +706,7 @@ fn check_invariants(s: &Session) -> Result<(), TestCaseError> {
                 .iter()
                 .filter(|i| {
                     &i.channel == channel
+                        && i.supervision == Supervision::Own
                         && matches!(i.state, InteractionState::Active | InteractionState::Paused)
                 })
                 .count() as u32;

@@ -265,6 +265,8 @@ pub(crate) fn interaction(wire: pb::Interaction) -> Result<wfm_engine::Interacti
     item.participants = participants(wire.participants)?;
     item.supervision = supervision(decode("interaction.supervision", wire.supervision)?);
     item.monitored = wire.monitored;
+    item.preview = wire.preview;
+    item.callback_of = optional_id("callback_of interaction id", &wire.callback_of)?;
     item.recording = recording(decode("interaction.recording", wire.recording)?);
     item.muted = wire.muted;
     item.disposition = wire.disposition;
@@ -332,6 +334,11 @@ pub fn update(wire: Option<pb::CtiUpdate>) -> Result<CtiUpdate> {
                 .map(|s| decode("interaction.supervision", s).map(supervision))
                 .transpose()?;
             change.monitored = c.monitored;
+            change.preview = c.preview;
+            change.callback_of = c
+                .callback_of
+                .map(|id| optional_id("callback_of interaction id", &id))
+                .transpose()?;
             change.recording = c
                 .recording
                 .map(|r| decode("interaction.recording", r).map(recording))
@@ -468,6 +475,12 @@ pub fn state_to_wire(state: &SessionState) -> pb::Snapshot {
                 participants: i.participants.iter().map(participant_to_wire).collect(),
                 supervision: supervision_to_wire(i.supervision).into(),
                 monitored: i.monitored,
+                preview: i.preview,
+                callback_of: i
+                    .callback_of
+                    .as_ref()
+                    .map(Id::to_string)
+                    .unwrap_or_default(),
             })
             .collect(),
     }
@@ -505,6 +518,8 @@ mod tests {
         call.consult_intent = pb::ConsultIntent::Transfer.into();
         call.supervision = pb::Supervision::Whispering.into();
         call.monitored = true;
+        call.preview = true;
+        call.callback_of = "cb-1".into();
         call.participants = vec![pb::Participant {
             participant_id: "agent-7".into(),
             role: pb::ParticipantRole::Agent.into(),

@@ -107,6 +107,12 @@ impl CtiState {
         if let Some(monitored) = change.monitored {
             item.monitored = monitored;
         }
+        if let Some(preview) = change.preview {
+            item.preview = preview;
+        }
+        if let Some(callback_of) = &change.callback_of {
+            item.callback_of.clone_from(callback_of);
+        }
         if let Some(recording) = change.recording {
             item.recording = recording;
         }

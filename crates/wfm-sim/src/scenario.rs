@@ -26,7 +26,8 @@
 //! (`transfer`, `conference` or `unspecified`) and `participants`, a list of
 //! `{ id, role, self, controller }` (role `agent`, `customer`, `consult` or `supervisor`),
 //! a `supervision` (`own`, `supervised`, `monitoring`, `whispering`, `barged`) and a
-//! `monitored` flag.
+//! `monitored` flag; `preview` marks an outbound preview reservation and `callback_of` names
+//! the callback a call serves.
 //!
 //! A step does at most one of `agent`, `create` and `change`, then checks `expect`: for each
 //! target (`""` is the session, `"voice"` a channel, `"voice.c1"` an interaction) the exact
@@ -150,6 +151,10 @@ struct CreateDto {
     #[serde(default)]
     monitored: bool,
     #[serde(default)]
+    preview: bool,
+    #[serde(default)]
+    callback_of: String,
+    #[serde(default)]
     data: BTreeMap<String, String>,
 }
 
@@ -195,6 +200,8 @@ struct ChangeDto {
     participants: Option<Vec<ParticipantDto>>,
     supervision: Option<String>,
     monitored: Option<bool>,
+    preview: Option<bool>,
+    callback_of: Option<String>,
     recording: Option<String>,
     muted: Option<bool>,
     disposition: Option<String>,
@@ -301,6 +308,8 @@ impl CreateDto {
                 .transpose()?
                 .unwrap_or_default(),
             monitored: self.monitored,
+            preview: self.preview,
+            callback_of: self.callback_of,
             data: self.data.into_iter().collect(),
             ..Default::default()
         }))
@@ -328,6 +337,8 @@ impl ChangeDto {
                     .transpose()?,
                 supervision: self.supervision.as_deref().map(supervision).transpose()?,
                 monitored: self.monitored,
+                preview: self.preview,
+                callback_of: self.callback_of,
                 recording: self
                     .recording
                     .as_deref()

@@ -197,6 +197,9 @@ fn voice_call(enabled: &[&str]) -> Vec<String> {
         "whisper",
         "barge",
         "stopMonitoring",
+        "preview.accept",
+        "preview.skip",
+        "preview.reject",
         "wrapUp",
         "complete",
     ];

@@ -1248,7 +1248,17 @@ fn a_non_voice_interaction_in_each_state() {
                 vec![media_channel.clone()],
                 vec![chat("x", "ch", item_state)],
             ));
-            assert_eq!(caps(&s, "ch.x"), expected, "{media:?} {item_state:?}");
+            // A callback's own choices have their test below.
+            let callback = CapSet::of(&[
+                Capability::CallbackCall,
+                Capability::CallbackReschedule,
+                Capability::CallbackCancel,
+            ]);
+            assert_eq!(
+                names(enabled(&s, "ch.x").without(callback)),
+                expected,
+                "{media:?} {item_state:?}"
+            );
         }
     }
 }
@@ -1285,6 +1295,9 @@ fn voice_flags_mean_nothing_on_non_voice_interactions() {
             "interaction.resume",
             "interaction.singleStepTransfer",
             "interaction.updateData",
+            "interaction.callback.call",
+            "interaction.callback.reschedule",
+            "interaction.callback.cancel",
             "interaction.wrapUp",
             "interaction.complete",
         ]
@@ -1330,6 +1343,21 @@ fn enabling(cap: Capability) -> (SessionState, &'static str) {
         Answer | Reject | Redirect => one(call("c1", "voice", Alerting)),
         SingleStepConference => one(connected),
         Pause => (on_chat(vec![chat("x", "chat", Active)]), "chat.x"),
+        PreviewAccept | PreviewSkip | PreviewReject => one(Interaction {
+            preview: true,
+            ..call("c1", "voice", Alerting)
+        }),
+        CallbackCall | CallbackReschedule | CallbackCancel => (
+            state(
+                vec![crate::testkit::channel(
+                    "cb",
+                    crate::model::Media::Callback,
+                    Busy,
+                )],
+                vec![chat("x", "cb", Offered)],
+            ),
+            "cb.x",
+        ),
         Monitor => one(Interaction {
             supervision: crate::model::Supervision::Supervised,
             ..connected
@@ -1349,7 +1377,7 @@ fn enabling(cap: Capability) -> (SessionState, &'static str) {
 
 #[test]
 fn each_switch_removes_exactly_its_capabilities() {
-    let expected: [(Switch, &[&str]); 12] = [
+    let expected: [(Switch, &[&str]); 14] = [
         (
             Switch::Recording,
             &[
@@ -1397,6 +1425,22 @@ fn each_switch_removes_exactly_its_capabilities() {
                 "interaction.whisper",
                 "interaction.barge",
                 "interaction.stopMonitoring",
+            ],
+        ),
+        (
+            Switch::Preview,
+            &[
+                "interaction.preview.accept",
+                "interaction.preview.skip",
+                "interaction.preview.reject",
+            ],
+        ),
+        (
+            Switch::Callback,
+            &[
+                "interaction.callback.call",
+                "interaction.callback.reschedule",
+                "interaction.callback.cancel",
             ],
         ),
     ];
@@ -2144,11 +2188,13 @@ fn a_supervisor_moves_between_listen_in_coaching_and_barge_in() {
         // Nothing of the agent's own call: the supervisor does not hold or transfer it.
         assert_eq!(caps(&s, "voice.c1"), expected, "{mode:?}");
     }
-    // A call that is not up cannot be joined; a joined one can always be left.
+    // A call that is not up cannot be joined; a joined one can be left while it lasts.
     let s = session(on_voice(vec![supervised(Alerting, Supervised)]));
     assert_eq!(caps(&s, "voice.c1"), [] as [&str; 0]);
-    let s = session(on_voice(vec![supervised(WrapUp, Monitoring)]));
+    let s = session(on_voice(vec![supervised(Dialing, Monitoring)]));
     assert_eq!(caps(&s, "voice.c1"), ["interaction.stopMonitoring"]);
+    let s = session(on_voice(vec![supervised(WrapUp, Monitoring)]));
+    assert_eq!(caps(&s, "voice.c1"), [] as [&str; 0]);
 }
 
 #[test]
@@ -2197,4 +2243,90 @@ fn the_agent_sees_monitoring_only_where_the_profile_shows_it() {
     assert!(!flag(&session(monitored())));
     let shown = Profile::new("shown", Options::default(), &[]).with_show_monitoring(true);
     assert!(flag(&session_with(shown, monitored())));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outbound preview and callbacks (behaviour 7)
+
+#[test]
+fn a_preview_reservation_offers_accept_skip_and_reject_instead_of_answer() {
+    // Finesse RESERVED_OUTBOUND_PREVIEW: the agent decides on the record before any call.
+    let preview = Interaction {
+        preview: true,
+        direction: crate::model::Direction::Outbound,
+        ..call("p1", "voice", Alerting)
+    };
+    let s = session(on_voice(vec![preview.clone()]));
+    assert_eq!(
+        caps(&s, "voice.p1"),
+        [
+            "interaction.updateData",
+            "interaction.preview.accept",
+            "interaction.preview.skip",
+            "interaction.preview.reject"
+        ]
+    );
+    // Accepted, the platform dials it: an ordinary outbound call from then on.
+    let s = session(on_voice(vec![Interaction {
+        state: Dialing,
+        ..preview
+    }]));
+    assert_eq!(
+        caps(&s, "voice.p1"),
+        ["interaction.release", "interaction.updateData"]
+    );
+}
+
+#[test]
+fn a_scheduled_callback_is_called_rescheduled_or_cancelled_until_its_call_is_up() {
+    use crate::model::Media;
+    let choices = CapSet::of(&[
+        Capability::CallbackCall,
+        Capability::CallbackReschedule,
+        Capability::CallbackCancel,
+    ]);
+    let with = |callback_state: InteractionState, call_state: Option<InteractionState>| {
+        let mut items = vec![chat("cb1", "cb", callback_state)];
+        if let Some(call_state) = call_state {
+            items.push(Interaction {
+                callback_of: Some(crate::testkit::id("cb1")),
+                direction: crate::model::Direction::Outbound,
+                ..call("c1", "voice", call_state)
+            });
+        }
+        session(state(
+            vec![
+                voice("voice", Busy),
+                crate::testkit::channel("cb", Media::Callback, Busy),
+            ],
+            items,
+        ))
+    };
+    for (callback_state, call_state, open) in [
+        (Offered, None, true),
+        (Active, None, true),
+        (Active, Some(Dialing), false),
+        (Active, Some(Connected), false),
+        (Active, Some(WrapUp), true),
+        (Paused, None, false),
+        (WrapUp, None, false),
+    ] {
+        let s = with(callback_state, call_state);
+        assert_eq!(
+            enabled(&s, "cb.cb1").intersect(choices),
+            if open { choices } else { CapSet::EMPTY },
+            "callback {callback_state:?}, call {call_state:?}"
+        );
+    }
+    // A chat never has them, though its kind lists them.
+    let s = session(on_chat(vec![chat("x", "chat", Active)]));
+    assert!(enabled(&s, "chat.x").intersect(choices).is_empty());
+    // The call names the callback it serves.
+    let s = with(Active, Some(Connected));
+    let events = s.full_view();
+    let call_event = events.iter().find(|e| e.target == "s1.voice.c1").unwrap();
+    assert_eq!(
+        call_event.context.callback_of.as_ref().map(|c| c.as_str()),
+        Some("cb1")
+    );
 }

@@ -468,7 +468,7 @@ fn an_ended_interaction_gets_one_final_all_disabled_event_and_is_dropped() {
     assert_eq!(last.defined, TargetKind::VoiceInteraction.catalogue());
     assert!(last.enabled.is_empty());
     let listed: Vec<(Capability, bool)> = last.capabilities().collect();
-    assert_eq!(listed.len(), 28);
+    assert_eq!(listed.len(), 31);
     assert!(listed.iter().all(|(_, on)| !on));
     assert_eq!(
         last.context,
@@ -483,6 +483,8 @@ fn an_ended_interaction_gets_one_final_all_disabled_event_and_is_dropped() {
             participants: None,
             supervision: None,
             monitored: false,
+            callback_of: None,
+            preview: false,
         }
     );
 
@@ -685,6 +687,9 @@ fn events_list_only_changed_targets_each_with_its_entire_list() {
             ("interaction.whisper", false),
             ("interaction.barge", false),
             ("interaction.stopMonitoring", false),
+            ("interaction.preview.accept", false),
+            ("interaction.preview.skip", false),
+            ("interaction.preview.reject", false),
             ("interaction.wrapUp", false),
             ("interaction.complete", false),
         ]
@@ -702,6 +707,8 @@ fn events_list_only_changed_targets_each_with_its_entire_list() {
             participants: Some("2"),
             supervision: None,
             monitored: false,
+            callback_of: None,
+            preview: false,
         }
     );
 }
