@@ -16,7 +16,9 @@
 //! channel = "voice"
 //! direction = "inbound"
 //! state = "connected"
-//! data = { tier = "vip" }          # optional; also consult_of, consult_intent, parties, recording, muted, disposition
+//! data = { tier = "vip" }          # optional; also consult_of, consult_intent, parties, recording, muted, disposition,
+//!                                  # preview, callback_of, supervision, monitored
+//! participants = [{ id = "me", role = "agent", self = true, controller = true }]   # optional
 //! ```
 
 use std::collections::BTreeMap;
@@ -25,7 +27,7 @@ use anyhow::{Context as _, anyhow};
 use serde::Deserialize;
 use wfm_engine::{
     AgentState, Channel, ConsultIntent, Direction, Id, Interaction, InteractionState, Media,
-    Pending, Recording, SessionState,
+    Participant, ParticipantRole, Pending, Recording, SessionState, Supervision,
 };
 
 #[derive(Deserialize)]
@@ -75,7 +77,26 @@ struct InteractionEntry {
     #[serde(default)]
     disposition: String,
     #[serde(default)]
+    preview: bool,
+    callback_of: Option<String>,
+    supervision: Option<String>,
+    #[serde(default)]
+    monitored: bool,
+    #[serde(default)]
+    participants: Vec<ParticipantEntry>,
+    #[serde(default)]
     data: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ParticipantEntry {
+    id: String,
+    role: String,
+    #[serde(default, rename = "self")]
+    is_self: bool,
+    #[serde(default)]
+    controller: bool,
 }
 
 fn two() -> u32 {
@@ -159,6 +180,41 @@ pub(crate) fn parse(origin: &str, text: &str) -> anyhow::Result<(Id, SessionStat
                 .transpose()?
                 .unwrap_or_default();
             item.muted = i.muted;
+            item.preview = i.preview;
+            item.callback_of = i
+                .callback_of
+                .map(|c| Id::parse("callback_of", &c))
+                .transpose()?;
+            item.supervision = i
+                .supervision
+                .map(|s| {
+                    named(
+                        "supervision",
+                        &s,
+                        Supervision::from_name,
+                        "own, supervised, monitoring, whispering, barged",
+                    )
+                })
+                .transpose()?
+                .unwrap_or_default();
+            item.monitored = i.monitored;
+            item.participants = i
+                .participants
+                .into_iter()
+                .map(|p| {
+                    Ok(Participant {
+                        id: p.id,
+                        role: named(
+                            "participant role",
+                            &p.role,
+                            ParticipantRole::from_name,
+                            "agent, customer, consult, supervisor",
+                        )?,
+                        is_self: p.is_self,
+                        controller: p.controller,
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?;
             item.disposition = i.disposition;
             item.data = i.data;
             Ok(item)
