@@ -127,6 +127,7 @@ fn channel(id: &str, media: Media) -> Result<Channel, UpdateError> {
         pending: None,
         pending_reason: String::new(),
         capacity: 0,
+        wrap_up_extensions: 0,
     })
 }
 

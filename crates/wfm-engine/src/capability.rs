@@ -35,6 +35,7 @@ catalogue! {
     ChannelReady => "channel.ready", "Become ready (or request it after the current work).";
     ChannelNotReady => "channel.notReady", "Become not ready, or change the reason code.";
     ChannelCancelPending => "channel.cancelPending", "Cancel a Ready or Not Ready requested for after the current work.";
+    ChannelExtendWrapUp => "channel.extendWrapUp", "Ask for more time in time-boxed after-call work.";
     ChannelDial => "channel.dial", "Place an outbound call.";
     Answer => "interaction.answer", "Answer an alerting call.";
     Accept => "interaction.accept", "Accept an offered non-voice interaction.";
@@ -233,6 +234,7 @@ impl TargetKind {
                 ChannelReady,
                 ChannelNotReady,
                 ChannelCancelPending,
+                ChannelExtendWrapUp,
                 ChannelDial,
             ]),
             TargetKind::OtherChannel => CapSet::of(&[
@@ -241,6 +243,7 @@ impl TargetKind {
                 ChannelReady,
                 ChannelNotReady,
                 ChannelCancelPending,
+                ChannelExtendWrapUp,
             ]),
             TargetKind::VoiceInteraction => CapSet::of(&[
                 Answer,

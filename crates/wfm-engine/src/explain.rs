@@ -81,6 +81,14 @@ fn relaxations(options: &Options) -> Vec<(&'static str, Options)> {
             relaxed(|o| o.single_step_transfer_in_consult = true),
         ),
         (
+            "acw_timeout_secs",
+            relaxed(|o| o.acw_timeout_secs = o.acw_timeout_secs.max(1)),
+        ),
+        (
+            "max_wrap_up_extensions",
+            relaxed(|o| o.max_wrap_up_extensions = u32::MAX),
+        ),
+        (
             "drop_requires_controller",
             relaxed(|o| o.drop_requires_controller = false),
         ),

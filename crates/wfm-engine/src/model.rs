@@ -455,6 +455,8 @@ pub struct Channel {
     pub pending: Option<Pending>,
     /// Reason code of a pending NotReady; empty when none.
     pub pending_reason: String,
+    /// Extensions of the current after-call work the platform has granted.
+    pub wrap_up_extensions: u32,
     /// Interactions the platform routes to the channel at once (three chats, say); 0 when
     /// the Interaction Processor does not say, which leaves only the profile's cap.
     pub capacity: u32,

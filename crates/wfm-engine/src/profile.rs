@@ -24,6 +24,10 @@ pub struct Options {
     pub dial_during_other_media: bool,
     /// `interaction.singleStepTransfer` stays enabled on the connected leg of a consult pair.
     pub single_step_transfer_in_consult: bool,
+    /// After-call work is time-boxed to this many seconds (0: it is not).
+    pub acw_timeout_secs: u32,
+    /// How many times `channel.extendWrapUp` may extend one after-call work.
+    pub max_wrap_up_extensions: u32,
     /// `interaction.dropParticipant` only for the conference controller.
     pub drop_requires_controller: bool,
     /// The most interactions any channel is given at once, whatever capacity the
@@ -41,6 +45,8 @@ impl Default for Options {
             mandatory_disposition: false,
             dial_during_other_media: false,
             single_step_transfer_in_consult: false,
+            acw_timeout_secs: 0,
+            max_wrap_up_extensions: 1,
             drop_requires_controller: false,
             max_channel_capacity: limits::MAX_CAPACITY,
         }
@@ -53,7 +59,7 @@ impl Options {
     ///
     /// `Options::default().describe()` lists the defaults; the catalogue document is checked
     /// against it.
-    pub fn describe(&self) -> [(&'static str, String); 9] {
+    pub fn describe(&self) -> [(&'static str, String); 11] {
         // Destructured so that a new field fails to compile here instead of going unlisted.
         let Options {
             logout_requires_not_ready,
@@ -63,6 +69,8 @@ impl Options {
             mandatory_disposition,
             dial_during_other_media,
             single_step_transfer_in_consult,
+            acw_timeout_secs,
+            max_wrap_up_extensions,
             drop_requires_controller,
             max_channel_capacity,
         } = self;
@@ -83,6 +91,8 @@ impl Options {
                 "single_step_transfer_in_consult",
                 single_step_transfer_in_consult.to_string(),
             ),
+            ("acw_timeout_secs", acw_timeout_secs.to_string()),
+            ("max_wrap_up_extensions", max_wrap_up_extensions.to_string()),
             (
                 "drop_requires_controller",
                 drop_requires_controller.to_string(),
@@ -396,6 +406,8 @@ mod tests {
                 ("mandatory_disposition", "false"),
                 ("dial_during_other_media", "false"),
                 ("single_step_transfer_in_consult", "false"),
+                ("acw_timeout_secs", "0"),
+                ("max_wrap_up_extensions", "1"),
                 ("drop_requires_controller", "false"),
                 ("max_channel_capacity", "64"),
             ]

@@ -180,6 +180,10 @@ pub(crate) fn describe(capability: Capability) -> &'static str {
              mandatory_disposition)"
         }
         ChannelCancelPending => "a Ready or Not Ready is pending on the channel",
+        ChannelExtendWrapUp => {
+            "time-boxed after-call work (acw_timeout_secs) with extensions left \
+             (max_wrap_up_extensions)"
+        }
         Redirect => "the call is alerting (not a preview)",
         Pause => "the interaction is active",
         Resume => "the interaction is paused",
@@ -308,6 +312,12 @@ pub(crate) fn channel(
     caps.set(
         ChannelCancelPending,
         channel.state.is_logged_in() && channel.pending.is_some(),
+    );
+    caps.set(
+        ChannelExtendWrapUp,
+        channel.state == AfterCallWork
+            && options.acw_timeout_secs > 0
+            && channel.wrap_up_extensions < options.max_wrap_up_extensions,
     );
     caps.set(
         ChannelReady,

@@ -48,6 +48,7 @@ pub fn channel(channel_id: &str, media: Media, state: AgentState) -> Channel {
         pending: None,
         pending_reason: String::new(),
         capacity: 0,
+        wrap_up_extensions: 0,
     }
 }
 
@@ -173,6 +174,7 @@ pub fn channel_update(channel_id: &str, state: AgentState) -> ChannelUpdate {
         pending: None,
         pending_reason: String::new(),
         capacity: None,
+        wrap_up_extensions: 0,
     }
 }
 

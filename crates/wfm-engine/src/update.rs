@@ -43,6 +43,8 @@ pub struct ChannelUpdate {
     pub pending_reason: String,
     /// New capacity; `None` keeps the current one.
     pub capacity: Option<u32>,
+    /// Extensions of the current after-call work granted so far.
+    pub wrap_up_extensions: u32,
 }
 
 /// The fields of an interaction that changed; `None` keeps the current value.
@@ -275,6 +277,7 @@ pub(crate) fn apply(state: &mut SessionState, update: CtiUpdate) -> Result<(), U
             check_channel_text(&update.reason, &update.pending_reason)?;
             let new_capacity = update.capacity.map(capacity).transpose()?;
             channel.state = update.state;
+            channel.wrap_up_extensions = update.wrap_up_extensions;
             if let Some(new_capacity) = new_capacity {
                 channel.capacity = new_capacity;
             }

@@ -238,6 +238,7 @@ fn channel_update() -> impl Strategy<Value = ChannelUpdate> {
                     pending,
                     pending_reason,
                     capacity,
+                    wrap_up_extensions: u32::from(capacity == Some(2)),
                 }
             },
         )
@@ -429,6 +430,8 @@ fn random_profile() -> impl Strategy<Value = Profile> {
                 dial_during_other_media: flags[4],
                 single_step_transfer_in_consult: flags[5],
                 drop_requires_controller: flags[6],
+                acw_timeout_secs: u32::from(flags[4]) * 30,
+                max_wrap_up_extensions: u32::from(flags[5]),
                 max_channel_capacity: max_capacity,
             };
             // Mostly everything on, so that the switched capabilities get exercised too.

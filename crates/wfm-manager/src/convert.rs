@@ -247,6 +247,7 @@ pub(crate) fn channel(wire: pb::Channel) -> Result<wfm_engine::Channel> {
         pending_reason: wire.pending_reason,
         // Checked against the limit by the engine, with the rest of the state.
         capacity: wire.capacity,
+        wrap_up_extensions: wire.wrap_up_extensions,
     })
 }
 
@@ -307,6 +308,7 @@ pub fn update(wire: Option<pb::CtiUpdate>) -> Result<CtiUpdate> {
             pending: pending(decode("channel.pending", c.pending)?),
             pending_reason: c.pending_reason,
             capacity: (c.capacity != 0).then_some(c.capacity),
+            wrap_up_extensions: c.wrap_up_extensions,
         }),
         Kind::InteractionCreated(i) => CtiUpdate::InteractionCreated(interaction(i)?),
         Kind::InteractionChanged(c) => {
@@ -455,6 +457,7 @@ pub fn state_to_wire(state: &SessionState) -> pb::Snapshot {
                 pending: pending_to_wire(c.pending).into(),
                 pending_reason: c.pending_reason.clone(),
                 capacity: c.capacity,
+                wrap_up_extensions: c.wrap_up_extensions,
             })
             .collect(),
         interactions: state

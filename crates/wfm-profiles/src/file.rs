@@ -138,6 +138,8 @@ struct OptionsDto {
     mandatory_disposition: Option<bool>,
     dial_during_other_media: Option<bool>,
     single_step_transfer_in_consult: Option<bool>,
+    acw_timeout_secs: Option<Spanned<i64>>,
+    max_wrap_up_extensions: Option<Spanned<i64>>,
     drop_requires_controller: Option<bool>,
     max_channel_capacity: Option<Spanned<i64>>,
 }
@@ -372,6 +374,8 @@ fn options(base: &Options, dto: &OptionsDto, report: &mut Reporter<'_>) -> Optio
         mandatory_disposition,
         dial_during_other_media,
         single_step_transfer_in_consult,
+        acw_timeout_secs,
+        max_wrap_up_extensions,
         drop_requires_controller,
         max_channel_capacity,
     } = dto;
@@ -413,6 +417,33 @@ fn options(base: &Options, dto: &OptionsDto, report: &mut Reporter<'_>) -> Optio
             ),
         }
     }
+    // A day of after-call work, and ten extensions, are far past any site's policy.
+    let mut bounded = |value: &Option<Spanned<i64>>, name: &str, max: u32, target: &mut u32| {
+        if let Some(value) = value {
+            match u32::try_from(*value.get_ref()) {
+                Ok(v) if v <= max => *target = v,
+                _ => report.span(
+                    value.span(),
+                    format!(
+                        "{name} must be between 0 and {max}, got {}",
+                        value.get_ref()
+                    ),
+                ),
+            }
+        }
+    };
+    bounded(
+        acw_timeout_secs,
+        "acw_timeout_secs",
+        86_400,
+        &mut options.acw_timeout_secs,
+    );
+    bounded(
+        max_wrap_up_extensions,
+        "max_wrap_up_extensions",
+        10,
+        &mut options.max_wrap_up_extensions,
+    );
     if let Some(capacity) = max_channel_capacity {
         match u32::try_from(*capacity.get_ref()) {
             Ok(value) if (1..=i64::from(limits::MAX_CAPACITY)).contains(capacity.get_ref()) => {

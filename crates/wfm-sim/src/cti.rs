@@ -62,6 +62,7 @@ impl CtiState {
                     known.reason.clone_from(&channel.reason);
                     known.pending = channel.pending;
                     known.pending_reason.clone_from(&channel.pending_reason);
+                    known.wrap_up_extensions = channel.wrap_up_extensions;
                     // 0 means not reported in this update: the manager keeps the old one.
                     if channel.capacity != 0 {
                         known.capacity = channel.capacity;

@@ -124,6 +124,10 @@ pub const FILES: &[(&str, &str)] = &[
         "scenarios/30-chat-signs-out-during-a-call.toml",
         include_str!("../../../scenarios/30-chat-signs-out-during-a-call.toml"),
     ),
+    (
+        "scenarios/31-acw-timeout-and-extension.toml",
+        include_str!("../../../scenarios/31-acw-timeout-and-extension.toml"),
+    ),
 ];
 
 /// The parsed library.

@@ -131,6 +131,8 @@ struct AgentDto {
     pending_reason: String,
     #[serde(default)]
     capacity: u32,
+    #[serde(default)]
+    wrap_up_extensions: u32,
 }
 
 #[derive(Deserialize)]
@@ -276,6 +278,7 @@ impl AgentDto {
             },
             pending_reason: self.pending_reason,
             capacity: self.capacity,
+            wrap_up_extensions: self.wrap_up_extensions,
         }))
     }
 }

@@ -142,6 +142,7 @@ pub(crate) fn parse(origin: &str, text: &str) -> anyhow::Result<(Id, SessionStat
                     .transpose()?,
                 pending_reason: c.pending_reason,
                 capacity: c.capacity,
+                wrap_up_extensions: 0,
             })
         })
         .collect::<anyhow::Result<_>>()?;

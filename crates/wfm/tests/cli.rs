@@ -38,7 +38,7 @@ fn check_accepts_the_shipped_example() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout)
-            .ends_with("ok (7 profiles: controller-drops, default, email-desk, no-recording, standard, vip, wrap-up-strict)\n")
+            .ends_with("ok (8 profiles: acw-timeboxed, controller-drops, default, email-desk, no-recording, standard, vip, wrap-up-strict)\n")
     );
 }
 

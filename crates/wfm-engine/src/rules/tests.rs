@@ -321,7 +321,8 @@ fn non_voice_channels_do_not_list_dial() {
             "channel.logout",
             "channel.ready",
             "channel.notReady",
-            "channel.cancelPending"
+            "channel.cancelPending",
+            "channel.extendWrapUp"
         ]
     );
     assert_eq!(caps(&s, "chat"), ["channel.logout", "channel.notReady"]);

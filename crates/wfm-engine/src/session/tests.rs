@@ -783,7 +783,8 @@ fn a_channel_reused_for_another_media_resends_its_list() {
             "channel.logout",
             "channel.ready",
             "channel.notReady",
-            "channel.cancelPending"
+            "channel.cancelPending",
+            "channel.extendWrapUp"
         ]
     );
     assert_eq!(names(applied[0].enabled), ["channel.login"]);
@@ -1207,4 +1208,71 @@ fn participants_are_bounded_and_name_this_agent_at_most_once() {
         s.state().interaction(&id("c1")).unwrap().participants.len(),
         1
     );
+}
+
+#[test]
+fn time_boxed_after_call_work_expires_at_its_deadline_and_extensions_move_it() {
+    let boxed = Options {
+        acw_timeout_secs: 30,
+        max_wrap_up_extensions: 1,
+        ..Options::default()
+    };
+    let mut s = session_with(
+        profile(boxed, &[]),
+        state(vec![voice("voice", Busy)], vec![]),
+    );
+    assert_eq!(s.next_deadline(), None, "busy is not time-boxed");
+    s.apply_at(
+        1,
+        CtiUpdate::Channel(channel_update("voice", AfterCallWork)),
+        10_000,
+    )
+    .unwrap();
+    assert_eq!(s.next_deadline(), Some(40_000));
+    assert!(enabled(&s, "voice").contains(Capability::ChannelExtendWrapUp));
+    // Not yet due: nothing happens.
+    assert_eq!(s.expire(39_999), vec![]);
+    // The platform grants one extension: another 30 s, and no more extensions.
+    let mut extended = channel_update("voice", AfterCallWork);
+    extended.wrap_up_extensions = 1;
+    s.apply_at(2, CtiUpdate::Channel(extended), 20_000).unwrap();
+    assert_eq!(s.next_deadline(), Some(70_000), "dated from entering ACW");
+    assert!(!enabled(&s, "voice").contains(Capability::ChannelExtendWrapUp));
+    assert_eq!(s.expire(69_999), vec![]);
+    // Due: Finesse's wrap-up timer sends WORK to Not Ready.
+    // Not Ready enables what after-call work with no extension left did: no event.
+    let events = s.expire(70_000);
+    assert_eq!(targets(&events), [] as [&str; 0]);
+    let channel = s.state().channel(&id("voice")).unwrap();
+    assert_eq!(channel.state, NotReady);
+    assert_eq!(s.next_deadline(), None);
+    assert_eq!(s.last_sequence(), 2, "an expiry is not an update");
+}
+
+#[test]
+fn an_expiry_honours_a_pending_ready_and_no_box_means_no_deadline() {
+    let boxed = Options {
+        acw_timeout_secs: 5,
+        ..Options::default()
+    };
+    let mut ready_after = channel_update("voice", AfterCallWork);
+    ready_after.pending = Some(Pending::Ready);
+    let mut s = session_with(
+        profile(boxed, &[]),
+        state(vec![voice("voice", Busy)], vec![]),
+    );
+    s.apply_at(1, CtiUpdate::Channel(ready_after.clone()), 0)
+        .unwrap();
+    let events = s.expire(5_000);
+    // Ready: no more channel.ready, nor an extension.
+    assert_eq!(targets(&events), ["s1.voice"]);
+    assert!(!events[0].enabled.contains(Capability::ChannelReady));
+    let channel = s.state().channel(&id("voice")).unwrap();
+    assert_eq!((channel.state, channel.pending), (Ready, None));
+
+    let mut s = session(state(vec![voice("voice", Busy)], vec![]));
+    s.apply_at(1, CtiUpdate::Channel(ready_after), 0).unwrap();
+    assert_eq!(s.next_deadline(), None);
+    assert_eq!(s.expire(u64::MAX), vec![]);
+    assert!(!enabled(&s, "voice").contains(Capability::ChannelExtendWrapUp));
 }
