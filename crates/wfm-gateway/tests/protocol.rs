@@ -70,6 +70,7 @@ async fn bind_answers_first_then_sends_the_full_view_state() {
                                   {"name": "channel.ready", "type": "disabled"},
                                   {"name": "channel.notReady", "type": "disabled"},
                                   {"name": "channel.cancelPending", "type": "disabled"},
+                                  {"name": "channel.extendWrapUp", "type": "disabled"},
                                   {"name": "channel.dial", "type": "disabled"}]}})
     );
     ws.assert_quiet().await;

@@ -300,6 +300,7 @@ async fn the_demo_page_shows_live_buttons_in_a_real_browser() {
             "channel.ready=enabled",
             "channel.notReady=disabled",
             "channel.cancelPending=disabled",
+            "channel.extendWrapUp=disabled",
             "channel.dial=disabled",
         ],
     )
