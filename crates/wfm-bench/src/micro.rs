@@ -126,6 +126,8 @@ fn channel(id: &str, media: Media) -> Result<Channel, UpdateError> {
         reason: String::new(),
         pending: None,
         pending_reason: String::new(),
+        capacity: 0,
+        wrap_up_extensions: 0,
     })
 }
 

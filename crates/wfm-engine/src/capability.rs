@@ -30,19 +30,27 @@ macro_rules! catalogue {
 catalogue! {
     SessionLogin => "session.login", "Log the agent in.";
     SessionLogout => "session.logout", "Log the agent out of every channel.";
+    ChannelLogin => "channel.login", "Log the agent in on this channel only.";
+    ChannelLogout => "channel.logout", "Log the agent out of this channel only.";
     ChannelReady => "channel.ready", "Become ready (or request it after the current work).";
     ChannelNotReady => "channel.notReady", "Become not ready, or change the reason code.";
+    ChannelCancelPending => "channel.cancelPending", "Cancel a Ready or Not Ready requested for after the current work.";
+    ChannelExtendWrapUp => "channel.extendWrapUp", "Ask for more time in time-boxed after-call work.";
     ChannelDial => "channel.dial", "Place an outbound call.";
     Answer => "interaction.answer", "Answer an alerting call.";
     Accept => "interaction.accept", "Accept an offered non-voice interaction.";
     Reject => "interaction.reject", "Reject an alerting call or an offered interaction.";
+    Redirect => "interaction.redirect", "Deflect an alerting call elsewhere without answering it.";
     Release => "interaction.release", "Hang up or close.";
     Hold => "interaction.hold", "Put a connected call on hold.";
     Retrieve => "interaction.retrieve", "Take a held call off hold.";
+    Pause => "interaction.pause", "Park an active chat, email or task.";
+    Resume => "interaction.resume", "Take a paused chat, email or task up again.";
     Consult => "interaction.consult", "Place a consultation call for this call.";
     CompleteTransfer => "interaction.completeTransfer", "Join the held and the connected call and drop out.";
     CompleteConference => "interaction.completeConference", "Join the held and the connected call into a conference.";
     SingleStepTransfer => "interaction.singleStepTransfer", "Blind-transfer.";
+    SingleStepConference => "interaction.singleStepConference", "Add a party to the call in one step, without a consultation.";
     Alternate => "interaction.alternate", "Swap the held and the connected call.";
     Reconnect => "interaction.reconnect", "Drop the consult leg and return to the original call.";
     SendDtmf => "interaction.sendDtmf", "Send DTMF digits.";
@@ -54,6 +62,16 @@ catalogue! {
     RecordingStop => "interaction.recording.stop", "Stop recording.";
     RecordingPause => "interaction.recording.pause", "Pause recording.";
     RecordingResume => "interaction.recording.resume", "Resume a paused recording.";
+    Monitor => "interaction.monitor", "Supervisor: listen in on an agent's call (also back from whisper or barge).";
+    Whisper => "interaction.whisper", "Supervisor: coach the agent, unheard by the customer.";
+    Barge => "interaction.barge", "Supervisor: join an agent's call so that everyone hears.";
+    StopMonitoring => "interaction.stopMonitoring", "Supervisor: leave an agent's call.";
+    PreviewAccept => "interaction.preview.accept", "Accept a previewed outbound record: the call is placed.";
+    PreviewSkip => "interaction.preview.skip", "Pass a previewed record back to the campaign for later.";
+    PreviewReject => "interaction.preview.reject", "Refuse a previewed record: it is not called.";
+    CallbackCall => "interaction.callback.call", "Call the customer of a scheduled callback now.";
+    CallbackReschedule => "interaction.callback.reschedule", "Move a scheduled callback to another time.";
+    CallbackCancel => "interaction.callback.cancel", "Cancel a scheduled callback.";
     WrapUp => "interaction.wrapUp", "Set a disposition.";
     Complete => "interaction.complete", "Mark the interaction done.";
 }
@@ -64,7 +82,7 @@ impl Capability {
         Capability::ALL.iter().copied().find(|c| c.name() == name)
     }
 
-    const fn bit(self) -> u32 {
+    const fn bit(self) -> u64 {
         1 << self as u8
     }
 }
@@ -77,7 +95,7 @@ impl fmt::Display for Capability {
 
 /// A set of capabilities as one machine word; iteration yields catalogue order.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct CapSet(u32);
+pub struct CapSet(u64);
 
 impl CapSet {
     /// No capability.
@@ -96,7 +114,7 @@ impl CapSet {
 
     /// The set as bits: bit `i` is the capability at catalogue position `i`. This is how
     /// the set crosses process boundaries, against the catalogue sent once per stream.
-    pub const fn bits(self) -> u32 {
+    pub const fn bits(self) -> u64 {
         self.0
     }
 
@@ -107,7 +125,7 @@ impl CapSet {
 
     /// Adds `cap` when `on` holds; the branch-free form keeps rule evaluation tight.
     pub fn set(&mut self, cap: Capability, on: bool) {
-        self.0 |= (on as u32) << cap as u8;
+        self.0 |= (on as u64) << cap as u8;
     }
 
     /// Capabilities in both sets.
@@ -210,11 +228,27 @@ impl TargetKind {
         use Capability::*;
         match self {
             TargetKind::Session => CapSet::of(&[SessionLogin, SessionLogout]),
-            TargetKind::VoiceChannel => CapSet::of(&[ChannelReady, ChannelNotReady, ChannelDial]),
-            TargetKind::OtherChannel => CapSet::of(&[ChannelReady, ChannelNotReady]),
+            TargetKind::VoiceChannel => CapSet::of(&[
+                ChannelLogin,
+                ChannelLogout,
+                ChannelReady,
+                ChannelNotReady,
+                ChannelCancelPending,
+                ChannelExtendWrapUp,
+                ChannelDial,
+            ]),
+            TargetKind::OtherChannel => CapSet::of(&[
+                ChannelLogin,
+                ChannelLogout,
+                ChannelReady,
+                ChannelNotReady,
+                ChannelCancelPending,
+                ChannelExtendWrapUp,
+            ]),
             TargetKind::VoiceInteraction => CapSet::of(&[
                 Answer,
                 Reject,
+                Redirect,
                 Release,
                 Hold,
                 Retrieve,
@@ -222,6 +256,7 @@ impl TargetKind {
                 CompleteTransfer,
                 CompleteConference,
                 SingleStepTransfer,
+                SingleStepConference,
                 Alternate,
                 Reconnect,
                 SendDtmf,
@@ -233,6 +268,13 @@ impl TargetKind {
                 RecordingStop,
                 RecordingPause,
                 RecordingResume,
+                Monitor,
+                Whisper,
+                Barge,
+                StopMonitoring,
+                PreviewAccept,
+                PreviewSkip,
+                PreviewReject,
                 WrapUp,
                 Complete,
             ]),
@@ -240,7 +282,12 @@ impl TargetKind {
                 Accept,
                 Reject,
                 Release,
+                Pause,
+                Resume,
                 SingleStepTransfer,
+                CallbackCall,
+                CallbackReschedule,
+                CallbackCancel,
                 UpdateData,
                 WrapUp,
                 Complete,
@@ -270,7 +317,7 @@ mod tests {
             assert_eq!(Capability::from_name(cap.name()), Some(*cap));
         }
         assert_eq!(Capability::from_name("interaction.teleport"), None);
-        assert!(Capability::ALL.len() <= 32, "CapSet is one u32");
+        assert!(Capability::ALL.len() <= 64, "CapSet is one u64");
     }
 
     #[test]

@@ -72,6 +72,30 @@ fn relaxations(options: &Options) -> Vec<(&'static str, Options)> {
             "mandatory_disposition",
             relaxed(|o| o.mandatory_disposition = false),
         ),
+        (
+            "dial_during_other_media",
+            relaxed(|o| o.dial_during_other_media = true),
+        ),
+        (
+            "single_step_transfer_in_consult",
+            relaxed(|o| o.single_step_transfer_in_consult = true),
+        ),
+        (
+            "acw_timeout_secs",
+            relaxed(|o| o.acw_timeout_secs = o.acw_timeout_secs.max(1)),
+        ),
+        (
+            "max_wrap_up_extensions",
+            relaxed(|o| o.max_wrap_up_extensions = u32::MAX),
+        ),
+        (
+            "drop_requires_controller",
+            relaxed(|o| o.drop_requires_controller = false),
+        ),
+        (
+            "max_channel_capacity",
+            relaxed(|o| o.max_channel_capacity = u32::MAX),
+        ),
     ]
     .into_iter()
     .filter(|(_, relaxed)| relaxed != options)
@@ -117,7 +141,7 @@ pub fn explain(state: &SessionState, profile: &Profile) -> Vec<TargetExplanation
                 enabled: allowed,
             };
             TargetExplanation {
-                context: TargetContext::of(&view, state),
+                context: TargetContext::of(&view, state, profile),
                 target: subject.target,
                 kind: subject.kind,
                 capabilities,

@@ -38,10 +38,10 @@ pub use error::UpdateError;
 pub use explain::{CapabilityVerdict, TargetExplanation, Verdict, explain};
 pub use id::Id;
 pub use model::{
-    AgentState, Channel, Direction, Interaction, InteractionState, Media, Pending, Recording,
-    SessionState,
+    AgentState, Channel, ConsultIntent, Direction, Interaction, InteractionState, Media,
+    Participant, ParticipantRole, Pending, Recording, SessionState, Supervision,
 };
-pub use profile::{Options, Profile, Switch};
+pub use profile::{Options, Profile, ReasonCodes, Switch};
 pub use session::{Applied, Session};
 pub use update::{ChannelUpdate, CtiUpdate, InteractionChange};
 pub use view::{StateEvent, Target, TargetContext, TargetView, ViewState};

@@ -19,3 +19,5 @@ pub const MAX_DATA_BYTES: usize = 8192;
 pub const MAX_TEXT: usize = 256;
 /// Parties counted on one interaction.
 pub const MAX_PARTIES: u32 = 64;
+/// Concurrent interactions a channel may be given: as many as a session holds.
+pub const MAX_CAPACITY: u32 = MAX_INTERACTIONS as u32;

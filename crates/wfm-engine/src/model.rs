@@ -161,6 +161,140 @@ impl Direction {
     }
 }
 
+/// What a consultation call is placed for, as CSTA `consultOptions` and the Genesys
+/// initiate-transfer and initiate-conference requests say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ConsultIntent {
+    /// Either a transfer or a conference may follow.
+    #[default]
+    Unspecified,
+    /// Only a transfer may complete it.
+    Transfer,
+    /// Only a conference may complete it.
+    Conference,
+}
+
+impl ConsultIntent {
+    /// The consult intent with wire name `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        use ConsultIntent::*;
+        by_name(&[Unspecified, Transfer, Conference], Self::as_str, name)
+    }
+
+    /// The lowercase wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsultIntent::Unspecified => "unspecified",
+            ConsultIntent::Transfer => "transfer",
+            ConsultIntent::Conference => "conference",
+        }
+    }
+
+    /// Whether a consultation with this intent may complete as a transfer.
+    pub fn allows_transfer(self) -> bool {
+        self != ConsultIntent::Conference
+    }
+
+    /// Whether a consultation with this intent may complete as a conference.
+    pub fn allows_conference(self) -> bool {
+        self != ConsultIntent::Transfer
+    }
+}
+
+/// How this session takes part in an interaction: its own work, or, for a supervisor, a
+/// supervised agent's call and how the supervisor has joined it (Genesys listen-in,
+/// coaching and barge-in; Finesse SILENT_MONITOR and BARGE_CALL; Amazon Connect
+/// `silent_monitor` and `barge`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Supervision {
+    /// The session's own interaction.
+    #[default]
+    Own,
+    /// A supervised agent's interaction the supervisor has not joined.
+    Supervised,
+    /// The supervisor listens in; nobody hears the supervisor.
+    Monitoring,
+    /// The supervisor coaches: only the agent hears the supervisor.
+    Whispering,
+    /// The supervisor has barged in: everyone hears the supervisor.
+    Barged,
+}
+
+impl Supervision {
+    /// The supervision with wire name `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        use Supervision::*;
+        by_name(
+            &[Own, Supervised, Monitoring, Whispering, Barged],
+            Self::as_str,
+            name,
+        )
+    }
+
+    /// The lowercase wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Supervision::Own => "own",
+            Supervision::Supervised => "supervised",
+            Supervision::Monitoring => "monitoring",
+            Supervision::Whispering => "whispering",
+            Supervision::Barged => "barged",
+        }
+    }
+
+    /// The supervisor is on the call, in any mode.
+    pub fn is_joined(self) -> bool {
+        matches!(
+            self,
+            Supervision::Monitoring | Supervision::Whispering | Supervision::Barged
+        )
+    }
+}
+
+/// What a participant is to the interaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ParticipantRole {
+    /// An agent (this one or another).
+    Agent,
+    /// The customer.
+    Customer,
+    /// A party reached by a consultation.
+    Consult,
+    /// A supervisor monitoring, coaching or barging in.
+    Supervisor,
+}
+
+impl ParticipantRole {
+    /// The participant role with wire name `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        use ParticipantRole::*;
+        by_name(&[Agent, Customer, Consult, Supervisor], Self::as_str, name)
+    }
+
+    /// The lowercase wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParticipantRole::Agent => "agent",
+            ParticipantRole::Customer => "customer",
+            ParticipantRole::Consult => "consult",
+            ParticipantRole::Supervisor => "supervisor",
+        }
+    }
+}
+
+/// One party on an interaction, as the Interaction Processor reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Participant {
+    /// The platform's id of the party, for the drop command; free text.
+    pub id: String,
+    /// What the party is to the interaction.
+    pub role: ParticipantRole,
+    /// The party is the agent of this session.
+    pub is_self: bool,
+    /// The party controls the conference (Finesse's conference controller).
+    pub controller: bool,
+}
+
 /// The state of an interaction. Voice and non-voice media have their own states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum InteractionState {
@@ -232,13 +366,22 @@ impl InteractionState {
         }
     }
 
-    /// Live work: it keeps the agent from logging out.
+    /// Pending or live work: everything but wrap-up (and ended). It keeps the agent from
+    /// logging out and from dialing. A failed call counts until the switch clears it, and a
+    /// paused task counts as an active one does.
     pub fn is_live(self) -> bool {
+        !matches!(self, InteractionState::WrapUp | InteractionState::Ended)
+    }
+
+    /// Work offered to the agent and not yet taken: an alerting call or an offered item.
+    pub fn is_offer(self) -> bool {
+        matches!(self, InteractionState::Alerting | InteractionState::Offered)
+    }
+
+    /// A call the agent is on, so that call flags (recording, mute) can still be changed.
+    pub fn is_on_call(self) -> bool {
         use InteractionState::*;
-        matches!(
-            self,
-            Alerting | Dialing | Connected | Held | Offered | Active
-        )
+        matches!(self, Dialing | Connected | Held)
     }
 
     /// A voice call leg that still exists on the switch (wrap-up is no longer a call).
@@ -312,6 +455,11 @@ pub struct Channel {
     pub pending: Option<Pending>,
     /// Reason code of a pending NotReady; empty when none.
     pub pending_reason: String,
+    /// Extensions of the current after-call work the platform has granted.
+    pub wrap_up_extensions: u32,
+    /// Interactions the platform routes to the channel at once (three chats, say); 0 when
+    /// the Interaction Processor does not say, which leaves only the profile's cap.
+    pub capacity: u32,
 }
 
 /// A call, chat, email, task or callback.
@@ -327,10 +475,25 @@ pub struct Interaction {
     pub state: InteractionState,
     /// For a consult leg: the interaction it consults for.
     pub consult_of: Option<Id>,
+    /// For a consult leg: whether it was placed for a transfer, a conference or either.
+    pub consult_intent: ConsultIntent,
+    /// An outbound campaign's preview reservation: the agent sees the customer before the
+    /// call is placed (Finesse RESERVED_OUTBOUND_PREVIEW).
+    pub preview: bool,
+    /// For a call placed for a scheduled callback: the callback it serves. A relation to an
+    /// interaction no longer tracked reads as none.
+    pub callback_of: Option<Id>,
     /// Parties on the call including the agent; 2 for an ordinary call.
     pub parties: u32,
+    /// The parties one by one, when the Interaction Processor reports them; empty when it
+    /// reports only the count.
+    pub participants: Vec<Participant>,
     /// Recording state.
     pub recording: Recording,
+    /// Whether this is the session's own work or a supervised agent's.
+    pub supervision: Supervision,
+    /// A supervisor is monitoring this (own) interaction, as the platform reports it.
+    pub monitored: bool,
     /// Whether the agent's microphone is muted.
     pub muted: bool,
     /// Disposition code set by the agent; empty when none.
@@ -340,6 +503,26 @@ pub struct Interaction {
 }
 
 impl Interaction {
+    /// Pending or live work of this session: its own interactions that are not in wrap-up,
+    /// and supervised calls it has joined. A supervised call it only watches is not its work.
+    pub fn is_work(&self) -> bool {
+        match self.supervision {
+            Supervision::Own => self.state.is_live(),
+            Supervision::Supervised => false,
+            _ => self.state.is_live(),
+        }
+    }
+
+    /// How many parties the call has: the participants when reported, else the count.
+    pub fn party_count(&self) -> u32 {
+        if self.participants.is_empty() {
+            self.parties
+        } else {
+            // Bounded by limits::MAX_PARTIES when the state was admitted.
+            u32::try_from(self.participants.len()).unwrap_or(u32::MAX)
+        }
+    }
+
     /// A new interaction with no relations, flags or data; parties default to two.
     pub fn new(id: Id, channel: Id, direction: Direction, state: InteractionState) -> Self {
         Self {
@@ -348,8 +531,14 @@ impl Interaction {
             direction,
             state,
             consult_of: None,
+            consult_intent: ConsultIntent::Unspecified,
+            preview: false,
+            callback_of: None,
             parties: 2,
+            participants: Vec::new(),
             recording: Recording::Off,
+            supervision: Supervision::Own,
+            monitored: false,
             muted: false,
             disposition: String::new(),
             data: BTreeMap::new(),

@@ -1,7 +1,10 @@
 //! Workflow profiles: the options and feature switches that tune the built-in state rules.
 
+use std::sync::Arc;
+
 use crate::capability::{CapSet, Capability, TargetKind};
 use crate::custom::{CustomRule, CustomRules};
+use crate::limits;
 
 /// Behaviour choices where real contact-center platforms disagree.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,8 +17,22 @@ pub struct Options {
     pub transfer_on_alerting: bool,
     /// `interaction.completeConference` only while the joined call would have at most this many parties.
     pub max_conference_parties: u32,
-    /// `interaction.complete` needs a disposition to have been set.
+    /// `interaction.complete` needs a disposition, and after-call work cannot be left
+    /// (Ready, Not Ready, logout) while a wrapped-up interaction lacks one.
     pub mandatory_disposition: bool,
+    /// `channel.dial` ignores work on the session's other channels.
+    pub dial_during_other_media: bool,
+    /// `interaction.singleStepTransfer` stays enabled on the connected leg of a consult pair.
+    pub single_step_transfer_in_consult: bool,
+    /// After-call work is time-boxed to this many seconds (0: it is not).
+    pub acw_timeout_secs: u32,
+    /// How many times `channel.extendWrapUp` may extend one after-call work.
+    pub max_wrap_up_extensions: u32,
+    /// `interaction.dropParticipant` only for the conference controller.
+    pub drop_requires_controller: bool,
+    /// The most interactions any channel is given at once, whatever capacity the
+    /// Interaction Processor reports for it: `interaction.accept` waits below it.
+    pub max_channel_capacity: u32,
 }
 
 impl Default for Options {
@@ -26,6 +43,12 @@ impl Default for Options {
             transfer_on_alerting: false,
             max_conference_parties: 6,
             mandatory_disposition: false,
+            dial_during_other_media: false,
+            single_step_transfer_in_consult: false,
+            acw_timeout_secs: 0,
+            max_wrap_up_extensions: 1,
+            drop_requires_controller: false,
+            max_channel_capacity: limits::MAX_CAPACITY,
         }
     }
 }
@@ -36,7 +59,7 @@ impl Options {
     ///
     /// `Options::default().describe()` lists the defaults; the catalogue document is checked
     /// against it.
-    pub fn describe(&self) -> [(&'static str, String); 5] {
+    pub fn describe(&self) -> [(&'static str, String); 11] {
         // Destructured so that a new field fails to compile here instead of going unlisted.
         let Options {
             logout_requires_not_ready,
@@ -44,6 +67,12 @@ impl Options {
             transfer_on_alerting,
             max_conference_parties,
             mandatory_disposition,
+            dial_during_other_media,
+            single_step_transfer_in_consult,
+            acw_timeout_secs,
+            max_wrap_up_extensions,
+            drop_requires_controller,
+            max_channel_capacity,
         } = self;
         [
             (
@@ -54,6 +83,21 @@ impl Options {
             ("transfer_on_alerting", transfer_on_alerting.to_string()),
             ("max_conference_parties", max_conference_parties.to_string()),
             ("mandatory_disposition", mandatory_disposition.to_string()),
+            (
+                "dial_during_other_media",
+                dial_during_other_media.to_string(),
+            ),
+            (
+                "single_step_transfer_in_consult",
+                single_step_transfer_in_consult.to_string(),
+            ),
+            ("acw_timeout_secs", acw_timeout_secs.to_string()),
+            ("max_wrap_up_extensions", max_wrap_up_extensions.to_string()),
+            (
+                "drop_requires_controller",
+                drop_requires_controller.to_string(),
+            ),
+            ("max_channel_capacity", max_channel_capacity.to_string()),
         ]
     }
 }
@@ -69,7 +113,8 @@ pub enum Switch {
     Mute,
     /// DTMF digits.
     Dtmf,
-    /// Consultation calls and the transfer/reconnect that follow them.
+    /// Consultation calls and the reconnect that cancels one. Completing a transfer stays:
+    /// it also joins two independent calls, as a conference does.
     Consult,
     /// Conferences.
     Conference,
@@ -79,11 +124,21 @@ pub enum Switch {
     Reject,
     /// Answering through CTI (off for phones that must be picked up by hand).
     Answer,
+    /// Deflecting an alerting call.
+    Redirect,
+    /// Pausing and resuming non-voice work.
+    Pause,
+    /// Supervisor monitoring, whisper and barge-in.
+    Supervisor,
+    /// Outbound preview dialing.
+    Preview,
+    /// Scheduled callbacks handled from the desktop.
+    Callback,
 }
 
 impl Switch {
     /// Every switch.
-    pub const ALL: [Switch; 9] = [
+    pub const ALL: [Switch; 14] = [
         Switch::Recording,
         Switch::RecordingPause,
         Switch::Mute,
@@ -93,6 +148,11 @@ impl Switch {
         Switch::SingleStepTransfer,
         Switch::Reject,
         Switch::Answer,
+        Switch::Redirect,
+        Switch::Pause,
+        Switch::Supervisor,
+        Switch::Preview,
+        Switch::Callback,
     ];
 
     /// The configuration name.
@@ -107,6 +167,11 @@ impl Switch {
             Switch::SingleStepTransfer => "single_step_transfer",
             Switch::Reject => "reject",
             Switch::Answer => "answer",
+            Switch::Redirect => "redirect",
+            Switch::Pause => "pause",
+            Switch::Supervisor => "supervisor",
+            Switch::Preview => "preview",
+            Switch::Callback => "callback",
         }
     }
 
@@ -123,17 +188,89 @@ impl Switch {
             Switch::RecordingPause => CapSet::of(&[RecordingPause, RecordingResume]),
             Switch::Mute => CapSet::of(&[Mute, Unmute]),
             Switch::Dtmf => CapSet::of(&[SendDtmf]),
-            Switch::Consult => CapSet::of(&[Consult, CompleteTransfer, Reconnect]),
-            Switch::Conference => CapSet::of(&[CompleteConference, DropParticipant]),
+            Switch::Consult => CapSet::of(&[Consult, Reconnect]),
+            Switch::Conference => {
+                CapSet::of(&[CompleteConference, SingleStepConference, DropParticipant])
+            }
             Switch::SingleStepTransfer => CapSet::of(&[SingleStepTransfer]),
             Switch::Reject => CapSet::of(&[Reject]),
             Switch::Answer => CapSet::of(&[Answer]),
+            Switch::Redirect => CapSet::of(&[Redirect]),
+            Switch::Pause => CapSet::of(&[Pause, Resume]),
+            Switch::Supervisor => CapSet::of(&[Monitor, Whisper, Barge, StopMonitoring]),
+            Switch::Preview => CapSet::of(&[PreviewAccept, PreviewSkip, PreviewReject]),
+            Switch::Callback => CapSet::of(&[CallbackCall, CallbackReschedule, CallbackCancel]),
         }
     }
 
     /// The switch with this configuration name.
     pub fn from_name(name: &str) -> Option<Switch> {
         Switch::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+/// The reason codes a site lets agents choose, for the toolbar to offer: the view context
+/// carries them (Finesse Not Ready and Sign Out reason codes). They label; they never decide
+/// what is enabled, because the platform is the one that refuses a wrong code.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReasonCodes {
+    not_ready: Vec<String>,
+    logout: Vec<String>,
+    not_ready_required: bool,
+    logout_required: bool,
+    /// The lists joined with commas once, so that a context shares them instead of
+    /// building them per event.
+    not_ready_joined: Option<Arc<str>>,
+    logout_joined: Option<Arc<str>>,
+}
+
+impl ReasonCodes {
+    /// Not Ready codes and logout codes, and whether each transition needs one.
+    pub fn new(
+        not_ready: Vec<String>,
+        not_ready_required: bool,
+        logout: Vec<String>,
+        logout_required: bool,
+    ) -> Self {
+        let joined = |codes: &[String]| (!codes.is_empty()).then(|| Arc::from(codes.join(",")));
+        Self {
+            not_ready_joined: joined(&not_ready),
+            logout_joined: joined(&logout),
+            not_ready,
+            logout,
+            not_ready_required,
+            logout_required,
+        }
+    }
+
+    /// The Not Ready reason codes agents may pick, in the profile's order.
+    pub fn not_ready(&self) -> &[String] {
+        &self.not_ready
+    }
+
+    /// The logout reason codes agents may pick, in the profile's order.
+    pub fn logout(&self) -> &[String] {
+        &self.logout
+    }
+
+    /// Whether going Not Ready needs a reason code.
+    pub fn not_ready_required(&self) -> bool {
+        self.not_ready_required
+    }
+
+    /// Whether logging out needs a reason code.
+    pub fn logout_required(&self) -> bool {
+        self.logout_required
+    }
+
+    /// The Not Ready codes joined with commas, if any.
+    pub(crate) fn not_ready_joined(&self) -> Option<&Arc<str>> {
+        self.not_ready_joined.as_ref()
+    }
+
+    /// The logout codes joined with commas, if any.
+    pub(crate) fn logout_joined(&self) -> Option<&Arc<str>> {
+        self.logout_joined.as_ref()
     }
 }
 
@@ -146,6 +283,8 @@ pub struct Profile {
     switched_off: CapSet,
     off: Vec<Switch>,
     rules: CustomRules,
+    reasons: ReasonCodes,
+    show_monitoring: bool,
 }
 
 impl Default for Profile {
@@ -178,7 +317,31 @@ impl Profile {
             switched_off,
             off,
             rules: CustomRules::default(),
+            reasons: ReasonCodes::default(),
+            show_monitoring: false,
         }
+    }
+
+    /// This profile telling agents when a supervisor monitors their calls, or not.
+    pub fn with_show_monitoring(mut self, show: bool) -> Self {
+        self.show_monitoring = show;
+        self
+    }
+
+    /// Whether an agent's interaction context says it is being monitored.
+    pub fn show_monitoring(&self) -> bool {
+        self.show_monitoring
+    }
+
+    /// This profile with the reason codes `reasons`.
+    pub fn with_reasons(mut self, reasons: ReasonCodes) -> Self {
+        self.reasons = reasons;
+        self
+    }
+
+    /// The reason codes agents may choose.
+    pub fn reasons(&self) -> &ReasonCodes {
+        &self.reasons
     }
 
     /// This profile with `rules`, evaluated in order after the built-in state rules.
@@ -241,6 +404,12 @@ mod tests {
                 ("transfer_on_alerting", "false"),
                 ("max_conference_parties", "6"),
                 ("mandatory_disposition", "false"),
+                ("dial_during_other_media", "false"),
+                ("single_step_transfer_in_consult", "false"),
+                ("acw_timeout_secs", "0"),
+                ("max_wrap_up_extensions", "1"),
+                ("drop_requires_controller", "false"),
+                ("max_channel_capacity", "64"),
             ]
         );
         let custom = Options {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::error::UpdateError;
 use crate::id::Id;
-use crate::model::SessionState;
+use crate::model::{AgentState, Pending, SessionState};
 use crate::profile::Profile;
 use crate::update::{self, CtiUpdate};
 use crate::view::{StateEvent, ViewState};
@@ -27,6 +27,12 @@ pub struct Session {
     view: ViewState,
     last_sequence: u64,
     view_version: u64,
+    /// The latest time the caller has given, in its milliseconds; never goes back.
+    now_ms: u64,
+    /// When each channel (by position in `state.channels`) entered its agent state; `None`
+    /// until the session first sees the clock, since a state reported at creation began at
+    /// a time nobody told it.
+    since_ms: Vec<Option<u64>>,
 }
 
 impl Session {
@@ -37,10 +43,12 @@ impl Session {
         Ok(Session {
             id,
             profile,
+            since_ms: vec![None; state.channels.len()],
             state,
             view,
             last_sequence: 0,
             view_version: 1,
+            now_ms: 0,
         })
     }
 
@@ -67,6 +75,18 @@ impl Session {
     /// resets the sequence to it. 0 (unset on the wire) and `u64::MAX` (no number could
     /// follow it) are refused. A refused update changes nothing, including the sequence.
     pub fn apply(&mut self, sequence: u64, update: CtiUpdate) -> Result<Applied, UpdateError> {
+        self.apply_at(sequence, update, self.now_ms)
+    }
+
+    /// [`Session::apply`] at time `now_ms` (any monotonic milliseconds the caller keeps),
+    /// which dates the agent states the update changes; an earlier time than one already
+    /// given counts as that one.
+    pub fn apply_at(
+        &mut self,
+        sequence: u64,
+        update: CtiUpdate,
+        now_ms: u64,
+    ) -> Result<Applied, UpdateError> {
         if sequence == 0 || sequence == u64::MAX {
             return Err(UpdateError::InvalidSequence(sequence));
         }
@@ -83,9 +103,100 @@ impl Session {
                 });
             }
         }
+        let changed_channel = match &update {
+            CtiUpdate::Channel(c) => self
+                .state
+                .channels
+                .iter()
+                .position(|ch| ch.id == c.id)
+                .filter(|&i| self.state.channels[i].state != c.state),
+            _ => None,
+        };
         update::apply(&mut self.state, update)?;
         self.last_sequence = sequence;
+        let now = self.tick(now_ms);
+        if is_snapshot {
+            self.since_ms.clear();
+            self.since_ms.resize(self.state.channels.len(), Some(now));
+        } else if let Some(since) = changed_channel.and_then(|i| self.since_ms.get_mut(i)) {
+            *since = Some(now);
+        }
         Ok(Applied::Changed(self.refresh()))
+    }
+
+    /// Gives the session the caller's time without an update: agent states reported at
+    /// creation are dated from it, so that their deadlines can run.
+    pub fn set_clock(&mut self, now_ms: u64) {
+        self.tick(now_ms);
+    }
+
+    /// Advances the clock to `now_ms` (never back) and dates the states not dated yet.
+    fn tick(&mut self, now_ms: u64) -> u64 {
+        self.now_ms = self.now_ms.max(now_ms);
+        let now = self.now_ms;
+        for since in self.since_ms.iter_mut().filter(|s| s.is_none()) {
+            *since = Some(now);
+        }
+        now
+    }
+
+    /// When the earliest time-boxed after-call work of the session runs out, if any runs:
+    /// `acw_timeout_secs` from entering it, once more per extension the platform reports
+    /// (up to `max_wrap_up_extensions`). The caller wakes the session then and calls
+    /// [`Session::expire`].
+    pub fn next_deadline(&self) -> Option<u64> {
+        let options = self.profile.options();
+        let timeout_ms = u64::from(options.acw_timeout_secs).saturating_mul(1000);
+        if timeout_ms == 0 {
+            return None;
+        }
+        self.state
+            .channels
+            .iter()
+            .zip(&self.since_ms)
+            .filter(|(c, _)| c.state == AgentState::AfterCallWork)
+            .filter_map(|(c, since)| {
+                let boxes = 1 + u64::from(c.wrap_up_extensions.min(options.max_wrap_up_extensions));
+                since.map(|s| s.saturating_add(timeout_ms.saturating_mul(boxes)))
+            })
+            .min()
+    }
+
+    /// Ends every after-call work whose time box has run out by `now_ms`, as Finesse's
+    /// wrap-up timer does: to Ready when a Ready is pending (WORK_READY), else to Not Ready
+    /// with the pending reason (WORK). Returns the events; the sequence does not move, and
+    /// the Interaction Processor's next report of the channel wins as always.
+    pub fn expire(&mut self, now_ms: u64) -> Vec<StateEvent> {
+        let now = self.tick(now_ms);
+        let options = self.profile.options();
+        let timeout_ms = u64::from(options.acw_timeout_secs).saturating_mul(1000);
+        if timeout_ms == 0 {
+            return Vec::new();
+        }
+        let max_extensions = options.max_wrap_up_extensions;
+        let mut expired = false;
+        for (channel, since) in self.state.channels.iter_mut().zip(self.since_ms.iter_mut()) {
+            let boxes = 1 + u64::from(channel.wrap_up_extensions.min(max_extensions));
+            let due = since.map(|s| s.saturating_add(timeout_ms.saturating_mul(boxes)));
+            if channel.state != AgentState::AfterCallWork || due.is_none_or(|d| d > now) {
+                continue;
+            }
+            let (state, reason) = match channel.pending {
+                Some(Pending::Ready) => (AgentState::Ready, String::new()),
+                _ => (
+                    AgentState::NotReady,
+                    std::mem::take(&mut channel.pending_reason),
+                ),
+            };
+            channel.state = state;
+            channel.reason = reason;
+            channel.pending = None;
+            channel.pending_reason.clear();
+            channel.wrap_up_extensions = 0;
+            *since = Some(now);
+            expired = true;
+        }
+        if expired { self.refresh() } else { Vec::new() }
     }
 
     /// Puts `profile` in force (a reloaded version, say) and returns the events of the

@@ -47,6 +47,8 @@ pub fn channel(channel_id: &str, media: Media, state: AgentState) -> Channel {
         reason: String::new(),
         pending: None,
         pending_reason: String::new(),
+        capacity: 0,
+        wrap_up_extensions: 0,
     }
 }
 
@@ -171,6 +173,8 @@ pub fn channel_update(channel_id: &str, state: AgentState) -> ChannelUpdate {
         reason: String::new(),
         pending: None,
         pending_reason: String::new(),
+        capacity: None,
+        wrap_up_extensions: 0,
     }
 }
 

@@ -9,7 +9,8 @@ use crate::error::UpdateError;
 use crate::id::Id;
 use crate::limits;
 use crate::model::{
-    AgentState, Interaction, InteractionState, Media, Pending, Recording, SessionState,
+    AgentState, ConsultIntent, Interaction, InteractionState, Media, Participant, Pending,
+    Recording, SessionState, Supervision,
 };
 
 /// One fact reported by the Interaction Processor.
@@ -40,6 +41,10 @@ pub struct ChannelUpdate {
     pub pending: Option<Pending>,
     /// Reason code of a pending NotReady.
     pub pending_reason: String,
+    /// New capacity; `None` keeps the current one.
+    pub capacity: Option<u32>,
+    /// Extensions of the current after-call work granted so far.
+    pub wrap_up_extensions: u32,
 }
 
 /// The fields of an interaction that changed; `None` keeps the current value.
@@ -51,10 +56,22 @@ pub struct InteractionChange {
     pub state: Option<InteractionState>,
     /// New consult relation; `Some(None)` clears it.
     pub consult_of: Option<Option<Id>>,
+    /// New consult intent.
+    pub consult_intent: Option<ConsultIntent>,
+    /// New preview flag.
+    pub preview: Option<bool>,
+    /// New callback relation; `Some(None)` clears it.
+    pub callback_of: Option<Option<Id>>,
     /// New party count.
     pub parties: Option<u32>,
+    /// New participants, replacing the reported ones; `Some(vec![])` clears them.
+    pub participants: Option<Vec<Participant>>,
     /// New recording state.
     pub recording: Option<Recording>,
+    /// New supervision.
+    pub supervision: Option<Supervision>,
+    /// New monitored flag.
+    pub monitored: Option<bool>,
     /// New mute flag.
     pub muted: Option<bool>,
     /// New disposition; empty clears it.
@@ -76,8 +93,11 @@ pub(crate) fn validate_state(mut state: SessionState) -> Result<SessionState, Up
         limits::MAX_INTERACTIONS,
     )?;
     let mut seen = HashSet::with_capacity(state.channels.len());
-    for channel in &state.channels {
+    for channel in &mut state.channels {
         check_channel_text(&channel.reason, &channel.pending_reason)?;
+        channel.capacity = capacity(channel.capacity)?;
+    }
+    for channel in &state.channels {
         if !seen.insert(&channel.id) {
             return Err(UpdateError::DuplicateChannel(channel.id.clone()));
         }
@@ -143,6 +163,7 @@ fn admit(state: &SessionState, mut item: Interaction) -> Result<Interaction, Upd
         limits::MAX_PARTIES as usize,
     )?;
     at_most_bytes("disposition", &item.disposition, limits::MAX_TEXT)?;
+    check_participants(&item.participants)?;
     at_most(
         "attached-data entries",
         item.data.len(),
@@ -155,6 +176,24 @@ fn admit(state: &SessionState, mut item: Interaction) -> Result<Interaction, Upd
     // Sharing the channel's Arc turns later id comparisons into pointer comparisons.
     item.channel = channel.id.clone();
     Ok(item)
+}
+
+/// At most [`limits::MAX_PARTIES`] participants with bounded ids, and at most one of them
+/// this agent: a list that names the agent twice cannot be right.
+fn check_participants(participants: &[Participant]) -> Result<(), UpdateError> {
+    at_most(
+        "participants",
+        participants.len(),
+        limits::MAX_PARTIES as usize,
+    )?;
+    for participant in participants {
+        at_most_bytes("participant id", &participant.id, limits::MAX_TEXT)?;
+    }
+    at_most(
+        "participants marked as this agent",
+        participants.iter().filter(|p| p.is_self).count(),
+        1,
+    )
 }
 
 fn at_most(what: &'static str, count: usize, limit: usize) -> Result<(), UpdateError> {
@@ -182,6 +221,16 @@ fn at_most_bytes_total<'a>(
         });
     }
     Ok(())
+}
+
+/// A reported capacity within the limit (0: not reported).
+fn capacity(reported: u32) -> Result<u32, UpdateError> {
+    at_most(
+        "concurrent interactions in a channel's capacity",
+        reported as usize,
+        limits::MAX_CAPACITY as usize,
+    )?;
+    Ok(reported)
 }
 
 fn check_channel_text(reason: &str, pending_reason: &str) -> Result<(), UpdateError> {
@@ -226,7 +275,12 @@ pub(crate) fn apply(state: &mut SessionState, update: CtiUpdate) -> Result<(), U
                 });
             }
             check_channel_text(&update.reason, &update.pending_reason)?;
+            let new_capacity = update.capacity.map(capacity).transpose()?;
             channel.state = update.state;
+            channel.wrap_up_extensions = update.wrap_up_extensions;
+            if let Some(new_capacity) = new_capacity {
+                channel.capacity = new_capacity;
+            }
             channel.reason = update.reason;
             channel.pending = update.pending;
             channel.pending_reason = update.pending_reason;
@@ -294,6 +348,9 @@ fn apply_change(state: &mut SessionState, change: InteractionChange) -> Result<(
     if let Some(disposition) = &change.disposition {
         at_most_bytes("disposition", disposition, limits::MAX_TEXT)?;
     }
+    if let Some(participants) = &change.participants {
+        check_participants(participants)?;
+    }
     for (key, value) in &change.data {
         check_data(key, value)?;
     }
@@ -333,11 +390,29 @@ fn apply_change(state: &mut SessionState, change: InteractionChange) -> Result<(
     if let Some(consult_of) = change.consult_of {
         item.consult_of = consult_of;
     }
+    if let Some(intent) = change.consult_intent {
+        item.consult_intent = intent;
+    }
+    if let Some(preview) = change.preview {
+        item.preview = preview;
+    }
+    if let Some(callback_of) = change.callback_of {
+        item.callback_of = callback_of;
+    }
     if let Some(parties) = change.parties {
         item.parties = parties;
     }
+    if let Some(participants) = change.participants {
+        item.participants = participants;
+    }
     if let Some(recording) = change.recording {
         item.recording = recording;
+    }
+    if let Some(supervision) = change.supervision {
+        item.supervision = supervision;
+    }
+    if let Some(monitored) = change.monitored {
+        item.monitored = monitored;
     }
     if let Some(muted) = change.muted {
         item.muted = muted;
@@ -362,7 +437,13 @@ impl InteractionChange {
             id,
             state: None,
             consult_of: None,
+            consult_intent: None,
+            preview: None,
+            callback_of: None,
             parties: None,
+            participants: None,
+            supervision: None,
+            monitored: None,
             recording: None,
             muted: None,
             disposition: None,

@@ -1,9 +1,12 @@
 //! View state: the enabled capabilities of every target, how to compute it from the CTI
 //! state, and how two view states differ as `state.updated` events.
 
+use std::sync::Arc;
+
 use crate::capability::{CapSet, Capability, TargetKind};
 use crate::id::Id;
-use crate::model::{Direction, InteractionState, Media, Pending, SessionState};
+use crate::limits;
+use crate::model::{Direction, InteractionState, Media, Pending, SessionState, Supervision};
 use crate::profile::Profile;
 use crate::rules;
 
@@ -161,6 +164,21 @@ pub struct TargetContext {
     pub pending: Option<Pending>,
     /// The direction of an interaction.
     pub direction: Option<Direction>,
+    /// The reason codes the agent may pick, comma-separated: Not Ready codes on a channel,
+    /// logout codes on the session.
+    pub reasons: Option<Arc<str>>,
+    /// Whether the transition those codes are for needs one.
+    pub reason_required: bool,
+    /// The number of parties on an interaction, the agent included.
+    pub participants: Option<&'static str>,
+    /// How a supervisor takes part in a supervised agent's interaction.
+    pub supervision: Option<&'static str>,
+    /// A supervisor monitors this interaction, shown where the profile allows it.
+    pub monitored: bool,
+    /// The scheduled callback a call was placed for.
+    pub callback_of: Option<Id>,
+    /// The interaction is an outbound preview reservation.
+    pub preview: bool,
 }
 
 impl TargetContext {
@@ -172,6 +190,15 @@ impl TargetContext {
             self.reason.as_deref().map(|r| ("reason", r)),
             self.pending.map(|p| ("pending", p.as_str())),
             self.direction.map(|d| ("direction", d.as_str())),
+            self.reasons.as_deref().map(|r| ("reasons", r)),
+            self.reason_required.then_some(("reason_required", "true")),
+            self.participants.map(|n| ("participants", n)),
+            self.supervision.map(|s| ("supervision", s)),
+            self.monitored.then_some(("monitored", "true")),
+            self.callback_of
+                .as_ref()
+                .map(|c| ("callback_of", c.as_str())),
+            self.preview.then_some(("preview", "true")),
         ]
         .into_iter()
         .flatten()
@@ -186,9 +213,14 @@ impl TargetContext {
         }
     }
 
-    /// The context of `target` in `state`.
-    pub(crate) fn of(target: &TargetView, state: &SessionState) -> TargetContext {
+    /// The context of `target` in `state` under `profile`.
+    pub(crate) fn of(
+        target: &TargetView,
+        state: &SessionState,
+        profile: &Profile,
+    ) -> TargetContext {
         let gone = TargetContext::gone(target);
+        let reasons = profile.reasons();
         match &target.target {
             Target::Session => TargetContext {
                 state: if state.channels.iter().any(|c| c.state.is_logged_in()) {
@@ -196,6 +228,8 @@ impl TargetContext {
                 } else {
                     "logged_out"
                 },
+                reasons: reasons.logout_joined().cloned(),
+                reason_required: reasons.logout_required(),
                 ..TargetContext::default()
             },
             Target::Channel(id) => state.channel(id).map_or(gone, |c| TargetContext {
@@ -204,6 +238,13 @@ impl TargetContext {
                 reason: (!c.reason.is_empty()).then(|| c.reason.clone()),
                 pending: c.pending,
                 direction: None,
+                reasons: reasons.not_ready_joined().cloned(),
+                reason_required: reasons.not_ready_required(),
+                participants: None,
+                supervision: None,
+                monitored: false,
+                callback_of: None,
+                preview: false,
             }),
             Target::Interaction { interaction, .. } => {
                 state
@@ -211,13 +252,32 @@ impl TargetContext {
                     .map_or(gone, |i| TargetContext {
                         media: target.media,
                         state: i.state.as_str(),
-                        reason: None,
-                        pending: None,
                         direction: Some(i.direction),
+                        participants: Some(count_text(i.party_count())),
+                        supervision: (i.supervision != Supervision::Own)
+                            .then(|| i.supervision.as_str()),
+                        monitored: i.monitored && profile.show_monitoring(),
+                        callback_of: i.callback_of.clone(),
+                        preview: i.preview,
+                        ..TargetContext::default()
                     })
             }
         }
     }
+}
+
+/// `n` as decimal text without allocating: party counts are bounded by
+/// [`limits::MAX_PARTIES`], and anything above reads as the limit's text plus.
+fn count_text(n: u32) -> &'static str {
+    const COUNTS: [&str; 65] = [
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16",
+        "17", "18", "19", "20", "21", "22", "23", "24", "25", "26", "27", "28", "29", "30", "31",
+        "32", "33", "34", "35", "36", "37", "38", "39", "40", "41", "42", "43", "44", "45", "46",
+        "47", "48", "49", "50", "51", "52", "53", "54", "55", "56", "57", "58", "59", "60", "61",
+        "62", "63", "64",
+    ];
+    const _: () = assert!(COUNTS.len() == limits::MAX_PARTIES as usize + 1);
+    COUNTS.get(n as usize).copied().unwrap_or("64+")
 }
 
 /// The `state.updated` event of one target: its entire view state.
@@ -253,7 +313,7 @@ impl StateEvent {
             context: if gone {
                 TargetContext::gone(view)
             } else {
-                TargetContext::of(view, state)
+                TargetContext::of(view, state, profile)
             },
             gone,
         }

@@ -75,8 +75,9 @@ fn each_kind_lists_its_catalogue_in_order() {
         let code: Vec<&str> = kind.catalogue().iter().map(Capability::name).collect();
         assert_eq!(documented, code, "{heading}");
         for row in table(&heading) {
-            assert_eq!(row.len(), 3, "{heading}: {row:?}");
+            assert_eq!(row.len(), 4, "{heading}: {row:?}");
             assert!(!row[1].is_empty(), "{heading}: {} has no rule", row[0]);
+            assert!(!row[3].is_empty(), "{heading}: {} cites no anchor", row[0]);
         }
     }
 }

@@ -15,9 +15,10 @@ use proptest::test_runner::{TestCaseError, TestRunner};
 
 use wfm_engine::testkit::{id, profile, session_with, two_channel_state};
 use wfm_engine::{
-    AgentState, Applied, CapSet, Capability, Channel, ChannelUpdate, CtiUpdate, Direction,
-    Interaction, InteractionChange, InteractionState, Media, Options, Pending, Profile, Recording,
-    Session, SessionState, StateEvent, Switch, Target, TargetKind, UpdateError, ViewState,
+    AgentState, Applied, CapSet, Capability, Channel, ChannelUpdate, ConsultIntent, CtiUpdate,
+    Direction, Interaction, InteractionChange, InteractionState, Media, Options, Participant,
+    ParticipantRole, Pending, Profile, Recording, Session, SessionState, StateEvent, Supervision,
+    Switch, Target, TargetKind, UpdateError, ViewState,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -111,7 +112,7 @@ fn channel_name() -> impl Strategy<Value = (&'static str, Media)> {
     prop_oneof![
         4 => Just(("voice", Media::Voice)),
         4 => Just(("chat", Media::Chat)),
-        1 => Just(("fax", Media::Task)),
+        1 => Just(("fax", Media::Callback)),
     ]
 }
 
@@ -126,15 +127,32 @@ fn new_interaction() -> impl Strategy<Value = Interaction> {
             recording(),
             any::<bool>(),
             prop::sample::select(vec!["", "sale"]),
+            consult_intent(),
+            prop::bool::weighted(0.2),
         )
             .prop_map(
-                move |(item, dir, st, consult_of, parties, rec, muted, disposition)| Interaction {
-                    consult_of: consult_of.map(id),
+                move |(
+                    item,
+                    dir,
+                    st,
+                    consult_of,
                     parties,
-                    recording: rec,
+                    rec,
                     muted,
-                    disposition: disposition.to_string(),
-                    ..Interaction::new(id(item), id(channel), dir, st)
+                    disposition,
+                    intent,
+                    preview,
+                )| {
+                    Interaction {
+                        preview,
+                        consult_of: consult_of.map(id),
+                        consult_intent: intent,
+                        parties,
+                        recording: rec,
+                        muted,
+                        disposition: disposition.to_string(),
+                        ..Interaction::new(id(item), id(channel), dir, st)
+                    }
                 },
             )
     })
@@ -149,27 +167,52 @@ fn change() -> impl Strategy<Value = InteractionChange> {
         prop::option::weighted(0.2, recording()),
         prop::option::weighted(0.2, any::<bool>()),
         prop::option::weighted(0.2, prop::sample::select(vec!["", "sale"])),
-        prop::collection::vec(
-            (
-                prop::sample::select(vec!["k", "tier"]),
-                prop::sample::select(vec!["", "1", "vip"]),
+        (
+            prop::collection::vec(
+                (
+                    prop::sample::select(vec!["k", "tier"]),
+                    prop::sample::select(vec!["", "1", "vip"]),
+                ),
+                0..2,
             ),
-            0..2,
+            prop::option::weighted(0.2, consult_intent()),
+            prop::option::weighted(0.2, participants()),
+            prop::option::weighted(0.2, supervision()),
+            prop::option::weighted(0.1, any::<bool>()),
+            prop::option::weighted(0.1, any::<bool>()),
+            prop::option::weighted(0.1, prop::option::of(interaction_id())),
         ),
     )
         .prop_map(
-            |(item, st, consult_of, parties, rec, muted, disposition, data)| InteractionChange {
-                id: id(item),
-                state: st,
-                consult_of: consult_of.map(|c| c.map(id)),
+            |(
+                item,
+                st,
+                consult_of,
                 parties,
-                recording: rec,
+                rec,
                 muted,
-                disposition: disposition.map(str::to_string),
-                data: data
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
+                disposition,
+                (data, intent, people, supervision, monitored, preview, callback_of),
+            )| {
+                InteractionChange {
+                    preview,
+                    callback_of: callback_of.map(|c| c.map(id)),
+                    supervision,
+                    monitored,
+                    id: id(item),
+                    state: st,
+                    consult_of: consult_of.map(|c| c.map(id)),
+                    consult_intent: intent,
+                    parties,
+                    participants: people,
+                    recording: rec,
+                    muted,
+                    disposition: disposition.map(str::to_string),
+                    data: data
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                }
             },
         )
 }
@@ -182,17 +225,70 @@ fn channel_update() -> impl Strategy<Value = ChannelUpdate> {
         reason(),
         pending(),
         reason(),
+        // Now and then over the limit, to exercise the refusal.
+        prop::option::weighted(0.3, prop_oneof![9 => 0u32..5, 1 => Just(65u32)]),
     )
         .prop_map(
-            |((channel, _), claimed, st, reason, pending, pending_reason)| ChannelUpdate {
-                id: id(channel),
-                media: claimed,
-                state: st,
-                reason,
-                pending,
-                pending_reason,
+            |((channel, _), claimed, st, reason, pending, pending_reason, capacity)| {
+                ChannelUpdate {
+                    id: id(channel),
+                    media: claimed,
+                    state: st,
+                    reason,
+                    pending,
+                    pending_reason,
+                    capacity,
+                    wrap_up_extensions: u32::from(capacity == Some(2)),
+                }
             },
         )
+}
+
+/// Up to five participants; now and then two of them claim to be this agent, which is refused.
+fn participants() -> impl Strategy<Value = Vec<Participant>> {
+    prop::collection::vec(
+        (
+            prop_oneof![
+                Just(ParticipantRole::Agent),
+                Just(ParticipantRole::Customer),
+                Just(ParticipantRole::Consult),
+                Just(ParticipantRole::Supervisor),
+            ],
+            prop::bool::weighted(0.3),
+            any::<bool>(),
+        ),
+        0..5,
+    )
+    .prop_map(|people| {
+        people
+            .into_iter()
+            .enumerate()
+            .map(|(n, (role, is_self, controller))| Participant {
+                id: format!("p{n}"),
+                role,
+                is_self,
+                controller,
+            })
+            .collect()
+    })
+}
+
+fn supervision() -> impl Strategy<Value = Supervision> {
+    prop_oneof![
+        Just(Supervision::Own),
+        Just(Supervision::Supervised),
+        Just(Supervision::Monitoring),
+        Just(Supervision::Whispering),
+        Just(Supervision::Barged),
+    ]
+}
+
+fn consult_intent() -> impl Strategy<Value = ConsultIntent> {
+    prop_oneof![
+        Just(ConsultIntent::Unspecified),
+        Just(ConsultIntent::Transfer),
+        Just(ConsultIntent::Conference),
+    ]
 }
 
 fn channel(name: &str, media: Media, state: AgentState, pending: Option<Pending>) -> Channel {
@@ -221,38 +317,46 @@ fn valid_snapshot() -> impl Strategy<Value = SessionState> {
         agent_state(),
         pending(),
         prop::collection::vec(prop::option::of(item), IDS.len()),
+        1u32..4,
     )
-        .prop_map(|(voice_media, voice_state, chat_state, pending, items)| {
-            let voice_media = voice_media.unwrap_or(Media::Voice);
-            let channels = vec![
-                channel("voice", voice_media, voice_state, pending),
-                channel("chat", Media::Chat, chat_state, None),
-            ];
-            let interactions = IDS
-                .iter()
-                .zip(items)
-                .filter_map(|(name, item)| {
-                    let (on_voice, vs, os, consult_of, parties, rec, muted) = item?;
-                    let (ch, media) = if on_voice {
-                        ("voice", voice_media)
-                    } else {
-                        ("chat", Media::Chat)
-                    };
-                    let st = if media.is_voice() { vs } else { os };
-                    Some(Interaction {
-                        consult_of: consult_of.filter(|c| c != name).map(id),
-                        parties,
-                        recording: rec,
-                        muted,
-                        ..Interaction::new(id(name), id(ch), Direction::Inbound, st)
+        .prop_map(
+            |(voice_media, voice_state, chat_state, pending, items, capacity)| {
+                let voice_media = voice_media.unwrap_or(Media::Voice);
+                let channels = vec![
+                    channel("voice", voice_media, voice_state, pending),
+                    Channel {
+                        capacity,
+                        ..channel("chat", Media::Chat, chat_state, None)
+                    },
+                    // Empty, so that later creations on it are scheduled callbacks.
+                    channel("fax", Media::Callback, chat_state, None),
+                ];
+                let interactions = IDS
+                    .iter()
+                    .zip(items)
+                    .filter_map(|(name, item)| {
+                        let (on_voice, vs, os, consult_of, parties, rec, muted) = item?;
+                        let (ch, media) = if on_voice {
+                            ("voice", voice_media)
+                        } else {
+                            ("chat", Media::Chat)
+                        };
+                        let st = if media.is_voice() { vs } else { os };
+                        Some(Interaction {
+                            consult_of: consult_of.filter(|c| c != name).map(id),
+                            parties,
+                            recording: rec,
+                            muted,
+                            ..Interaction::new(id(name), id(ch), Direction::Inbound, st)
+                        })
                     })
-                })
-                .collect();
-            SessionState {
-                channels,
-                interactions,
-            }
-        })
+                    .collect();
+                SessionState {
+                    channels,
+                    interactions,
+                }
+            },
+        )
 }
 
 /// Any snapshot, often malformed: no channels, duplicates, unknown channels, bad states.
@@ -311,17 +415,24 @@ fn seq() -> impl Strategy<Value = Seq> {
 
 fn random_profile() -> impl Strategy<Value = Profile> {
     (
-        any::<[bool; 4]>(),
+        any::<[bool; 7]>(),
         0u32..8,
         prop::collection::vec(any::<bool>(), Switch::ALL.len()),
+        prop_oneof![1u32..4, Just(64u32)],
     )
-        .prop_map(|(flags, max, off)| {
+        .prop_map(|(flags, max, off, max_capacity)| {
             let options = Options {
                 logout_requires_not_ready: flags[0],
                 reject_alerting: flags[1],
                 transfer_on_alerting: flags[2],
                 max_conference_parties: max,
                 mandatory_disposition: flags[3],
+                dial_during_other_media: flags[4],
+                single_step_transfer_in_consult: flags[5],
+                drop_requires_controller: flags[6],
+                acw_timeout_secs: u32::from(flags[4]) * 30,
+                max_wrap_up_extensions: u32::from(flags[5]),
+                max_channel_capacity: max_capacity,
             };
             // Mostly everything on, so that the switched capabilities get exercised too.
             let switches: Vec<Switch> = Switch::ALL
@@ -565,6 +676,69 @@ fn check_invariants(s: &Session) -> Result<(), TestCaseError> {
                 }
             }
         }
+        // Logout, of the session or of one channel, never leaves pending or live work behind
+        // (a supervised call the supervisor has not joined is not its work).
+        let live_on = |channel: Option<&wfm_engine::Id>| {
+            state
+                .interactions
+                .iter()
+                .any(|i| i.is_work() && channel.is_none_or(|c| &i.channel == c))
+                || state.channels.iter().any(|c| {
+                    c.state == AgentState::Reserved && channel.is_none_or(|id| &c.id == id)
+                })
+        };
+        if t.enabled.contains(Capability::SessionLogout) {
+            prop_assert!(!live_on(None), "session.logout with live work: {:?}", state);
+        }
+        if let Target::Channel(channel) = &t.target
+            && t.enabled.contains(Capability::ChannelLogout)
+        {
+            prop_assert!(
+                !live_on(Some(channel)),
+                "channel.logout of {:?} with live work",
+                channel
+            );
+        }
+        // Accept never takes a channel past its capacity, nor past the profile's cap.
+        if let Target::Interaction { channel, .. } = &t.target
+            && t.enabled.contains(Capability::Accept)
+            && let Some(ch) = state.channel(channel)
+        {
+            let accepted = state
+                .interactions
+                .iter()
+                .filter(|i| {
+                    &i.channel == channel
+                        && i.supervision == Supervision::Own
+                        && matches!(i.state, InteractionState::Active | InteractionState::Paused)
+                })
+                .count() as u32;
+            let max = s.profile().options().max_channel_capacity.max(1);
+            let cap = if ch.capacity == 0 {
+                max
+            } else {
+                ch.capacity.min(max)
+            };
+            prop_assert!(
+                accepted < cap,
+                "accept on {:?} with {} accepted of capacity {}",
+                channel,
+                accepted,
+                cap
+            );
+        }
+        // Once the call is over, only its wrap-up remains.
+        if let Target::Interaction { interaction, .. } = &t.target
+            && let Some(item) = state.interaction(interaction)
+            && item.state == InteractionState::WrapUp
+        {
+            let wrap_up = CapSet::of(&[
+                Capability::UpdateData,
+                Capability::WrapUp,
+                Capability::Complete,
+            ]);
+            prop_assert_eq!(t.enabled.without(wrap_up), CapSet::EMPTY);
+        }
         let expected_kind = match (&t.target, t.media) {
             (Target::Session, None) => Some(TargetKind::Session),
             (Target::Channel(_), Some(m)) => Some(TargetKind::channel(m)),
@@ -636,6 +810,15 @@ fn run(
                     c.with_events += u32::from(!events.is_empty());
                     c.snapshots += u32::from(is_snapshot);
                     c.gone += events.iter().filter(|e| e.context.state == "ended").count() as u32;
+                }
+                // No capability is ever enabled on an ended interaction.
+                for event in events.iter().filter(|e| e.context.state == "ended") {
+                    prop_assert!(
+                        event.enabled.is_empty(),
+                        "{} ended with {:?}",
+                        event.target,
+                        event.enabled
+                    );
                 }
                 prop_assert!(is_snapshot || sequence == last + 1);
                 prop_assert_eq!(s.last_sequence(), sequence);

@@ -65,8 +65,12 @@ async fn bind_answers_first_then_sends_the_full_view_state() {
         json!({"messageType": "resourceEvent", "serviceId": "WorkflowManager", "resourceId": "s1",
                "event": {"messageType": "stateEvent", "target": "s1.voice", "name": "state.updated",
                          "context": {"media": "voice", "state": "logged_out"},
-                         "data": [{"name": "channel.ready", "type": "disabled"},
+                         "data": [{"name": "channel.login", "type": "enabled"},
+                                  {"name": "channel.logout", "type": "disabled"},
+                                  {"name": "channel.ready", "type": "disabled"},
                                   {"name": "channel.notReady", "type": "disabled"},
+                                  {"name": "channel.cancelPending", "type": "disabled"},
+                                  {"name": "channel.extendWrapUp", "type": "disabled"},
                                   {"name": "channel.dial", "type": "disabled"}]}})
     );
     ws.assert_quiet().await;
@@ -93,7 +97,10 @@ async fn an_inbound_call_through_answer_hold_consult_transfer_and_wrap_up() {
     let reference = stack.session("s1").await;
     let mut ws = stack.ws().await;
     ws.bind("b", &reference, false).await;
-    assert_eq!(ws.events(2).await, ["s1: session.login", "s1.voice: "]);
+    assert_eq!(
+        ws.events(2).await,
+        ["s1: session.login", "s1.voice: channel.login"]
+    );
 
     let mut consult = call("c2", I::Dialing);
     consult.direction = pb::Direction::Consult.into();
@@ -103,29 +110,28 @@ async fn an_inbound_call_through_answer_hold_consult_transfer_and_wrap_up() {
             agent(A::NotReady),
             vec![
                 "s1: session.logout",
-                "s1.voice: channel.ready channel.notReady channel.dial",
+                "s1.voice: channel.logout channel.ready channel.notReady channel.dial",
             ],
         ),
         (
             agent(A::Ready),
-            vec!["s1.voice: channel.notReady channel.dial"],
+            vec!["s1.voice: channel.logout channel.notReady channel.dial"],
         ),
         (
             created(call("c1", I::Alerting)),
             vec![
                 "s1: ",
-                "s1.voice: channel.notReady",
-                "s1.voice.c1: interaction.answer interaction.reject interaction.updateData",
+                // An offer holds back Not Ready (and dialing) on its channel.
+                "s1.voice: ",
+                "s1.voice.c1: interaction.answer interaction.reject interaction.redirect interaction.updateData",
             ],
         ),
-        (
-            agent(A::Busy),
-            vec!["s1.voice: channel.ready channel.notReady"],
-        ),
+        (agent(A::Busy), vec!["s1.voice: channel.ready"]),
         (
             changed("c1", I::Connected),
             vec![
-                "s1.voice.c1: interaction.release interaction.hold interaction.consult interaction.singleStepTransfer interaction.sendDtmf interaction.mute interaction.updateData interaction.recording.start",
+                "s1.voice: channel.ready channel.notReady",
+                "s1.voice.c1: interaction.release interaction.hold interaction.consult interaction.singleStepTransfer interaction.singleStepConference interaction.sendDtmf interaction.mute interaction.updateData interaction.recording.start",
             ],
         ),
         (
@@ -143,7 +149,7 @@ async fn an_inbound_call_through_answer_hold_consult_transfer_and_wrap_up() {
             changed("c2", I::Connected),
             vec![
                 "s1.voice.c1: interaction.release interaction.completeTransfer interaction.completeConference interaction.alternate interaction.reconnect interaction.updateData",
-                "s1.voice.c2: interaction.release interaction.hold interaction.completeTransfer interaction.completeConference interaction.singleStepTransfer interaction.alternate interaction.reconnect interaction.sendDtmf interaction.mute interaction.updateData interaction.recording.start",
+                "s1.voice.c2: interaction.release interaction.hold interaction.alternate interaction.reconnect interaction.sendDtmf interaction.mute interaction.updateData interaction.recording.start",
             ],
         ),
         (
@@ -157,7 +163,7 @@ async fn an_inbound_call_through_answer_hold_consult_transfer_and_wrap_up() {
             changed("c1", I::WrapUp),
             vec![
                 "s1: session.logout",
-                "s1.voice: channel.ready channel.notReady channel.dial",
+                "s1.voice: channel.logout channel.ready channel.notReady channel.dial",
                 "s1.voice.c1: interaction.updateData interaction.wrapUp interaction.complete",
             ],
         ),
@@ -188,10 +194,10 @@ async fn a_change_with_no_visible_effect_sends_nothing() {
         ws.events(6).await,
         [
             "quiet: session.logout",
-            "quiet.voice: channel.notReady channel.dial",
+            "quiet.voice: channel.logout channel.notReady channel.dial",
             "quiet: ",
             "quiet.voice: channel.notReady",
-            "quiet.voice.c1: interaction.release interaction.hold interaction.consult interaction.singleStepTransfer interaction.sendDtmf interaction.mute interaction.updateData interaction.recording.start",
+            "quiet.voice.c1: interaction.release interaction.hold interaction.consult interaction.singleStepTransfer interaction.singleStepConference interaction.sendDtmf interaction.mute interaction.updateData interaction.recording.start",
             "quiet.voice: channel.ready channel.notReady",
         ]
     );
@@ -199,7 +205,7 @@ async fn a_change_with_no_visible_effect_sends_nothing() {
         ws.events(3).await,
         [
             "quiet: session.logout",
-            "quiet.voice: channel.ready channel.notReady channel.dial",
+            "quiet.voice: channel.logout channel.ready channel.notReady channel.dial",
             "quiet.voice.c1: interaction.updateData interaction.wrapUp interaction.complete",
         ]
     );
@@ -238,7 +244,7 @@ async fn a_second_binder_is_refused_and_takeover_replaces_the_first() {
     assert_eq!(first.recv().await, unbound_event("solo", "takenOver"));
     assert_eq!(
         second.events(2).await,
-        ["solo: session.login", "solo.voice: "]
+        ["solo: session.login", "solo.voice: channel.login"]
     );
 
     stack.apply("solo", 1, agent(A::Ready)).await;
@@ -246,7 +252,7 @@ async fn a_second_binder_is_refused_and_takeover_replaces_the_first() {
         second.events(2).await,
         [
             "solo: session.logout",
-            "solo.voice: channel.notReady channel.dial"
+            "solo.voice: channel.logout channel.notReady channel.dial"
         ]
     );
     first.assert_quiet().await;
@@ -314,7 +320,7 @@ async fn unbind_releases_the_session_and_the_connection_can_bind_again() {
         ws.events(2).await,
         [
             "again: session.logout",
-            "again.voice: channel.notReady channel.dial"
+            "again.voice: channel.logout channel.notReady channel.dial"
         ]
     );
     // Unbinding by the reference works as well as by the session id.
@@ -619,7 +625,7 @@ async fn malformed_input_gets_a_precise_error_and_the_connection_stays_open() {
         bystander.events(2).await,
         [
             "calm: session.logout",
-            "calm.voice: channel.notReady channel.dial"
+            "calm.voice: channel.logout channel.notReady channel.dial"
         ]
     );
 }

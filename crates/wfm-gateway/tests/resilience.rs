@@ -115,7 +115,7 @@ async fn a_client_that_stops_answering_pings_is_dropped_and_its_binding_released
     );
     assert_eq!(
         reloaded.events(2).await,
-        ["zombie: session.login", "zombie.voice: "]
+        ["zombie: session.login", "zombie.voice: channel.login"]
     );
 
     // A client that reads answers the pings and stays, across many ping intervals.
@@ -156,7 +156,7 @@ async fn a_manager_restart_is_reported_and_the_gateway_rebinds_by_itself() {
         ws.events(2).await,
         [
             "phoenix: session.logout",
-            "phoenix.voice: channel.notReady channel.dial"
+            "phoenix.voice: channel.logout channel.notReady channel.dial"
         ]
     );
     let mut idle = gateway.ws().await;
@@ -198,7 +198,7 @@ async fn a_manager_restart_is_reported_and_the_gateway_rebinds_by_itself() {
         ws.events(2).await,
         [
             "phoenix: session.logout",
-            "phoenix.voice: channel.ready channel.notReady channel.dial"
+            "phoenix.voice: channel.logout channel.ready channel.notReady channel.dial"
         ]
     );
     gateway.wait_ready(200).await;
@@ -210,7 +210,7 @@ async fn a_manager_restart_is_reported_and_the_gateway_rebinds_by_itself() {
         .unwrap();
     assert_eq!(
         ws.event().await,
-        "phoenix.voice: channel.notReady channel.dial"
+        "phoenix.voice: channel.logout channel.notReady channel.dial"
     );
     assert_eq!(
         late.bind("l2", &reference, false).await["error"]["code"],

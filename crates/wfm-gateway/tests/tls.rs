@@ -173,7 +173,10 @@ async fn the_gateway_binds_through_mutual_tls_and_serves_wss() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert_eq!(ws.events(2).await, ["s1: session.login", "s1.voice: "]);
+    assert_eq!(
+        ws.events(2).await,
+        ["s1: session.login", "s1.voice: channel.login"]
+    );
 
     // Plaintext on the TLS port gets no HTTP answer.
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

@@ -3,8 +3,9 @@
 use std::collections::HashMap;
 
 use wfm_engine::{
-    AgentState, Capability, ChannelUpdate, CtiUpdate, Direction, Id, InteractionChange,
-    InteractionState, Media, Pending, Recording, SessionState, StateEvent,
+    AgentState, Capability, ChannelUpdate, ConsultIntent, CtiUpdate, Direction, Id,
+    InteractionChange, InteractionState, Media, Participant, ParticipantRole, Pending, Recording,
+    SessionState, StateEvent, Supervision,
 };
 use wfm_proto::v1 as pb;
 
@@ -135,6 +136,81 @@ fn interaction_state_to_wire(value: InteractionState) -> pb::InteractionState {
     }
 }
 
+fn consult_intent(value: pb::ConsultIntent) -> ConsultIntent {
+    match value {
+        pb::ConsultIntent::Unspecified => ConsultIntent::Unspecified,
+        pb::ConsultIntent::Transfer => ConsultIntent::Transfer,
+        pb::ConsultIntent::Conference => ConsultIntent::Conference,
+    }
+}
+
+fn consult_intent_to_wire(value: ConsultIntent) -> pb::ConsultIntent {
+    match value {
+        ConsultIntent::Unspecified => pb::ConsultIntent::Unspecified,
+        ConsultIntent::Transfer => pb::ConsultIntent::Transfer,
+        ConsultIntent::Conference => pb::ConsultIntent::Conference,
+    }
+}
+
+/// A reported participant; the role is required.
+fn participant(wire: pb::Participant) -> Result<Participant> {
+    let role = match decode("participant.role", wire.role)? {
+        pb::ParticipantRole::Unspecified => {
+            return Err(ManagerError::MissingField("participant.role"));
+        }
+        pb::ParticipantRole::Agent => ParticipantRole::Agent,
+        pb::ParticipantRole::Customer => ParticipantRole::Customer,
+        pb::ParticipantRole::Consult => ParticipantRole::Consult,
+        pb::ParticipantRole::Supervisor => ParticipantRole::Supervisor,
+    };
+    Ok(Participant {
+        id: wire.participant_id,
+        role,
+        is_self: wire.is_self,
+        controller: wire.controller,
+    })
+}
+
+/// Participants as reported; the engine checks their number and ids with the rest.
+fn participants(wire: Vec<pb::Participant>) -> Result<Vec<Participant>> {
+    wire.into_iter().map(participant).collect()
+}
+
+fn participant_to_wire(value: &Participant) -> pb::Participant {
+    pb::Participant {
+        participant_id: value.id.clone(),
+        role: match value.role {
+            ParticipantRole::Agent => pb::ParticipantRole::Agent,
+            ParticipantRole::Customer => pb::ParticipantRole::Customer,
+            ParticipantRole::Consult => pb::ParticipantRole::Consult,
+            ParticipantRole::Supervisor => pb::ParticipantRole::Supervisor,
+        }
+        .into(),
+        is_self: value.is_self,
+        controller: value.controller,
+    }
+}
+
+fn supervision(value: pb::Supervision) -> Supervision {
+    match value {
+        pb::Supervision::Own => Supervision::Own,
+        pb::Supervision::Supervised => Supervision::Supervised,
+        pb::Supervision::Monitoring => Supervision::Monitoring,
+        pb::Supervision::Whispering => Supervision::Whispering,
+        pb::Supervision::Barged => Supervision::Barged,
+    }
+}
+
+fn supervision_to_wire(value: Supervision) -> pb::Supervision {
+    match value {
+        Supervision::Own => pb::Supervision::Own,
+        Supervision::Supervised => pb::Supervision::Supervised,
+        Supervision::Monitoring => pb::Supervision::Monitoring,
+        Supervision::Whispering => pb::Supervision::Whispering,
+        Supervision::Barged => pb::Supervision::Barged,
+    }
+}
+
 fn recording(value: pb::Recording) -> Recording {
     match value {
         pb::Recording::Off => Recording::Off,
@@ -169,6 +245,9 @@ pub(crate) fn channel(wire: pb::Channel) -> Result<wfm_engine::Channel> {
         reason: wire.reason,
         pending: pending(decode("channel.pending", wire.pending)?),
         pending_reason: wire.pending_reason,
+        // Checked against the limit by the engine, with the rest of the state.
+        capacity: wire.capacity,
+        wrap_up_extensions: wire.wrap_up_extensions,
     })
 }
 
@@ -181,7 +260,14 @@ pub(crate) fn interaction(wire: pb::Interaction) -> Result<wfm_engine::Interacti
         interaction_state(decode("interaction.state", wire.state)?)?,
     );
     item.consult_of = optional_id("consult_of interaction id", &wire.consult_of)?;
+    item.consult_intent =
+        consult_intent(decode("interaction.consult_intent", wire.consult_intent)?);
     item.parties = wire.parties.max(2);
+    item.participants = participants(wire.participants)?;
+    item.supervision = supervision(decode("interaction.supervision", wire.supervision)?);
+    item.monitored = wire.monitored;
+    item.preview = wire.preview;
+    item.callback_of = optional_id("callback_of interaction id", &wire.callback_of)?;
     item.recording = recording(decode("interaction.recording", wire.recording)?);
     item.muted = wire.muted;
     item.disposition = wire.disposition;
@@ -221,6 +307,8 @@ pub fn update(wire: Option<pb::CtiUpdate>) -> Result<CtiUpdate> {
             reason: c.reason,
             pending: pending(decode("channel.pending", c.pending)?),
             pending_reason: c.pending_reason,
+            capacity: (c.capacity != 0).then_some(c.capacity),
+            wrap_up_extensions: c.wrap_up_extensions,
         }),
         Kind::InteractionCreated(i) => CtiUpdate::InteractionCreated(interaction(i)?),
         Kind::InteractionChanged(c) => {
@@ -234,7 +322,25 @@ pub fn update(wire: Option<pb::CtiUpdate>) -> Result<CtiUpdate> {
                 .consult_of
                 .map(|id| optional_id("consult_of interaction id", &id))
                 .transpose()?;
+            change.consult_intent = c
+                .consult_intent
+                .map(|i| decode("interaction.consult_intent", i).map(consult_intent))
+                .transpose()?;
             change.parties = c.parties.map(|p| p.max(2));
+            change.participants = c
+                .participants
+                .map(|list| participants(list.participants))
+                .transpose()?;
+            change.supervision = c
+                .supervision
+                .map(|s| decode("interaction.supervision", s).map(supervision))
+                .transpose()?;
+            change.monitored = c.monitored;
+            change.preview = c.preview;
+            change.callback_of = c
+                .callback_of
+                .map(|id| optional_id("callback_of interaction id", &id))
+                .transpose()?;
             change.recording = c
                 .recording
                 .map(|r| decode("interaction.recording", r).map(recording))
@@ -292,8 +398,8 @@ pub(crate) fn compact_state(event: StateEvent, trace: Option<&Trace>) -> pb::Com
                 value: value.to_string(),
             })
             .collect(),
-        defined: u64::from(event.defined.bits()),
-        enabled: u64::from(event.enabled.bits()),
+        defined: event.defined.bits(),
+        enabled: event.enabled.bits(),
         target: event.target,
         trace_context: trace.map(|t| (**t).clone()).unwrap_or_default(),
         gone: event.gone,
@@ -350,6 +456,8 @@ pub fn state_to_wire(state: &SessionState) -> pb::Snapshot {
                 reason: c.reason.clone(),
                 pending: pending_to_wire(c.pending).into(),
                 pending_reason: c.pending_reason.clone(),
+                capacity: c.capacity,
+                wrap_up_extensions: c.wrap_up_extensions,
             })
             .collect(),
         interactions: state
@@ -366,6 +474,16 @@ pub fn state_to_wire(state: &SessionState) -> pb::Snapshot {
                 muted: i.muted,
                 disposition: i.disposition.clone(),
                 data: i.data.clone().into_iter().collect(),
+                consult_intent: consult_intent_to_wire(i.consult_intent).into(),
+                participants: i.participants.iter().map(participant_to_wire).collect(),
+                supervision: supervision_to_wire(i.supervision).into(),
+                monitored: i.monitored,
+                preview: i.preview,
+                callback_of: i
+                    .callback_of
+                    .as_ref()
+                    .map(Id::to_string)
+                    .unwrap_or_default(),
             })
             .collect(),
     }
@@ -394,11 +512,23 @@ mod tests {
             state: pb::AgentState::Busy.into(),
             pending: pb::PendingState::NotReady.into(),
             pending_reason: "lunch".into(),
+            capacity: 3,
             ..Default::default()
         }];
         let mut call = wire_interaction();
         call.data.insert("tier".into(), "vip".into());
         call.parties = 3;
+        call.consult_intent = pb::ConsultIntent::Transfer.into();
+        call.supervision = pb::Supervision::Whispering.into();
+        call.monitored = true;
+        call.preview = true;
+        call.callback_of = "cb-1".into();
+        call.participants = vec![pb::Participant {
+            participant_id: "agent-7".into(),
+            role: pb::ParticipantRole::Agent.into(),
+            is_self: true,
+            controller: true,
+        }];
         let engine = state(channels.clone(), vec![call.clone()]).unwrap();
         let back = state_to_wire(&engine);
         assert_eq!(back.channels, channels);
@@ -423,5 +553,48 @@ mod tests {
             update(None).unwrap_err().to_string(),
             "missing required field update"
         );
+        let mut roleless = wire_interaction();
+        roleless.participants = vec![pb::Participant::default()];
+        assert_eq!(
+            interaction(roleless).unwrap_err().to_string(),
+            "missing required field participant.role"
+        );
+        let mut intent = wire_interaction();
+        intent.consult_intent = 9;
+        assert_eq!(
+            interaction(intent).unwrap_err().to_string(),
+            "field interaction.consult_intent has unknown value 9"
+        );
+        let change = pb::CtiUpdate {
+            kind: Some(pb::cti_update::Kind::InteractionChanged(
+                pb::InteractionChange {
+                    interaction_id: "call-1".into(),
+                    consult_intent: Some(7),
+                    ..Default::default()
+                },
+            )),
+        };
+        assert_eq!(
+            update(Some(change)).unwrap_err().to_string(),
+            "field interaction.consult_intent has unknown value 7"
+        );
+    }
+
+    #[test]
+    fn a_channel_update_without_a_capacity_keeps_the_one_reported_before() {
+        let wire = |capacity| pb::CtiUpdate {
+            kind: Some(pb::cti_update::Kind::Channel(pb::Channel {
+                channel_id: "chat".into(),
+                state: pb::AgentState::Ready.into(),
+                capacity,
+                ..Default::default()
+            })),
+        };
+        let capacity_of = |u: CtiUpdate| match u {
+            CtiUpdate::Channel(c) => c.capacity,
+            other => panic!("not a channel update: {other:?}"),
+        };
+        assert_eq!(capacity_of(update(Some(wire(0))).unwrap()), None);
+        assert_eq!(capacity_of(update(Some(wire(3))).unwrap()), Some(3));
     }
 }

@@ -12,6 +12,7 @@
 //! - [`error`]: every refusal and its gRPC status, in one table.
 //! - `service`: the `wfm.v1.WorkflowManager` implementation, a thin shell.
 //! - `registry`: live sessions, their single binder, and event delivery.
+//! - `timers`: one task that wakes sessions at their deadlines (time-boxed after-call work).
 //! - `outbox`: the bounded queue of each binding stream, in engine types, and its overflow
 //!   policy (drop and resynchronise).
 //! - `streams`: the binding streams' writers, which build the protobuf outside any lock and
@@ -38,6 +39,7 @@ mod service;
 pub mod settings;
 mod stats;
 mod streams;
+mod timers;
 
 pub use cluster::ClusterConfig;
 pub use config::ManagerConfig;

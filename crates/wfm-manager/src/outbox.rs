@@ -173,18 +173,19 @@ fn push(inner: &mut Inner, item: Outgoing) {
 
 impl Sender {
     /// Queues the events of one update under one lock, as many as fit; hands back the
-    /// first that did not, followed by the rest.
+    /// first that did not, followed by the rest. Boxed: an overflow is rare, and the pair
+    /// is too large to return by value on every call.
     pub(crate) fn states(
         &self,
         binding_id: u64,
         events: Vec<StateEvent>,
         trace: Option<&Trace>,
-    ) -> Result<(), (StateEvent, std::vec::IntoIter<StateEvent>)> {
+    ) -> Result<(), Box<(StateEvent, std::vec::IntoIter<StateEvent>)>> {
         let mut inner = self.0.lock();
         let mut events = events.into_iter();
         while let Some(event) = events.next() {
             if inner.states >= self.0.capacity {
-                return Err((event, events));
+                return Err(Box::new((event, events)));
             }
             self.queue_state(&mut inner, binding_id, event, trace.cloned());
         }

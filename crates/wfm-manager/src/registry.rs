@@ -17,6 +17,7 @@ use crate::cluster::Fence;
 use crate::error::ManagerError;
 use crate::outbox::{self, Bound, Outgoing, Trace, UnboundReason};
 use crate::stats::ManagerStats;
+use crate::timers::Timers;
 
 /// Where a binding's events go: a stream's queue, tagged with the binding id on that stream.
 #[derive(Debug, Clone)]
@@ -103,6 +104,8 @@ pub(crate) struct Entry {
     reservation: Option<Reservation>,
     /// Cluster mode only.
     pub(crate) owned: Option<Owned>,
+    /// The deadline it waits for in the registry's timers, if any.
+    deadline: Option<u64>,
 }
 
 impl Entry {
@@ -127,6 +130,7 @@ impl Entry {
             binder: None,
             reservation,
             owned,
+            deadline: None,
         }
     }
 
@@ -162,7 +166,8 @@ impl Entry {
             return;
         }
         let mut queued = events.len();
-        if let Err((dropped, rest)) = binder.sink.tx.states(binder.sink.binding_id, events, trace) {
+        if let Err(overflow) = binder.sink.tx.states(binder.sink.binding_id, events, trace) {
+            let (dropped, rest) = *overflow;
             let lost = 1 + rest.len();
             queued -= lost;
             stats.stream_overflows.add(lost as u64);
@@ -295,6 +300,8 @@ pub(crate) struct Registry {
     fence: Option<Arc<Fence>>,
     /// Most sessions created here; sessions taken over or handed here are not refused.
     max_sessions: usize,
+    /// The sessions' deadlines, and the clock they are counted in.
+    timers: Arc<Timers>,
 }
 
 /// A random incarnation for a new session (the clock, should the OS have no randomness).
@@ -335,7 +342,45 @@ impl Registry {
             stats,
             fence: None,
             max_sessions: usize::MAX,
+            timers: Arc::new(Timers::new()),
         }
+    }
+
+    /// The sessions' deadlines, for the task that wakes them.
+    pub(crate) fn timers(&self) -> Arc<Timers> {
+        Arc::clone(&self.timers)
+    }
+
+    /// Files `entry`'s next deadline with the timers.
+    fn reschedule(&self, entry: &mut Entry) {
+        let next = entry.session.next_deadline();
+        self.timers
+            .reschedule(entry.session.id(), entry.deadline, next);
+        entry.deadline = next;
+    }
+
+    /// Applies the expiries due by `now_ms` in session `session_id` (woken by its timer)
+    /// and sends their events, as an update's are sent.
+    pub(crate) fn expire(&self, session_id: &Id, now_ms: u64) {
+        let Some(shared) = self.lookup(session_id.as_str()) else {
+            return;
+        };
+        let mut entry = lock(&shared);
+        // Its deadline came out of the timers with the wake-up.
+        entry.deadline = None;
+        if let Some(fence) = &self.fence
+            && fence.admit(&entry).is_err()
+        {
+            return;
+        }
+        let events = entry.session.expire(now_ms);
+        if !events.is_empty() {
+            entry.deliver(events, None, &self.stats);
+            if let Some(fence) = &self.fence {
+                fence.changed(&shared, &mut entry);
+            }
+        }
+        self.reschedule(&mut entry);
     }
 
     /// Refuses to create more than `max_sessions` sessions here.
@@ -448,6 +493,11 @@ impl Registry {
             Instant::now(),
         );
         let entry = self.adopt(entry);
+        {
+            let mut adopted = lock(&entry);
+            adopted.session.set_clock(self.timers.now_ms());
+            self.reschedule(&mut adopted);
+        }
         Self::reissue(&entry, &agent_id)
     }
 
@@ -514,7 +564,8 @@ impl Registry {
         if let Some(fence) = &self.fence {
             fence.admit(&entry)?;
         }
-        let (duplicate, events) = match entry.session.apply(sequence, update)? {
+        let now = self.timers.now_ms();
+        let (duplicate, events) = match entry.session.apply_at(sequence, update, now)? {
             Applied::Duplicate => (true, 0),
             Applied::Changed(events) => {
                 let count = events.len();
@@ -525,6 +576,7 @@ impl Registry {
                 (false, count)
             }
         };
+        self.reschedule(&mut entry);
         Ok(Ack {
             duplicate,
             view_version: entry.session.view_version(),
@@ -712,6 +764,7 @@ impl Registry {
             };
             let events = entry.session.set_profile(profile);
             entry.deliver(events, None, &self.stats);
+            self.reschedule(&mut entry);
         }
     }
 

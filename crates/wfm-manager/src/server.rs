@@ -80,6 +80,10 @@ pub async fn serve(
             .await?;
     }
     let streams_stop = CancellationToken::new();
+    tokio::spawn(crate::timers::run(
+        Arc::clone(&registry),
+        shutdown.child_token(),
+    ));
     if let Some(path) = config.profiles_path.clone() {
         tokio::spawn(profile_watch::watch(
             path,

@@ -67,7 +67,7 @@ async fn one_binder_at_a_time_and_takeover_replaces_it() {
     );
     assert!(next(&mut first).await.is_none(), "the replaced stream ends");
     assert_eq!(next_event(&mut second).await, "solo: session.login");
-    assert_eq!(next_event(&mut second).await, "solo.voice: ");
+    assert_eq!(next_event(&mut second).await, "solo.voice: channel.login");
 
     client
         .apply_update(update("solo", 1, agent(A::Ready)))
@@ -265,7 +265,7 @@ async fn attach_multiplexes_bindings_and_shares_the_single_binder_rule() {
         matches!(kind, Kind::BindResult(ref r) if r.code == 0 && r.session_id == "a"),
         "{kind:?}"
     );
-    for want in ["a: session.login", "a.voice: "] {
+    for want in ["a: session.login", "a.voice: channel.login"] {
         match attach_next(&mut stream).await {
             (1, Kind::State(state)) => assert_eq!(render_compact(&names, &state), want),
             other => panic!("{other:?}"),
@@ -304,7 +304,10 @@ async fn attach_multiplexes_bindings_and_shares_the_single_binder_rule() {
         tagged,
         [
             (2, "b: session.logout".to_string()),
-            (2, "b.voice: channel.notReady channel.dial".to_string())
+            (
+                2,
+                "b.voice: channel.logout channel.notReady channel.dial".to_string()
+            )
         ]
     );
 

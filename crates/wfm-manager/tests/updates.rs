@@ -17,7 +17,7 @@ async fn an_inbound_call_through_answer_hold_consult_transfer_and_wrap_up() {
     let mut client = manager.client().await;
     let session = create(&mut client, "s1").await;
     let initial: Vec<String> = session.view_state.iter().map(render).collect();
-    assert_eq!(initial, ["s1: session.login", "s1.voice: "]);
+    assert_eq!(initial, ["s1: session.login", "s1.voice: channel.login"]);
     assert_eq!(session.next_sequence, 1);
 
     let bind = pb::BindSessionRequest {
@@ -26,7 +26,7 @@ async fn an_inbound_call_through_answer_hold_consult_transfer_and_wrap_up() {
     };
     let mut events = client.bind_session(bind).await.unwrap().into_inner();
     assert_eq!(next_event(&mut events).await, "s1: session.login");
-    assert_eq!(next_event(&mut events).await, "s1.voice: ");
+    assert_eq!(next_event(&mut events).await, "s1.voice: channel.login");
 
     let mut consult = call("c2", I::Dialing);
     consult.direction = pb::Direction::Consult.into();
@@ -36,29 +36,28 @@ async fn an_inbound_call_through_answer_hold_consult_transfer_and_wrap_up() {
             agent(A::NotReady),
             vec![
                 "s1: session.logout",
-                "s1.voice: channel.ready channel.notReady channel.dial",
+                "s1.voice: channel.logout channel.ready channel.notReady channel.dial",
             ],
         ),
         (
             agent(A::Ready),
-            vec!["s1.voice: channel.notReady channel.dial"],
+            vec!["s1.voice: channel.logout channel.notReady channel.dial"],
         ),
         (
             created(call("c1", I::Alerting)),
             vec![
                 "s1: ",
-                "s1.voice: channel.notReady",
-                "s1.voice.c1: interaction.answer interaction.reject interaction.updateData",
+                // An offer holds back Not Ready (and dialing) on its channel.
+                "s1.voice: ",
+                "s1.voice.c1: interaction.answer interaction.reject interaction.redirect interaction.updateData",
             ],
         ),
-        (
-            agent(A::Busy),
-            vec!["s1.voice: channel.ready channel.notReady"],
-        ),
+        (agent(A::Busy), vec!["s1.voice: channel.ready"]),
         (
             changed("c1", I::Connected),
             vec![
-                "s1.voice.c1: interaction.release interaction.hold interaction.consult interaction.singleStepTransfer interaction.sendDtmf interaction.mute interaction.updateData interaction.recording.start",
+                "s1.voice: channel.ready channel.notReady",
+                "s1.voice.c1: interaction.release interaction.hold interaction.consult interaction.singleStepTransfer interaction.singleStepConference interaction.sendDtmf interaction.mute interaction.updateData interaction.recording.start",
             ],
         ),
         (
@@ -76,7 +75,7 @@ async fn an_inbound_call_through_answer_hold_consult_transfer_and_wrap_up() {
             changed("c2", I::Connected),
             vec![
                 "s1.voice.c1: interaction.release interaction.completeTransfer interaction.completeConference interaction.alternate interaction.reconnect interaction.updateData",
-                "s1.voice.c2: interaction.release interaction.hold interaction.completeTransfer interaction.completeConference interaction.singleStepTransfer interaction.alternate interaction.reconnect interaction.sendDtmf interaction.mute interaction.updateData interaction.recording.start",
+                "s1.voice.c2: interaction.release interaction.hold interaction.alternate interaction.reconnect interaction.sendDtmf interaction.mute interaction.updateData interaction.recording.start",
             ],
         ),
         (
@@ -90,7 +89,7 @@ async fn an_inbound_call_through_answer_hold_consult_transfer_and_wrap_up() {
             changed("c1", I::WrapUp),
             vec![
                 "s1: session.logout",
-                "s1.voice: channel.ready channel.notReady channel.dial",
+                "s1.voice: channel.logout channel.ready channel.notReady channel.dial",
                 "s1.voice.c1: interaction.updateData interaction.wrapUp interaction.complete",
             ],
         ),
@@ -245,6 +244,10 @@ async fn sequencing_applies_the_next_acknowledges_repeats_and_refuses_gaps() {
     assert_eq!(state.state.unwrap().channels[0].state, i32::from(A::Ready));
 }
 
+fn changed_with(change: pb::InteractionChange) -> pb::cti_update::Kind {
+    pb::cti_update::Kind::InteractionChanged(change)
+}
+
 #[tokio::test]
 async fn every_bad_update_gets_a_precise_status_and_changes_nothing() {
     let manager = Manager::start().await;
@@ -323,6 +326,31 @@ async fn every_bad_update_gets_a_precise_status_and_changes_nothing() {
             ),
             Code::InvalidArgument,
             "channel voice is voice, not chat",
+        ),
+        (
+            update(
+                "bad",
+                2,
+                pb::cti_update::Kind::Channel(pb::Channel {
+                    capacity: 65,
+                    ..channel("voice", pb::Media::Voice, A::Ready)
+                }),
+            ),
+            Code::InvalidArgument,
+            "too many concurrent interactions in a channel's capacity: at most 64",
+        ),
+        (
+            update(
+                "bad",
+                2,
+                changed_with(pb::InteractionChange {
+                    interaction_id: "c1".into(),
+                    consult_intent: Some(5),
+                    ..Default::default()
+                }),
+            ),
+            Code::InvalidArgument,
+            "field interaction.consult_intent has unknown value 5",
         ),
     ];
     for (request, code, message) in cases {

@@ -7,7 +7,7 @@
 //! and `contains`. Anything else is refused at load with its position.
 
 use cel::common::ast::{Expr, IdedExpr, LiteralValue, operators};
-use wfm_engine::{Condition, Facts};
+use wfm_engine::{AgentState, Condition, Facts};
 
 /// Which variables a rule can see: decided by the kind of its capability.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -33,6 +33,18 @@ pub const VARIABLES: &[(&str, Type, Scope, &str)] = &[
         Type::Int,
         Scope::Session,
         "number of tracked interactions",
+    ),
+    (
+        "session.other_channels_logged_in",
+        Type::Int,
+        Scope::Channel,
+        "logged-in channels besides this one",
+    ),
+    (
+        "session.other_channels_busy",
+        Type::Int,
+        Scope::Channel,
+        "busy channels besides this one",
     ),
     ("channel.id", Type::Str, Scope::Channel, "channel id"),
     (
@@ -66,6 +78,18 @@ pub const VARIABLES: &[(&str, Type, Scope, &str)] = &[
         "reason of a pending not-ready",
     ),
     (
+        "channel.interactions",
+        Type::Int,
+        Scope::Channel,
+        "the channel's own interactions, in any state",
+    ),
+    (
+        "channel.capacity",
+        Type::Int,
+        Scope::Channel,
+        "reported capacity, 0 when not reported",
+    ),
+    (
         "interaction.id",
         Type::Str,
         Scope::Interaction,
@@ -94,6 +118,18 @@ pub const VARIABLES: &[(&str, Type, Scope, &str)] = &[
         Type::Int,
         Scope::Interaction,
         "parties on the call, the agent included",
+    ),
+    (
+        "interaction.participants",
+        Type::Int,
+        Scope::Interaction,
+        "party count: the listed participants, else the reported parties",
+    ),
+    (
+        "interaction.supervision",
+        Type::Str,
+        Scope::Interaction,
+        "own, supervised, monitoring, whispering or barged",
     ),
     (
         "interaction.recording",
@@ -180,6 +216,12 @@ pub struct CelError {
 enum Var {
     LoggedIn,
     Interactions,
+    OtherLoggedIn,
+    OtherBusy,
+    ChannelInteractions,
+    ChannelCapacity,
+    Participants,
+    Supervision,
     ChannelId,
     ChannelMedia,
     ChannelState,
@@ -397,6 +439,12 @@ impl Compiler<'_> {
         let var = match name {
             "session.logged_in" => Var::LoggedIn,
             "session.interactions" => Var::Interactions,
+            "session.other_channels_logged_in" => Var::OtherLoggedIn,
+            "session.other_channels_busy" => Var::OtherBusy,
+            "channel.interactions" => Var::ChannelInteractions,
+            "channel.capacity" => Var::ChannelCapacity,
+            "interaction.participants" => Var::Participants,
+            "interaction.supervision" => Var::Supervision,
             "channel.id" => Var::ChannelId,
             "channel.media" => Var::ChannelMedia,
             "channel.state" => Var::ChannelState,
@@ -620,6 +668,25 @@ fn compare(cmp: Cmp, a: Val<'_>, b: Val<'_>) -> bool {
     }
 }
 
+/// How many of `items` there are, as a CEL int; counting allocates nothing.
+fn count<'a, T>(items: impl Iterator<Item = T>) -> Val<'a> {
+    Val::Int(i64::try_from(items.count()).unwrap_or(i64::MAX))
+}
+
+/// The session's channels besides the target's that satisfy `keep`.
+fn others<'a>(facts: &Facts<'a>, keep: fn(&wfm_engine::Channel) -> bool) -> Val<'a> {
+    let Some(channel) = facts.channel else {
+        return Val::Null;
+    };
+    count(
+        facts
+            .state
+            .channels
+            .iter()
+            .filter(|c| c.id != channel.id && keep(c)),
+    )
+}
+
 fn read<'a>(var: Var, facts: &Facts<'a>) -> Val<'a> {
     let text = |s: Option<&'a str>| s.map_or(Val::Null, Val::Str);
     let channel = facts.channel;
@@ -629,6 +696,20 @@ fn read<'a>(var: Var, facts: &Facts<'a>) -> Val<'a> {
         Var::Interactions => {
             Val::Int(i64::try_from(facts.state.interactions.len()).unwrap_or(i64::MAX))
         }
+        Var::OtherLoggedIn => others(facts, |c| c.state.is_logged_in()),
+        Var::OtherBusy => others(facts, |c| c.state == AgentState::Busy),
+        Var::ChannelInteractions => {
+            channel.map_or(Val::Null, |c| {
+                count(
+                    facts.state.interactions.iter().filter(|i| {
+                        i.channel == c.id && i.supervision == wfm_engine::Supervision::Own
+                    }),
+                )
+            })
+        }
+        Var::ChannelCapacity => channel.map_or(Val::Null, |c| Val::Int(i64::from(c.capacity))),
+        Var::Participants => item.map_or(Val::Null, |i| Val::Int(i64::from(i.party_count()))),
+        Var::Supervision => text(item.map(|i| i.supervision.as_str())),
         Var::ChannelId => text(channel.map(|c| c.id.as_str())),
         Var::ChannelMedia | Var::Media => text(channel.map(|c| c.media.as_str())),
         Var::ChannelState => text(channel.map(|c| c.state.as_str())),
@@ -656,8 +737,8 @@ impl Condition for CelCondition {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use wfm_engine::InteractionState;
     use wfm_engine::testkit::*;
-    use wfm_engine::{AgentState, InteractionState};
 
     fn holds(source: &str) -> bool {
         let mut c = call("c1", "voice", InteractionState::Connected);
@@ -698,9 +779,50 @@ mod tests {
                 true,
             ),
             (r#"session.logged_in && session.interactions == 1"#, true),
+            (r#"interaction.participants == 3"#, true),
+            (r#"interaction.supervision == "own""#, true),
+            (
+                r#"channel.interactions == 1 && channel.capacity == 0"#,
+                true,
+            ),
+            (r#"session.other_channels_logged_in == 0"#, true),
         ] {
             assert_eq!(holds(source), expected, "{source}");
         }
+    }
+
+    #[test]
+    fn a_rule_can_see_the_sessions_other_channels_and_the_channels_load() {
+        let mut chat = chat_channel("chat", AgentState::Busy);
+        chat.capacity = 3;
+        let st = state(
+            vec![voice("voice", AgentState::Ready), chat],
+            vec![
+                chat_interaction("x1", InteractionState::Active),
+                chat_interaction("x2", InteractionState::Offered),
+            ],
+        );
+        let facts = |channel: usize| Facts {
+            state: &st,
+            channel: Some(&st.channels[channel]),
+            interaction: None,
+        };
+        let on = |source: &str, channel| {
+            compile(source, Scope::Channel)
+                .unwrap()
+                .holds(&facts(channel))
+        };
+        // The voice channel sees one other channel, busy.
+        assert!(on("session.other_channels_logged_in == 1", 0));
+        assert!(on("session.other_channels_busy == 1", 0));
+        assert!(on("channel.interactions == 0", 0));
+        // The chat channel sees its two chats and its capacity, and an idle voice channel.
+        assert!(on("channel.interactions == 2 && channel.capacity == 3", 1));
+        assert!(on("session.other_channels_busy == 0", 1));
+    }
+
+    fn chat_interaction(id: &str, st: InteractionState) -> wfm_engine::Interaction {
+        chat(id, "chat", st)
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! extends = "default"              # optional; "default" is the built-in profile
 //! options = { logout_requires_not_ready = true }
 //! switches = { recording = false }
+//! reasons = { not_ready = ["break", "lunch"], not_ready_required = true, logout = ["end_of_shift"] }
 //!
 //! [[profiles.site.rules]]
 //! name = "no-vip-blind-transfer"
@@ -25,7 +26,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use toml::Spanned;
-use wfm_engine::{Capability, CustomRule, Options, Profile, Switch};
+use wfm_engine::{Capability, CustomRule, Options, Profile, ReasonCodes, Switch, limits};
 
 use crate::cel::{self, Scope};
 
@@ -106,8 +107,24 @@ struct ProfileDto {
     options: OptionsDto,
     #[serde(default)]
     switches: BTreeMap<String, Spanned<bool>>,
+    reasons: Option<ReasonsDto>,
+    show_monitoring: Option<bool>,
     #[serde(default)]
     rules: Vec<RuleDto>,
+}
+
+/// Reason codes; a profile that lists none inherits its base's.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReasonsDto {
+    #[serde(default)]
+    not_ready: Vec<Spanned<String>>,
+    #[serde(default)]
+    not_ready_required: bool,
+    #[serde(default)]
+    logout: Vec<Spanned<String>>,
+    #[serde(default)]
+    logout_required: bool,
 }
 
 /// Option overrides; the names are the engine's option names (checked by a test).
@@ -119,6 +136,12 @@ struct OptionsDto {
     transfer_on_alerting: Option<bool>,
     max_conference_parties: Option<Spanned<i64>>,
     mandatory_disposition: Option<bool>,
+    dial_during_other_media: Option<bool>,
+    single_step_transfer_in_consult: Option<bool>,
+    acw_timeout_secs: Option<Spanned<i64>>,
+    max_wrap_up_extensions: Option<Spanned<i64>>,
+    drop_requires_controller: Option<bool>,
+    max_channel_capacity: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -329,7 +352,13 @@ impl Builder<'_, '_> {
                 rules.push(compiled);
             }
         }
-        let profile = Arc::new(Profile::new(name, options, &off).with_rules(rules));
+        let reasons = reasons(base.reasons(), dto.reasons.as_ref(), report);
+        let profile = Arc::new(
+            Profile::new(name, options, &off)
+                .with_rules(rules)
+                .with_reasons(reasons)
+                .with_show_monitoring(dto.show_monitoring.unwrap_or(base.show_monitoring())),
+        );
         self.built.insert(name.to_string(), profile.clone());
         Some(profile)
     }
@@ -343,6 +372,12 @@ fn options(base: &Options, dto: &OptionsDto, report: &mut Reporter<'_>) -> Optio
         transfer_on_alerting,
         max_conference_parties,
         mandatory_disposition,
+        dial_during_other_media,
+        single_step_transfer_in_consult,
+        acw_timeout_secs,
+        max_wrap_up_extensions,
+        drop_requires_controller,
+        max_channel_capacity,
     } = dto;
     let set = |target: &mut bool, value: &Option<bool>| {
         if let Some(value) = value {
@@ -356,6 +391,18 @@ fn options(base: &Options, dto: &OptionsDto, report: &mut Reporter<'_>) -> Optio
     set(&mut options.reject_alerting, reject_alerting);
     set(&mut options.transfer_on_alerting, transfer_on_alerting);
     set(&mut options.mandatory_disposition, mandatory_disposition);
+    set(
+        &mut options.dial_during_other_media,
+        dial_during_other_media,
+    );
+    set(
+        &mut options.single_step_transfer_in_consult,
+        single_step_transfer_in_consult,
+    );
+    set(
+        &mut options.drop_requires_controller,
+        drop_requires_controller,
+    );
     if let Some(parties) = max_conference_parties {
         match u32::try_from(*parties.get_ref()) {
             Ok(value) if (MIN_PARTIES..=MAX_PARTIES).contains(parties.get_ref()) => {
@@ -370,7 +417,90 @@ fn options(base: &Options, dto: &OptionsDto, report: &mut Reporter<'_>) -> Optio
             ),
         }
     }
+    // A day of after-call work, and ten extensions, are far past any site's policy.
+    let mut bounded = |value: &Option<Spanned<i64>>, name: &str, max: u32, target: &mut u32| {
+        if let Some(value) = value {
+            match u32::try_from(*value.get_ref()) {
+                Ok(v) if v <= max => *target = v,
+                _ => report.span(
+                    value.span(),
+                    format!(
+                        "{name} must be between 0 and {max}, got {}",
+                        value.get_ref()
+                    ),
+                ),
+            }
+        }
+    };
+    bounded(
+        acw_timeout_secs,
+        "acw_timeout_secs",
+        86_400,
+        &mut options.acw_timeout_secs,
+    );
+    bounded(
+        max_wrap_up_extensions,
+        "max_wrap_up_extensions",
+        10,
+        &mut options.max_wrap_up_extensions,
+    );
+    if let Some(capacity) = max_channel_capacity {
+        match u32::try_from(*capacity.get_ref()) {
+            Ok(value) if (1..=i64::from(limits::MAX_CAPACITY)).contains(capacity.get_ref()) => {
+                options.max_channel_capacity = value;
+            }
+            _ => report.span(
+                capacity.span(),
+                format!(
+                    "max_channel_capacity must be between 1 and {}, got {}",
+                    limits::MAX_CAPACITY,
+                    capacity.get_ref()
+                ),
+            ),
+        }
+    }
     options
+}
+
+/// The reason codes of `dto`, or `base`'s when it lists none. A code is a non-empty
+/// free-text field within the engine's text limit, listed once, without the comma that
+/// separates codes in the view context.
+fn reasons(base: &ReasonCodes, dto: Option<&ReasonsDto>, report: &mut Reporter<'_>) -> ReasonCodes {
+    let Some(dto) = dto else {
+        return base.clone();
+    };
+    let mut check = |codes: &[Spanned<String>], what: &str| -> Vec<String> {
+        let mut seen = HashSet::new();
+        let mut kept = Vec::with_capacity(codes.len());
+        for code in codes {
+            let text = code.get_ref();
+            if text.is_empty() || text.contains(',') || text.len() > limits::MAX_TEXT {
+                report.span(
+                    code.span(),
+                    format!(
+                        "{what} reason code {text:?} must be 1 to {} bytes without a comma",
+                        limits::MAX_TEXT
+                    ),
+                );
+            } else if !seen.insert(text.as_str()) {
+                report.span(
+                    code.span(),
+                    format!("{what} reason code {text:?} is listed twice"),
+                );
+            } else {
+                kept.push(text.clone());
+            }
+        }
+        kept
+    };
+    let not_ready = check(&dto.not_ready, "not-ready");
+    let logout = check(&dto.logout, "logout");
+    ReasonCodes::new(
+        not_ready,
+        dto.not_ready_required,
+        logout,
+        dto.logout_required,
+    )
 }
 
 fn compile_rule(rule: &RuleDto, report: &mut Reporter<'_>) -> Option<CustomRule> {

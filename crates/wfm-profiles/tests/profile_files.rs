@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use wfm_engine::testkit::*;
-use wfm_engine::{AgentState, Capability, InteractionState, Switch};
+use wfm_engine::{AgentState, Capability, InteractionState, Profile, Switch};
 use wfm_profiles::ProfileSet;
 
 const SITE: &str = r#"
@@ -196,5 +196,76 @@ fn every_engine_option_can_be_set_by_its_name() {
     assert_eq!(
         set.get("all").unwrap().options(),
         &wfm_engine::Options::default()
+    );
+}
+
+#[test]
+fn reason_codes_and_monitoring_are_listed_inherited_and_checked() {
+    let text = r#"
+[profiles.site]
+reasons = { not_ready = ["break", "lunch"], not_ready_required = true, logout = ["end_of_shift"] }
+options = { max_channel_capacity = 3 }
+show_monitoring = true
+
+[profiles.desk]
+extends = "site"
+"#;
+    let set = ProfileSet::parse("r.toml", text).unwrap();
+    for name in ["site", "desk"] {
+        let profile = set.get(name).unwrap();
+        let reasons = profile.reasons();
+        assert_eq!(reasons.not_ready(), ["break", "lunch"], "{name}");
+        assert!(reasons.not_ready_required(), "{name}");
+        assert_eq!(reasons.logout(), ["end_of_shift"], "{name}");
+        assert!(!reasons.logout_required(), "{name}");
+        assert_eq!(profile.options().max_channel_capacity, 3, "{name}");
+        assert!(profile.show_monitoring(), "{name}");
+    }
+    // The channel context carries the Not Ready codes, the session context the logout ones.
+    let s = session_with(
+        Profile::clone(set.get("site").unwrap()),
+        state(vec![voice("voice", AgentState::NotReady)], vec![]),
+    );
+    let view = s.full_view();
+    let context = |target: &str| {
+        view.iter()
+            .find(|e| e.target == target)
+            .unwrap()
+            .context
+            .entries()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+    };
+    assert!(context("s1.voice").contains(&"reasons=break,lunch".to_string()));
+    assert!(context("s1.voice").contains(&"reason_required=true".to_string()));
+    assert!(context("s1").contains(&"reasons=end_of_shift".to_string()));
+    assert!(
+        !context("s1")
+            .iter()
+            .any(|e| e.starts_with("reason_required"))
+    );
+
+    let bad = errors(
+        r#"
+[profiles.p]
+reasons = { not_ready = ["", "a,b", "x", "x"] }
+options = { max_channel_capacity = 0 }
+"#,
+    );
+    assert_eq!(bad.len(), 4, "{bad:?}");
+    assert!(
+        bad.iter()
+            .any(|e| e.contains("\"\" must be 1 to 256 bytes")),
+        "{bad:?}"
+    );
+    assert!(bad.iter().any(|e| e.contains("\"a,b\"")), "{bad:?}");
+    assert!(
+        bad.iter().any(|e| e.contains("\"x\" is listed twice")),
+        "{bad:?}"
+    );
+    assert!(
+        bad.iter()
+            .any(|e| e.contains("max_channel_capacity must be between 1 and 64, got 0")),
+        "{bad:?}"
     );
 }

@@ -62,6 +62,11 @@ impl CtiState {
                     known.reason.clone_from(&channel.reason);
                     known.pending = channel.pending;
                     known.pending_reason.clone_from(&channel.pending_reason);
+                    known.wrap_up_extensions = channel.wrap_up_extensions;
+                    // 0 means not reported in this update: the manager keeps the old one.
+                    if channel.capacity != 0 {
+                        known.capacity = channel.capacity;
+                    }
                 }
             }
             Kind::InteractionCreated(item) => {
@@ -90,6 +95,24 @@ impl CtiState {
         }
         if let Some(parties) = change.parties {
             item.parties = parties;
+        }
+        if let Some(intent) = change.consult_intent {
+            item.consult_intent = intent;
+        }
+        if let Some(list) = &change.participants {
+            item.participants.clone_from(&list.participants);
+        }
+        if let Some(supervision) = change.supervision {
+            item.supervision = supervision;
+        }
+        if let Some(monitored) = change.monitored {
+            item.monitored = monitored;
+        }
+        if let Some(preview) = change.preview {
+            item.preview = preview;
+        }
+        if let Some(callback_of) = &change.callback_of {
+            item.callback_of.clone_from(callback_of);
         }
         if let Some(recording) = change.recording {
             item.recording = recording;

@@ -12,7 +12,7 @@
 //! [[steps]]
 //! delay_ms = 300                     # optional pause before the step
 //! agent = { channel = "voice", state = "ready" }
-//! expect = { "" = ["session.logout"], "voice" = ["channel.notReady", "channel.dial"] }
+//! expect = { "" = ["session.logout"], "voice" = ["channel.logout", "channel.notReady", "channel.dial"] }
 //!
 //! [[steps]]
 //! create = { id = "c1", channel = "voice", direction = "inbound", state = "alerting" }
@@ -20,6 +20,14 @@
 //! [[steps]]
 //! change = { id = "c1", state = "connected", data = { tier = "gold" } }
 //! ```
+//!
+//! A channel may carry a `capacity` (concurrent interactions; `agent` steps too, where 0 or
+//! absent keeps the one reported before), and `create` and `change` a `consult_intent`
+//! (`transfer`, `conference` or `unspecified`) and `participants`, a list of
+//! `{ id, role, self, controller }` (role `agent`, `customer`, `consult` or `supervisor`),
+//! a `supervision` (`own`, `supervised`, `monitoring`, `whispering`, `barged`) and a
+//! `monitored` flag; `preview` marks an outbound preview reservation and `callback_of` names
+//! the callback a call serves.
 //!
 //! A step does at most one of `agent`, `create` and `change`, then checks `expect`: for each
 //! target (`""` is the session, `"voice"` a channel, `"voice.c1"` an interaction) the exact
@@ -95,6 +103,8 @@ struct ChannelDto {
     state: String,
     #[serde(default)]
     reason: String,
+    #[serde(default)]
+    capacity: u32,
 }
 
 #[derive(Deserialize)]
@@ -119,6 +129,10 @@ struct AgentDto {
     pending: Option<String>,
     #[serde(default)]
     pending_reason: String,
+    #[serde(default)]
+    capacity: u32,
+    #[serde(default)]
+    wrap_up_extensions: u32,
 }
 
 #[derive(Deserialize)]
@@ -130,10 +144,51 @@ struct CreateDto {
     state: String,
     #[serde(default)]
     consult_of: String,
+    consult_intent: Option<String>,
     #[serde(default)]
     parties: u32,
     #[serde(default)]
+    participants: Vec<ParticipantDto>,
+    supervision: Option<String>,
+    #[serde(default)]
+    monitored: bool,
+    #[serde(default)]
+    preview: bool,
+    #[serde(default)]
+    callback_of: String,
+    #[serde(default)]
     data: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ParticipantDto {
+    id: String,
+    role: String,
+    #[serde(default, rename = "self")]
+    is_self: bool,
+    #[serde(default)]
+    controller: bool,
+}
+
+impl ParticipantDto {
+    fn wire(self) -> Result<pb::Participant, String> {
+        Ok(pb::Participant {
+            participant_id: self.id,
+            role: wire(
+                "participant role",
+                "PARTICIPANT_ROLE",
+                &self.role,
+                pb::ParticipantRole::from_str_name,
+            )?,
+            is_self: self.is_self,
+            controller: self.controller,
+        })
+    }
+}
+
+fn participants(list: Vec<ParticipantDto>) -> Result<Vec<pb::Participant>, String> {
+    list.into_iter().map(ParticipantDto::wire).collect()
 }
 
 #[derive(Deserialize)]
@@ -142,7 +197,13 @@ struct ChangeDto {
     id: String,
     state: Option<String>,
     consult_of: Option<String>,
+    consult_intent: Option<String>,
     parties: Option<u32>,
+    participants: Option<Vec<ParticipantDto>>,
+    supervision: Option<String>,
+    monitored: Option<bool>,
+    preview: Option<bool>,
+    callback_of: Option<String>,
     recording: Option<String>,
     muted: Option<bool>,
     disposition: Option<String>,
@@ -162,6 +223,23 @@ fn wire<E: Into<i32>>(
         .filter(|_| !value.is_empty() && value != "unspecified")
         .map(Into::into)
         .ok_or_else(|| format!("unknown {what} {value:?}"))
+}
+
+/// `transfer`, `conference` or `unspecified` as the wire's consult intent. Unlike the other
+/// enums, `unspecified` is a real choice here: a consultation for either.
+fn consult_intent(value: &str) -> Result<i32, String> {
+    pb::ConsultIntent::from_str_name(&format!("CONSULT_INTENT_{}", value.to_ascii_uppercase()))
+        .filter(|_| !value.is_empty())
+        .map(Into::into)
+        .ok_or_else(|| format!("unknown consult intent {value:?}"))
+}
+
+/// `own`, `supervised`, `monitoring`, `whispering` or `barged`; `own` is the wire default.
+fn supervision(value: &str) -> Result<i32, String> {
+    pb::Supervision::from_str_name(&format!("SUPERVISION_{}", value.to_ascii_uppercase()))
+        .filter(|_| !value.is_empty())
+        .map(Into::into)
+        .ok_or_else(|| format!("unknown supervision {value:?}"))
 }
 
 fn agent_state(value: &str) -> Result<i32, String> {
@@ -199,6 +277,8 @@ impl AgentDto {
                 )?,
             },
             pending_reason: self.pending_reason,
+            capacity: self.capacity,
+            wrap_up_extensions: self.wrap_up_extensions,
         }))
     }
 }
@@ -216,7 +296,23 @@ impl CreateDto {
             )?,
             state: interaction_state(&self.state)?,
             consult_of: self.consult_of,
+            consult_intent: self
+                .consult_intent
+                .as_deref()
+                .map(consult_intent)
+                .transpose()?
+                .unwrap_or_default(),
             parties: self.parties,
+            participants: participants(self.participants)?,
+            supervision: self
+                .supervision
+                .as_deref()
+                .map(supervision)
+                .transpose()?
+                .unwrap_or_default(),
+            monitored: self.monitored,
+            preview: self.preview,
+            callback_of: self.callback_of,
             data: self.data.into_iter().collect(),
             ..Default::default()
         }))
@@ -230,7 +326,22 @@ impl ChangeDto {
                 interaction_id: self.id,
                 state: self.state.as_deref().map(interaction_state).transpose()?,
                 consult_of: self.consult_of,
+                consult_intent: self
+                    .consult_intent
+                    .as_deref()
+                    .map(consult_intent)
+                    .transpose()?,
                 parties: self.parties,
+                participants: self
+                    .participants
+                    .map(|list| {
+                        participants(list).map(|participants| pb::Participants { participants })
+                    })
+                    .transpose()?,
+                supervision: self.supervision.as_deref().map(supervision).transpose()?,
+                monitored: self.monitored,
+                preview: self.preview,
+                callback_of: self.callback_of,
                 recording: self
                     .recording
                     .as_deref()
@@ -278,6 +389,7 @@ pub fn parse(origin: &str, text: &str) -> Result<Scenario, ScenarioError> {
                 media,
                 state,
                 reason: c.reason,
+                capacity: c.capacity,
                 ..Default::default()
             })
         })

@@ -32,7 +32,7 @@ state = "ready"
 
 [[steps]]
 create = { id = "c1", channel = "voice", direction = "inbound", state = "alerting" }
-expect = { "voice.c1" = ["interaction.answer", "interaction.reject", "interaction.updateData"] }
+expect = { "voice.c1" = ["interaction.answer", "interaction.reject", "interaction.redirect", "interaction.updateData"] }
 "#;
 
 #[tokio::test]

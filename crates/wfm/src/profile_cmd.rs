@@ -5,7 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow};
-use wfm_engine::{Id, Profile, Session, SessionState, TargetExplanation, Verdict, explain};
+use wfm_engine::{
+    Capability, Id, Profile, Session, SessionState, TargetExplanation, Verdict, explain,
+};
 use wfm_profiles::ProfileSet;
 use wfm_proto::v1 as pb;
 
@@ -79,10 +81,34 @@ async fn fetch(id: &str, manager: &str) -> anyhow::Result<(Id, SessionState, Opt
     Ok((Id::parse("session id", id)?, state, Some(response.profile)))
 }
 
+/// The widest capability name, so that the reasons line up in one column.
+const NAME_WIDTH: usize = {
+    let mut widest = 0;
+    let mut i = 0;
+    while i < Capability::ALL.len() {
+        let len = Capability::ALL[i].name().len();
+        if len > widest {
+            widest = len;
+        }
+        i += 1;
+    }
+    widest
+};
+
 fn render(session: &Id, profile: &Profile, targets: &[TargetExplanation]) -> String {
     let mut out = format!("profile {}\n", profile.name());
     for target in targets {
-        let labels: Vec<&str> = target.context.entries().map(|(_, v)| v).collect();
+        // Values read as labels on their own, except the ones that need their key to mean
+        // anything (a bare "3" or "true").
+        let labels: Vec<String> = target
+            .context
+            .entries()
+            .map(|(key, value)| match key {
+                "participants" => format!("{value} parties"),
+                "reasons" | "reason_required" => format!("{key} {value}"),
+                _ => value.to_string(),
+            })
+            .collect();
         let _ = writeln!(
             out,
             "\n{}  ({}: {})",
@@ -106,7 +132,12 @@ fn render(session: &Id, profile: &Profile, targets: &[TargetExplanation]) -> Str
                     format!("custom rule {:?}: {}", rule.name, rule.expression),
                 ),
             };
-            let _ = writeln!(out, "  {status:<9}{:<32}{why}", entry.capability.name());
+            let _ = writeln!(
+                out,
+                "  {status:<9}{:<width$}  {why}",
+                entry.capability.name(),
+                width = NAME_WIDTH
+            );
         }
     }
     out

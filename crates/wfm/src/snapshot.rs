@@ -9,13 +9,16 @@
 //! media = "voice"
 //! state = "busy"
 //! pending = "not_ready"            # optional: ready | not_ready
+//! capacity = 3                     # optional: concurrent interactions the platform routes
 //!
 //! [[interactions]]
 //! id = "c1"
 //! channel = "voice"
 //! direction = "inbound"
 //! state = "connected"
-//! data = { tier = "vip" }          # optional; also consult_of, parties, recording, muted, disposition
+//! data = { tier = "vip" }          # optional; also consult_of, consult_intent, parties, recording, muted, disposition,
+//!                                  # preview, callback_of, supervision, monitored
+//! participants = [{ id = "me", role = "agent", self = true, controller = true }]   # optional
 //! ```
 
 use std::collections::BTreeMap;
@@ -23,8 +26,8 @@ use std::collections::BTreeMap;
 use anyhow::{Context as _, anyhow};
 use serde::Deserialize;
 use wfm_engine::{
-    AgentState, Channel, Direction, Id, Interaction, InteractionState, Media, Pending, Recording,
-    SessionState,
+    AgentState, Channel, ConsultIntent, Direction, Id, Interaction, InteractionState, Media,
+    Participant, ParticipantRole, Pending, Recording, SessionState, Supervision,
 };
 
 #[derive(Deserialize)]
@@ -52,6 +55,8 @@ struct ChannelEntry {
     pending: Option<String>,
     #[serde(default)]
     pending_reason: String,
+    #[serde(default)]
+    capacity: u32,
 }
 
 #[derive(Deserialize)]
@@ -62,6 +67,7 @@ struct InteractionEntry {
     direction: String,
     state: String,
     consult_of: Option<String>,
+    consult_intent: Option<String>,
     #[serde(default = "two")]
     parties: u32,
     #[serde(default)]
@@ -71,7 +77,26 @@ struct InteractionEntry {
     #[serde(default)]
     disposition: String,
     #[serde(default)]
+    preview: bool,
+    callback_of: Option<String>,
+    supervision: Option<String>,
+    #[serde(default)]
+    monitored: bool,
+    #[serde(default)]
+    participants: Vec<ParticipantEntry>,
+    #[serde(default)]
     data: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ParticipantEntry {
+    id: String,
+    role: String,
+    #[serde(default, rename = "self")]
+    is_self: bool,
+    #[serde(default)]
+    controller: bool,
 }
 
 fn two() -> u32 {
@@ -116,6 +141,8 @@ pub(crate) fn parse(origin: &str, text: &str) -> anyhow::Result<(Id, SessionStat
                     .map(|p| named("pending", &p, Pending::from_name, "ready, not_ready"))
                     .transpose()?,
                 pending_reason: c.pending_reason,
+                capacity: c.capacity,
+                wrap_up_extensions: 0,
             })
         })
         .collect::<anyhow::Result<_>>()?;
@@ -135,6 +162,18 @@ pub(crate) fn parse(origin: &str, text: &str) -> anyhow::Result<(Id, SessionStat
                 )?,
             );
             item.consult_of = i.consult_of.map(|c| Id::parse("consult_of", &c)).transpose()?;
+            item.consult_intent = i
+                .consult_intent
+                .map(|c| {
+                    named(
+                        "consult_intent",
+                        &c,
+                        ConsultIntent::from_name,
+                        "unspecified, transfer, conference",
+                    )
+                })
+                .transpose()?
+                .unwrap_or_default();
             item.parties = i.parties;
             item.recording = i
                 .recording
@@ -142,6 +181,41 @@ pub(crate) fn parse(origin: &str, text: &str) -> anyhow::Result<(Id, SessionStat
                 .transpose()?
                 .unwrap_or_default();
             item.muted = i.muted;
+            item.preview = i.preview;
+            item.callback_of = i
+                .callback_of
+                .map(|c| Id::parse("callback_of", &c))
+                .transpose()?;
+            item.supervision = i
+                .supervision
+                .map(|s| {
+                    named(
+                        "supervision",
+                        &s,
+                        Supervision::from_name,
+                        "own, supervised, monitoring, whispering, barged",
+                    )
+                })
+                .transpose()?
+                .unwrap_or_default();
+            item.monitored = i.monitored;
+            item.participants = i
+                .participants
+                .into_iter()
+                .map(|p| {
+                    Ok(Participant {
+                        id: p.id,
+                        role: named(
+                            "participant role",
+                            &p.role,
+                            ParticipantRole::from_name,
+                            "agent, customer, consult, supervisor",
+                        )?,
+                        is_self: p.is_self,
+                        controller: p.controller,
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?;
             item.disposition = i.disposition;
             item.data = i.data;
             Ok(item)

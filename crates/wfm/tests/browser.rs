@@ -173,6 +173,7 @@ fn voice_call(enabled: &[&str]) -> Vec<String> {
     let all = [
         "answer",
         "reject",
+        "redirect",
         "release",
         "hold",
         "retrieve",
@@ -180,6 +181,7 @@ fn voice_call(enabled: &[&str]) -> Vec<String> {
         "completeTransfer",
         "completeConference",
         "singleStepTransfer",
+        "singleStepConference",
         "alternate",
         "reconnect",
         "sendDtmf",
@@ -191,6 +193,13 @@ fn voice_call(enabled: &[&str]) -> Vec<String> {
         "recording.stop",
         "recording.pause",
         "recording.resume",
+        "monitor",
+        "whisper",
+        "barge",
+        "stopMonitoring",
+        "preview.accept",
+        "preview.skip",
+        "preview.reject",
         "wrapUp",
         "complete",
     ];
@@ -277,16 +286,21 @@ async fn the_demo_page_shows_live_buttons_in_a_real_browser() {
         &mut ws,
         &mut id,
         "browser.voice.c1",
-        &as_strs(&voice_call(&["answer", "reject", "updateData"])),
+        &as_strs(&voice_call(&["answer", "reject", "redirect", "updateData"])),
     )
     .await;
     until_buttons(
         &mut ws,
         &mut id,
         "browser.voice",
+        // The ringing call holds back Not Ready, sign-out and dialing.
         &[
+            "channel.login=disabled",
+            "channel.logout=disabled",
             "channel.ready=enabled",
-            "channel.notReady=enabled",
+            "channel.notReady=disabled",
+            "channel.cancelPending=disabled",
+            "channel.extendWrapUp=disabled",
             "channel.dial=disabled",
         ],
     )
@@ -314,6 +328,7 @@ async fn the_demo_page_shows_live_buttons_in_a_real_browser() {
         "hold",
         "consult",
         "singleStepTransfer",
+        "singleStepConference",
         "sendDtmf",
         "mute",
         "updateData",

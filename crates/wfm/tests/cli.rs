@@ -38,7 +38,7 @@ fn check_accepts_the_shipped_example() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout)
-            .ends_with("ok (5 profiles: default, email-desk, no-recording, standard, vip)\n")
+            .ends_with("ok (8 profiles: acw-timeboxed, controller-drops, default, email-desk, no-recording, standard, vip, wrap-up-strict)\n")
     );
 }
 
@@ -122,7 +122,7 @@ fn explain_says_which_rule_switch_or_option_decided() {
     let stdout = text(&out.stdout);
     assert!(stdout.starts_with("profile strict\n"));
     assert!(
-        stdout.contains("s9.voice.c1  (voice interaction: voice, connected, inbound)"),
+        stdout.contains("s9.voice.c1  (voice interaction: voice, connected, inbound, 2 parties)"),
         "{stdout}"
     );
     let transfer = line(&stdout, "interaction.singleStepTransfer");

@@ -456,14 +456,19 @@ fn an_ended_interaction_gets_one_final_all_disabled_event_and_is_dropped() {
     assert_eq!(names(applied[0].enabled), ["session.logout"]);
     assert_eq!(
         names(applied[1].enabled),
-        ["channel.ready", "channel.notReady", "channel.dial"]
+        [
+            "channel.logout",
+            "channel.ready",
+            "channel.notReady",
+            "channel.dial"
+        ]
     );
 
     let last = &applied[2];
     assert_eq!(last.defined, TargetKind::VoiceInteraction.catalogue());
     assert!(last.enabled.is_empty());
     let listed: Vec<(Capability, bool)> = last.capabilities().collect();
-    assert_eq!(listed.len(), 22);
+    assert_eq!(listed.len(), 31);
     assert!(listed.iter().all(|(_, on)| !on));
     assert_eq!(
         last.context,
@@ -473,6 +478,13 @@ fn an_ended_interaction_gets_one_final_all_disabled_event_and_is_dropped() {
             reason: None,
             pending: None,
             direction: None,
+            reasons: None,
+            reason_required: false,
+            participants: None,
+            supervision: None,
+            monitored: false,
+            callback_of: None,
+            preview: false,
         }
     );
 
@@ -500,7 +512,10 @@ fn an_ended_interaction_gets_one_final_all_disabled_event_and_is_dropped() {
 fn a_non_voice_interaction_ends_the_same_way() {
     let mut s = busy();
     let applied = events(next(&mut s, to_state("x", Ended)).unwrap());
-    assert_eq!(targets(&applied), ["s1.chat.x"]);
+    // With no work left on it, the chat channel can be logged out of.
+    assert_eq!(targets(&applied), ["s1.chat", "s1.chat.x"]);
+    assert!(applied[0].enabled.contains(Capability::ChannelLogout));
+    let applied = &applied[1..];
     assert_eq!(applied[0].defined, TargetKind::OtherInteraction.catalogue());
     assert!(applied[0].enabled.is_empty());
     assert_eq!(applied[0].context.state, "ended");
@@ -581,13 +596,6 @@ fn an_update_with_no_visible_effect_emits_nothing() {
             parties: Some(1),
             ..change("c1")
         }),
-        // A pending not-ready on a busy channel: ready and notReady both stay enabled.
-        CtiUpdate::Channel({
-            let mut u = channel_update("chat", Busy);
-            u.pending = Some(Pending::NotReady);
-            u.pending_reason = "lunch".to_string();
-            u
-        }),
     ];
     for (n, update) in no_effect.into_iter().enumerate() {
         let version = s.view_version();
@@ -655,13 +663,15 @@ fn events_list_only_changed_targets_each_with_its_entire_list() {
         [
             ("interaction.answer", false),
             ("interaction.reject", false),
+            ("interaction.redirect", false),
             ("interaction.release", true),
             ("interaction.hold", true),
             ("interaction.retrieve", false),
             ("interaction.consult", false),
-            ("interaction.completeTransfer", true),
-            ("interaction.completeConference", true),
-            ("interaction.singleStepTransfer", true),
+            ("interaction.completeTransfer", false),
+            ("interaction.completeConference", false),
+            ("interaction.singleStepTransfer", false),
+            ("interaction.singleStepConference", false),
             ("interaction.alternate", true),
             ("interaction.reconnect", true),
             ("interaction.sendDtmf", true),
@@ -673,6 +683,13 @@ fn events_list_only_changed_targets_each_with_its_entire_list() {
             ("interaction.recording.stop", false),
             ("interaction.recording.pause", false),
             ("interaction.recording.resume", false),
+            ("interaction.monitor", false),
+            ("interaction.whisper", false),
+            ("interaction.barge", false),
+            ("interaction.stopMonitoring", false),
+            ("interaction.preview.accept", false),
+            ("interaction.preview.skip", false),
+            ("interaction.preview.reject", false),
             ("interaction.wrapUp", false),
             ("interaction.complete", false),
         ]
@@ -685,6 +702,13 @@ fn events_list_only_changed_targets_each_with_its_entire_list() {
             reason: None,
             pending: None,
             direction: Some(Direction::Consult),
+            reasons: None,
+            reason_required: false,
+            participants: Some("2"),
+            supervision: None,
+            monitored: false,
+            callback_of: None,
+            preview: false,
         }
     );
 }
@@ -706,11 +730,7 @@ fn one_update_can_change_several_targets_in_tree_order() {
     );
     assert_eq!(
         names(applied[1].enabled),
-        [
-            "interaction.release",
-            "interaction.reconnect",
-            "interaction.updateData",
-        ]
+        ["interaction.release", "interaction.reconnect"]
     );
     for event in &applied {
         let path = event.target.trim_start_matches("s1.");
@@ -728,7 +748,10 @@ fn a_new_interaction_gets_its_first_event() {
         )
         .unwrap(),
     );
-    assert_eq!(targets(&applied), ["s1.chat.y"]);
+    // The offer also holds back Not Ready on its channel.
+    assert_eq!(targets(&applied), ["s1.chat", "s1.chat.y"]);
+    assert_eq!(names(applied[0].enabled), ["channel.ready"]);
+    let applied = &applied[1..];
     assert_eq!(
         names(applied[0].enabled),
         [
@@ -755,9 +778,16 @@ fn a_channel_reused_for_another_media_resends_its_list() {
     assert_eq!(targets(&applied), ["s1.c"]);
     assert_eq!(
         names(applied[0].defined),
-        ["channel.ready", "channel.notReady"]
+        [
+            "channel.login",
+            "channel.logout",
+            "channel.ready",
+            "channel.notReady",
+            "channel.cancelPending",
+            "channel.extendWrapUp"
+        ]
     );
-    assert!(applied[0].enabled.is_empty());
+    assert_eq!(names(applied[0].enabled), ["channel.login"]);
     assert_eq!(applied[0].context.media, Some(Media::Chat));
     assert_eq!(s.view_version(), 2);
 }
@@ -844,8 +874,11 @@ fn options_change_what_an_update_emits() {
         )
         .unwrap(),
     );
-    assert_eq!(targets(&applied), ["s1.chat.x"]);
-    assert!(applied[0].enabled.contains(Capability::Complete));
+    // The disposition also lets the agent log out.
+    assert_eq!(targets(&applied), ["s1", "s1.chat", "s1.chat.x"]);
+    assert!(applied[0].enabled.contains(Capability::SessionLogout));
+    assert!(applied[1].enabled.contains(Capability::ChannelLogout));
+    assert!(applied[2].enabled.contains(Capability::Complete));
 }
 
 #[test]
@@ -857,7 +890,10 @@ fn channel_updates_record_every_field() {
     update.pending_reason = "p".to_string();
     let applied = events(next(&mut s, CtiUpdate::Channel(update)).unwrap());
     assert_eq!(targets(&applied), ["s1.voice"]);
-    assert_eq!(names(applied[0].enabled), ["channel.notReady"]);
+    assert_eq!(
+        names(applied[0].enabled),
+        ["channel.notReady", "channel.cancelPending"]
+    );
     assert_eq!(applied[0].context.pending, Some(Pending::Ready));
     let channel = s.state().channel(&id("voice")).unwrap();
     assert_eq!(
@@ -1073,4 +1109,170 @@ fn a_snapshot_with_an_ended_original_keeps_a_state_that_restores() {
     assert_eq!(s.state().interaction(&id("c1")), None);
     assert_eq!(s.state().interaction(&id("c2")).unwrap().consult_of, None);
     assert_eq!(restored(&s).state(), s.state());
+}
+
+#[test]
+fn a_capacity_over_the_limit_is_refused_and_an_unset_one_keeps_the_last() {
+    use crate::limits::MAX_CAPACITY;
+    let over = state(
+        vec![crate::model::Channel {
+            capacity: MAX_CAPACITY + 1,
+            ..chat_channel("chat", Ready)
+        }],
+        vec![],
+    );
+    let refused = Session::new(
+        id("s1"),
+        std::sync::Arc::new(crate::profile::Profile::default()),
+        over,
+    );
+    assert!(matches!(
+        refused,
+        Err(UpdateError::TooMany {
+            what: "concurrent interactions in a channel's capacity",
+            ..
+        })
+    ));
+
+    let mut s = session(state(vec![chat_channel("chat", Ready)], vec![]));
+    let mut update = channel_update("chat", Ready);
+    update.capacity = Some(3);
+    next(&mut s, CtiUpdate::Channel(update)).unwrap();
+    assert_eq!(s.state().channel(&id("chat")).unwrap().capacity, 3);
+    // An update that does not report it keeps it.
+    next(&mut s, CtiUpdate::Channel(channel_update("chat", Busy))).unwrap();
+    assert_eq!(s.state().channel(&id("chat")).unwrap().capacity, 3);
+    let before = s.state().clone();
+    let mut update = channel_update("chat", NotReady);
+    update.capacity = Some(MAX_CAPACITY + 1);
+    assert!(matches!(
+        next(&mut s, CtiUpdate::Channel(update)),
+        Err(UpdateError::TooMany {
+            what: "concurrent interactions in a channel's capacity",
+            ..
+        })
+    ));
+    assert_eq!(s.state(), &before, "a refused update changes nothing");
+}
+
+#[test]
+fn participants_are_bounded_and_name_this_agent_at_most_once() {
+    use crate::model::{Participant, ParticipantRole};
+    let me = |id: &str| Participant {
+        id: id.to_string(),
+        role: ParticipantRole::Agent,
+        is_self: true,
+        controller: false,
+    };
+    let mut s = session(state(
+        vec![voice("voice", Busy)],
+        vec![call("c1", "voice", Connected)],
+    ));
+    let before = s.state().clone();
+    let twice = CtiUpdate::InteractionChanged(InteractionChange {
+        participants: Some(vec![me("a"), me("b")]),
+        ..change("c1")
+    });
+    assert!(matches!(
+        next(&mut s, twice),
+        Err(UpdateError::TooMany {
+            what: "participants marked as this agent",
+            limit: 1
+        })
+    ));
+    let crowd = CtiUpdate::InteractionChanged(InteractionChange {
+        participants: Some(
+            (0..=crate::limits::MAX_PARTIES)
+                .map(|n| Participant {
+                    is_self: false,
+                    ..me(&format!("p{n}"))
+                })
+                .collect(),
+        ),
+        ..change("c1")
+    });
+    assert!(matches!(
+        next(&mut s, crowd),
+        Err(UpdateError::TooMany {
+            what: "participants",
+            ..
+        })
+    ));
+    assert_eq!(s.state(), &before);
+    let fine = CtiUpdate::InteractionChanged(InteractionChange {
+        participants: Some(vec![me("a")]),
+        ..change("c1")
+    });
+    next(&mut s, fine).unwrap();
+    assert_eq!(
+        s.state().interaction(&id("c1")).unwrap().participants.len(),
+        1
+    );
+}
+
+#[test]
+fn time_boxed_after_call_work_expires_at_its_deadline_and_extensions_move_it() {
+    let boxed = Options {
+        acw_timeout_secs: 30,
+        max_wrap_up_extensions: 1,
+        ..Options::default()
+    };
+    let mut s = session_with(
+        profile(boxed, &[]),
+        state(vec![voice("voice", Busy)], vec![]),
+    );
+    assert_eq!(s.next_deadline(), None, "busy is not time-boxed");
+    s.apply_at(
+        1,
+        CtiUpdate::Channel(channel_update("voice", AfterCallWork)),
+        10_000,
+    )
+    .unwrap();
+    assert_eq!(s.next_deadline(), Some(40_000));
+    assert!(enabled(&s, "voice").contains(Capability::ChannelExtendWrapUp));
+    // Not yet due: nothing happens.
+    assert_eq!(s.expire(39_999), vec![]);
+    // The platform grants one extension: another 30 s, and no more extensions.
+    let mut extended = channel_update("voice", AfterCallWork);
+    extended.wrap_up_extensions = 1;
+    s.apply_at(2, CtiUpdate::Channel(extended), 20_000).unwrap();
+    assert_eq!(s.next_deadline(), Some(70_000), "dated from entering ACW");
+    assert!(!enabled(&s, "voice").contains(Capability::ChannelExtendWrapUp));
+    assert_eq!(s.expire(69_999), vec![]);
+    // Due: Finesse's wrap-up timer sends WORK to Not Ready.
+    // Not Ready enables what after-call work with no extension left did: no event.
+    let events = s.expire(70_000);
+    assert_eq!(targets(&events), [] as [&str; 0]);
+    let channel = s.state().channel(&id("voice")).unwrap();
+    assert_eq!(channel.state, NotReady);
+    assert_eq!(s.next_deadline(), None);
+    assert_eq!(s.last_sequence(), 2, "an expiry is not an update");
+}
+
+#[test]
+fn an_expiry_honours_a_pending_ready_and_no_box_means_no_deadline() {
+    let boxed = Options {
+        acw_timeout_secs: 5,
+        ..Options::default()
+    };
+    let mut ready_after = channel_update("voice", AfterCallWork);
+    ready_after.pending = Some(Pending::Ready);
+    let mut s = session_with(
+        profile(boxed, &[]),
+        state(vec![voice("voice", Busy)], vec![]),
+    );
+    s.apply_at(1, CtiUpdate::Channel(ready_after.clone()), 0)
+        .unwrap();
+    let events = s.expire(5_000);
+    // Ready: no more channel.ready, nor an extension.
+    assert_eq!(targets(&events), ["s1.voice"]);
+    assert!(!events[0].enabled.contains(Capability::ChannelReady));
+    let channel = s.state().channel(&id("voice")).unwrap();
+    assert_eq!((channel.state, channel.pending), (Ready, None));
+
+    let mut s = session(state(vec![voice("voice", Busy)], vec![]));
+    s.apply_at(1, CtiUpdate::Channel(ready_after), 0).unwrap();
+    assert_eq!(s.next_deadline(), None);
+    assert_eq!(s.expire(u64::MAX), vec![]);
+    assert!(!enabled(&s, "voice").contains(Capability::ChannelExtendWrapUp));
 }
