@@ -101,7 +101,7 @@ async fn a_valid_new_file_applies_to_live_sessions_and_an_invalid_one_is_refused
     std::fs::write(&path, AFTER).unwrap();
     assert_eq!(
         next_event(&mut events).await,
-        "s1.voice.c1: interaction.release interaction.hold interaction.consult interaction.sendDtmf interaction.mute interaction.updateData interaction.recording.start",
+        "s1.voice.c1: interaction.release interaction.hold interaction.consult interaction.singleStepConference interaction.sendDtmf interaction.mute interaction.updateData interaction.recording.start",
         "only the vip call changes: blind transfer is gone"
     );
     assert_quiet(&mut events).await;
