@@ -345,8 +345,12 @@ async fn a_paused_owner_resumed_after_its_sessions_moved_applies_and_persists_no
     }
 }
 
+// Quarantined, not passing: it shows the open defect in docs/cluster.md ("Known defect"),
+// and fails more often than not on this machine. It is kept out of `.ci/run`'s selection
+// (skipped there by name). Run it by name with --ignored and
+// WFM_NATS_SERVER set.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs nats-server: set WFM_NATS_SERVER"]
+#[ignore = "known defect (docs/cluster.md): a lease lapse during a NATS leader election; needs WFM_NATS_SERVER"]
 async fn losing_a_nats_node_under_load_loses_no_update() {
     const SESSIONS: usize = 150;
     let dir = log_dir("nats-loss");
