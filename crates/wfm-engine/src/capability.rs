@@ -225,26 +225,22 @@ impl TargetKind {
 
     /// Every capability the catalogue defines for this kind, before feature switches.
     pub const fn catalogue(self) -> CapSet {
+        /// What every channel, of any media, offers.
+        const CHANNEL: CapSet = CapSet::of(&[
+            Capability::ChannelLogin,
+            Capability::ChannelLogout,
+            Capability::ChannelReady,
+            Capability::ChannelNotReady,
+            Capability::ChannelCancelPending,
+            Capability::ChannelExtendWrapUp,
+        ]);
         use Capability::*;
         match self {
             TargetKind::Session => CapSet::of(&[SessionLogin, SessionLogout]),
-            TargetKind::VoiceChannel => CapSet::of(&[
-                ChannelLogin,
-                ChannelLogout,
-                ChannelReady,
-                ChannelNotReady,
-                ChannelCancelPending,
-                ChannelExtendWrapUp,
-                ChannelDial,
-            ]),
-            TargetKind::OtherChannel => CapSet::of(&[
-                ChannelLogin,
-                ChannelLogout,
-                ChannelReady,
-                ChannelNotReady,
-                ChannelCancelPending,
-                ChannelExtendWrapUp,
-            ]),
+            // A voice channel is every channel and dials besides (bit order gives the list
+            // order, so the union keeps it).
+            TargetKind::VoiceChannel => CHANNEL.union(CapSet::of(&[ChannelDial])),
+            TargetKind::OtherChannel => CHANNEL,
             TargetKind::VoiceInteraction => CapSet::of(&[
                 Answer,
                 Reject,
