@@ -133,6 +133,15 @@ impl WorkflowManager for EchoService {
         unimplemented()
     }
 
+    type ReceiveCommandsStream = Boxed<pb::Command>;
+
+    async fn receive_commands(
+        &self,
+        _: Request<Streaming<pb::ProcessorMessage>>,
+    ) -> Result<GrpcResponse<Self::ReceiveCommandsStream>, Status> {
+        unimplemented()
+    }
+
     async fn get_service_info(
         &self,
         _: Request<pb::GetServiceInfoRequest>,

@@ -498,6 +498,10 @@ pub struct Interaction {
     pub muted: bool,
     /// Disposition code set by the agent; empty when none.
     pub disposition: String,
+    /// The other party as the agent sees it: a number, a name, a chat contact.
+    pub caller: String,
+    /// The queue the platform routed the interaction through.
+    pub queue: String,
     /// Attached data.
     pub data: BTreeMap<String, String>,
 }
@@ -541,6 +545,8 @@ impl Interaction {
             monitored: false,
             muted: false,
             disposition: String::new(),
+            caller: String::new(),
+            queue: String::new(),
             data: BTreeMap::new(),
         }
     }

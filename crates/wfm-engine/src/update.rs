@@ -163,6 +163,8 @@ fn admit(state: &SessionState, mut item: Interaction) -> Result<Interaction, Upd
         limits::MAX_PARTIES as usize,
     )?;
     at_most_bytes("disposition", &item.disposition, limits::MAX_TEXT)?;
+    at_most_bytes("caller", &item.caller, limits::MAX_TEXT)?;
+    at_most_bytes("queue", &item.queue, limits::MAX_TEXT)?;
     check_participants(&item.participants)?;
     at_most(
         "attached-data entries",

@@ -1,6 +1,7 @@
 //! View state: the enabled capabilities of every target, how to compute it from the CTI
 //! state, and how two view states differ as `state.updated` events.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::capability::{CapSet, Capability, TargetKind};
@@ -179,11 +180,29 @@ pub struct TargetContext {
     pub callback_of: Option<Id>,
     /// The interaction is an outbound preview reservation.
     pub preview: bool,
+    /// The other party of an interaction, as the platform names it.
+    pub caller: Option<String>,
+    /// The queue an interaction was routed through.
+    pub queue: Option<String>,
+    /// The attached data of an interaction, as of the event: `data.<key>` entries.
+    pub data: Vec<(String, String)>,
 }
 
 impl TargetContext {
-    /// The context as key/value pairs, in a stable order.
-    pub fn entries(&self) -> impl Iterator<Item = (&'static str, &str)> {
+    /// The context as key/value pairs, in a stable order: the labels, then the attached
+    /// data as `data.<key>`.
+    pub fn entries(&self) -> impl Iterator<Item = (Cow<'static, str>, &str)> {
+        let data = self
+            .data
+            .iter()
+            .map(|(key, value)| (Cow::Owned(format!("data.{key}")), value.as_str()));
+        self.labels()
+            .map(|(key, value)| (Cow::Borrowed(key), value))
+            .chain(data)
+    }
+
+    /// The fixed labels, in a stable order.
+    fn labels(&self) -> impl Iterator<Item = (&'static str, &str)> {
         [
             self.media.map(|m| ("media", m.as_str())),
             Some(("state", self.state)),
@@ -199,6 +218,8 @@ impl TargetContext {
                 .as_ref()
                 .map(|c| ("callback_of", c.as_str())),
             self.preview.then_some(("preview", "true")),
+            self.caller.as_deref().map(|c| ("caller", c)),
+            self.queue.as_deref().map(|q| ("queue", q)),
         ]
         .into_iter()
         .flatten()
@@ -245,6 +266,9 @@ impl TargetContext {
                 monitored: false,
                 callback_of: None,
                 preview: false,
+                caller: None,
+                queue: None,
+                data: Vec::new(),
             }),
             Target::Interaction { interaction, .. } => {
                 state
@@ -259,6 +283,9 @@ impl TargetContext {
                         monitored: i.monitored && profile.show_monitoring(),
                         callback_of: i.callback_of.clone(),
                         preview: i.preview,
+                        caller: (!i.caller.is_empty()).then(|| i.caller.clone()),
+                        queue: (!i.queue.is_empty()).then(|| i.queue.clone()),
+                        data: i.data.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
                         ..TargetContext::default()
                     })
             }

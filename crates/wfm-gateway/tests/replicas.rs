@@ -203,6 +203,15 @@ impl WorkflowManager for Fake {
         Ok(Response::new(Box::pin(stream)))
     }
 
+    type ReceiveCommandsStream = Boxed<pb::Command>;
+
+    async fn receive_commands(
+        &self,
+        _: Request<Streaming<pb::ProcessorMessage>>,
+    ) -> Result<Response<Self::ReceiveCommandsStream>, Status> {
+        Err(Status::unimplemented("not in this fake"))
+    }
+
     async fn get_service_info(
         &self,
         _: Request<pb::GetServiceInfoRequest>,

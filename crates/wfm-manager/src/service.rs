@@ -310,6 +310,7 @@ async fn serve_attach(
                     }),
                 }
             }
+            Command::Command(_) => {}
             Command::Unbind(unbind) => {
                 if let Some(bound) = bindings.remove(unbind.binding_id) {
                     service
@@ -663,6 +664,15 @@ impl pb::workflow_manager_server::WorkflowManager for WorkflowManagerService {
             stop.drop_guard(),
             open,
         )))
+    }
+
+    type ReceiveCommandsStream = ReceiverStream<Result<pb::Command, Status>>;
+
+    async fn receive_commands(
+        &self,
+        _request: Request<Streaming<pb::ProcessorMessage>>,
+    ) -> Result<Response<Self::ReceiveCommandsStream>, Status> {
+        Err(Status::unimplemented("wip"))
     }
 
     async fn get_service_info(

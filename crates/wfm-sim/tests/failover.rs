@@ -187,6 +187,15 @@ impl WorkflowManager for FakeReplica {
         Err(Status::unimplemented("not in this fake"))
     }
 
+    type ReceiveCommandsStream = Stream<pb::Command>;
+
+    async fn receive_commands(
+        &self,
+        _: Request<Streaming<pb::ProcessorMessage>>,
+    ) -> Result<Response<Self::ReceiveCommandsStream>, Status> {
+        Err(Status::unimplemented("not in this fake"))
+    }
+
     async fn get_service_info(
         &self,
         _: Request<pb::GetServiceInfoRequest>,

@@ -103,7 +103,7 @@ fn render(session: &Id, profile: &Profile, targets: &[TargetExplanation]) -> Str
         let labels: Vec<String> = target
             .context
             .entries()
-            .map(|(key, value)| match key {
+            .map(|(key, value)| match key.as_ref() {
                 "participants" => format!("{value} parties"),
                 "reasons" | "reason_required" => format!("{key} {value}"),
                 _ => value.to_string(),

@@ -485,6 +485,9 @@ fn an_ended_interaction_gets_one_final_all_disabled_event_and_is_dropped() {
             monitored: false,
             callback_of: None,
             preview: false,
+            caller: None,
+            queue: None,
+            data: Vec::new(),
         }
     );
 
@@ -709,6 +712,9 @@ fn events_list_only_changed_targets_each_with_its_entire_list() {
             monitored: false,
             callback_of: None,
             preview: false,
+            caller: None,
+            queue: None,
+            data: Vec::new(),
         }
     );
 }
