@@ -12,12 +12,14 @@
 //! - [`custom`]: the hook through which compiled custom rules narrow enablement.
 //! - [`explain`]: why each capability is enabled or disabled.
 //! - `rules`: the built-in state rules of each capability.
+//! - [`command`]: the check a MediaBar command passes before it reaches the platform.
 //! - [`view`]: view states, their diff, and `state.updated` events.
 //! - [`session`]: sequencing, and the view state last emitted.
 //! - [`error`]: why an update is refused.
 //! - `testkit` (feature `testkit`): test fixtures shared by tests and benchmarks.
 
 pub mod capability;
+pub mod command;
 pub mod custom;
 pub mod error;
 pub mod explain;
@@ -33,6 +35,7 @@ pub mod update;
 pub mod view;
 
 pub use capability::{CapSet, Capability, TargetKind};
+pub use command::CommandRefusal;
 pub use custom::{Condition, CustomRule, Facts};
 pub use error::UpdateError;
 pub use explain::{CapabilityVerdict, TargetExplanation, Verdict, explain};

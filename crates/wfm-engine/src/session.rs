@@ -7,7 +7,7 @@ use crate::id::Id;
 use crate::model::{AgentState, Pending, SessionState};
 use crate::profile::Profile;
 use crate::update::{self, CtiUpdate};
-use crate::view::{StateEvent, ViewState};
+use crate::view::{StateEvent, TargetView, ViewState};
 
 /// What applying an update did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,8 +233,13 @@ impl Session {
         self.view
             .targets()
             .iter()
-            .map(|view| StateEvent::new(&self.id, view, false, &self.state, &self.profile))
+            .map(|view| self.event_of(view))
             .collect()
+    }
+
+    /// The current event of one target of this session's view.
+    pub(crate) fn event_of(&self, view: &TargetView) -> StateEvent {
+        StateEvent::new(&self.id, view, false, &self.state, &self.profile)
     }
 
     /// The session id.

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
 
-use crate::delivery::{Availability, Delivery};
+use crate::delivery::{Availability, CommandReply, Delivery};
 use crate::outbound::{Item, Outbound};
 use crate::protocol::{self, ResourceData};
 use crate::stats::GatewayStats;
@@ -194,6 +194,24 @@ impl ClientState {
                 if !matches!(self.binding, Binding::Bound { .. }) {
                     self.tell_service(&now);
                 }
+            }
+            Delivery::CommandAnswer { reply, result } => {
+                let CommandReply {
+                    request_id,
+                    address,
+                    request,
+                } = &reply;
+                let message = match &result {
+                    Ok(data) => protocol::resource_response(request_id, address, request, data),
+                    Err(failed) => protocol::resource_error(
+                        request_id,
+                        address,
+                        request,
+                        &failed.error,
+                        failed.view.as_deref(),
+                    ),
+                };
+                self.push_control(message);
             }
             Delivery::Assume { available } => self.service_available = available,
         }

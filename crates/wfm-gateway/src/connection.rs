@@ -25,13 +25,14 @@ use tokio_util::sync::CancellationToken;
 use wfm_telemetry::{KeyValue, SpanKind};
 
 use crate::client::{Binding, ClientShared};
+use crate::delivery::CommandReply;
 use crate::errors::{CloseReason, GatewayError, UnboundReason};
 use crate::limits::RequestLimiter;
 use crate::outbound::Item;
 use crate::protocol::{self, Request, ResourceData};
 use crate::settings::GatewayConfig;
 use crate::timers::{Expired, Limits, Phase, Timers};
-use crate::upstream::{Upstream, unix_now};
+use crate::upstream::{CommandOrder, Upstream, unix_now};
 
 /// What the gateway's connections share.
 pub(crate) struct Hub {
@@ -487,7 +488,7 @@ impl<'a> Session<'a> {
         if !self.bucket.try_take() {
             let error = self.rate_limited();
             let reply = match &parsed {
-                Ok(envelope) => protocol::failure(&envelope.request_id, &envelope.name, &error),
+                Ok(envelope) => envelope.refusal(&error),
                 Err(malformed) => protocol::core_error(malformed.request_id.as_deref(), &error),
             };
             self.conn.update(|s| s.push_control(reply));
@@ -497,15 +498,68 @@ impl<'a> Session<'a> {
             Err(malformed) => {
                 protocol::core_error(malformed.request_id.as_deref(), &malformed.error)
             }
-            Ok(envelope) => match envelope.request {
-                Err(error) => protocol::failure(&envelope.request_id, &envelope.name, &error),
-                Ok(request) => match self.handle(&envelope.request_id, request, now) {
-                    Some(reply) => reply,
-                    None => return,
-                },
+            Ok(envelope) => match (&envelope.request, envelope.resource.clone()) {
+                (Err(error), _) => envelope.refusal(error),
+                (Ok(Request::Command { .. }), Some(address)) => {
+                    let Ok(Request::Command {
+                        capability,
+                        target,
+                        arguments,
+                    }) = envelope.request
+                    else {
+                        return;
+                    };
+                    let reply = CommandReply {
+                        request_id: envelope.request_id,
+                        address,
+                        request: capability.clone(),
+                    };
+                    let order = CommandOrder {
+                        capability,
+                        target,
+                        arguments,
+                    };
+                    match self.command(reply.clone(), order) {
+                        Ok(()) => return,
+                        Err(error) => protocol::resource_error(
+                            &reply.request_id,
+                            &reply.address,
+                            &reply.request,
+                            &error,
+                            None,
+                        ),
+                    }
+                }
+                (Ok(_), _) => {
+                    let Ok(request) = envelope.request else {
+                        return;
+                    };
+                    match self.handle(&envelope.request_id, request, now) {
+                        Some(reply) => reply,
+                        None => return,
+                    }
+                }
             },
         };
         self.conn.update(|s| s.push_control(reply));
+    }
+
+    /// Sends a bound client's command for its session; the answer comes later, through the
+    /// upstream. `Err` is the answer when it cannot be sent.
+    fn command(&mut self, reply: CommandReply, order: CommandOrder) -> Result<(), GatewayError> {
+        let Binding::Bound {
+            binding_id,
+            session,
+        } = self.conn.lock().binding.clone()
+        else {
+            return Err(GatewayError::NotBound);
+        };
+        if reply.address.resource_id != session.id {
+            return Err(GatewayError::NotBound);
+        }
+        self.hub
+            .upstream
+            .command(&self.conn, binding_id, reply, order)
     }
 
     /// Handles a valid request; returns the reply, or `None` when the reply comes later
@@ -563,6 +617,8 @@ impl<'a> Session<'a> {
                     }
                 }
             }
+            // Answered by `command`; a coreRequest never parses into one.
+            Request::Command { .. } => fail(GatewayError::UnknownRequest(name.to_string())),
             Request::Unbind { resource } => {
                 let Binding::Bound {
                     binding_id,

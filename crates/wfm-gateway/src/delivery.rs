@@ -10,6 +10,27 @@ use serde::Serialize;
 
 use crate::catalogue::Catalogue;
 use crate::errors::{GatewayError, UnboundReason};
+use crate::protocol::ResourceAddress;
+
+/// Whom a command's answer goes to: the client's request, as it named it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CommandReply {
+    /// `requestId`.
+    pub(crate) request_id: String,
+    /// `serviceId` and `resourceId`.
+    pub(crate) address: ResourceAddress,
+    /// `request`: the capability.
+    pub(crate) request: String,
+}
+
+/// Why a command failed: the error, and with `capabilityDisabled` the target's view state.
+#[derive(Debug)]
+pub(crate) struct CommandFailed {
+    /// The error for the client.
+    pub(crate) error: GatewayError,
+    /// The target's current view state, for `capabilityDisabled`.
+    pub(crate) view: Option<Box<StateDelivery>>,
+}
 
 /// The spec's service-specific information of the workflow manager.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -84,6 +105,13 @@ pub(crate) enum Delivery {
         binding_id: Option<u64>,
         /// Reachable or not, with the service information.
         now: Availability,
+    },
+    /// The answer to a command: the Interaction Processor's result data, or why it failed.
+    CommandAnswer {
+        /// The request answered.
+        reply: CommandReply,
+        /// Accepted with its data, or failed.
+        result: Result<HashMap<String, String>, CommandFailed>,
     },
     /// What the client may assume when it connects, without being told.
     Assume {

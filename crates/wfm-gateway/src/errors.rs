@@ -41,9 +41,38 @@ pub enum ErrorCode {
     MessageTooLarge,
     /// Something unexpected went wrong; the message says what.
     Internal,
+    /// A command's target does not exist in the session.
+    UnknownTarget,
+    /// A command names no capability of the catalogue.
+    UnknownCapability,
+    /// A command's capability is disabled on its target right now.
+    CapabilityDisabled,
+    /// No Interaction Processor can take the session's commands.
+    ProcessorUnavailable,
+    /// The Interaction Processor refused the command.
+    Rejected,
+    /// The command was not answered in time.
+    Timeout,
 }
 
 impl ErrorCode {
+    /// The code of a command the manager did not carry out; `None` for an accepted one.
+    pub fn of_command(status: pb::CommandStatus) -> Option<ErrorCode> {
+        use pb::CommandStatus as S;
+        Some(match status {
+            S::Accepted => return None,
+            S::NotBound => ErrorCode::NotBound,
+            S::UnknownTarget => ErrorCode::UnknownTarget,
+            S::UnknownCapability => ErrorCode::UnknownCapability,
+            S::CapabilityDisabled => ErrorCode::CapabilityDisabled,
+            S::ProcessorUnavailable => ErrorCode::ProcessorUnavailable,
+            S::Rejected => ErrorCode::Rejected,
+            S::Timeout => ErrorCode::Timeout,
+            S::InvalidArguments => ErrorCode::InvalidRequest,
+            S::Unspecified => ErrorCode::Internal,
+        })
+    }
+
     /// The code as it appears on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -61,6 +90,12 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rateLimited",
             ErrorCode::MessageTooLarge => "messageTooLarge",
             ErrorCode::Internal => "internal",
+            ErrorCode::UnknownTarget => "unknownTarget",
+            ErrorCode::UnknownCapability => "unknownCapability",
+            ErrorCode::CapabilityDisabled => "capabilityDisabled",
+            ErrorCode::ProcessorUnavailable => "processorUnavailable",
+            ErrorCode::Rejected => "rejected",
+            ErrorCode::Timeout => "timeout",
         }
     }
 }
@@ -84,7 +119,7 @@ pub enum GatewayError {
     #[error("messageType must be a string")]
     MessageTypeNotString,
     /// A `messageType` clients may not send.
-    #[error("unknown messageType {0:?}; clients send coreRequest")]
+    #[error("unknown messageType {0:?}; clients send coreRequest or resourceRequest")]
     UnknownMessageType(String),
     /// A `coreRequest` without `requestId`.
     #[error("coreRequest needs a requestId")]
@@ -159,6 +194,27 @@ pub enum GatewayError {
     /// The manager answered with a code the gateway does not expect.
     #[error("unexpected workflow manager error")]
     Internal,
+    /// A command refused or failed on the manager's side, with its code and message.
+    #[error("{message}")]
+    Command {
+        /// The MediaBar code.
+        code: ErrorCode,
+        /// The manager's (or the Interaction Processor's) words.
+        message: String,
+    },
+    /// A command the manager did not answer within the gateway's command timeout.
+    #[error("the command was not answered within {0} ms")]
+    CommandTimeout(u64),
+    /// The stream that carried a command to the manager was lost before the answer.
+    #[error(
+        "the connection to the workflow manager was lost before the command was answered; whether it was carried out is unknown"
+    )]
+    CommandLost,
+    /// A resourceRequest for a service other than the Interaction Processor.
+    #[error(
+        "unknown service {0:?}; resource requests go to InteractionProcessor (the WorkflowManager takes none)"
+    )]
+    UnknownResourceService(String),
 }
 
 impl GatewayError {
@@ -196,6 +252,10 @@ impl GatewayError {
                 ErrorCode::MessageTooLarge
             }
             GatewayError::Internal => ErrorCode::Internal,
+            GatewayError::Command { code, .. } => *code,
+            GatewayError::CommandTimeout(_) => ErrorCode::Timeout,
+            GatewayError::CommandLost => ErrorCode::ServiceUnavailable,
+            GatewayError::UnknownResourceService(_) => ErrorCode::UnknownService,
         }
     }
 

@@ -57,7 +57,7 @@ mod upstream;
 
 pub use demo::{DemoDirectory, DemoSession};
 pub use http::{HEALTHZ_PATH, MEDIABAR_PATH, READYZ_PATH};
-pub use protocol::WORKFLOW_MANAGER;
+pub use protocol::{INTERACTION_PROCESSOR, WORKFLOW_MANAGER};
 #[doc(hidden)]
 pub use protocol::{Request, parse_request};
 pub use server::{ServeError, serve};

@@ -3,6 +3,8 @@
 //!
 //! `docs/mediabar-asyncapi.yaml` is the contract; the tests validate real traffic against it.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -12,6 +14,8 @@ use crate::errors::{GatewayError, MAX_REQUEST_ID_LEN, UnboundReason};
 
 /// The only service this gateway fronts, as named in `serviceId` and `serviceType`.
 pub const WORKFLOW_MANAGER: &str = "WorkflowManager";
+/// The service that `resourceRequest`s (commands) address, through the manager.
+pub const INTERACTION_PROCESSOR: &str = "InteractionProcessor";
 
 /// A valid client request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +34,15 @@ pub enum Request {
         /// The session id or reference the client names, if any.
         resource: Option<String>,
     },
+    /// A `resourceRequest`: a command for the Interaction Processor.
+    Command {
+        /// The capability name (`request`).
+        capability: String,
+        /// Dot-notation target (`data.target`).
+        target: String,
+        /// `data.arguments`, every value a string.
+        arguments: HashMap<String, String>,
+    },
 }
 
 impl Request {
@@ -39,19 +52,43 @@ impl Request {
             Request::GetServices => "getServices",
             Request::Bind { .. } => "bindResource",
             Request::Unbind { .. } => "unbindResource",
+            Request::Command { .. } => "resourceRequest",
         }
     }
 }
 
-/// A parsed `coreRequest`: its id and name, and the request or why it is refused.
+/// Where a `resourceRequest` goes: its `serviceId` and `resourceId`, echoed in the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ResourceAddress {
+    /// `serviceId`.
+    pub(crate) service_id: String,
+    /// `resourceId`: the bound session's id.
+    pub(crate) resource_id: String,
+}
+
+/// A parsed `coreRequest` or `resourceRequest`: its id and name, and the request or why it
+/// is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Envelope {
     /// `requestId`.
     pub(crate) request_id: String,
     /// `request`, as sent.
     pub(crate) name: String,
+    /// A `resourceRequest`'s address: it is answered with `resourceResponse` or
+    /// `resourceError`. `None` for a `coreRequest`.
+    pub(crate) resource: Option<ResourceAddress>,
     /// The request, or the failure to answer with.
     pub(crate) request: Result<Request, GatewayError>,
+}
+
+impl Envelope {
+    /// The reply refusing this request with `error`, in its kind's shape.
+    pub(crate) fn refusal(&self, error: &GatewayError) -> String {
+        match &self.resource {
+            None => failure(&self.request_id, &self.name, error),
+            Some(address) => resource_error(&self.request_id, address, &self.name, error, None),
+        }
+    }
 }
 
 /// A client frame that is not even a well-formed `coreRequest`: answered with `coreError`.
@@ -79,16 +116,17 @@ pub(crate) fn parse(text: &str) -> Result<Envelope, Malformed> {
     let Value::Object(mut message) = value else {
         return Err(Malformed::new(GatewayError::NotAnObject));
     };
-    match message.get("messageType") {
+    let resource_request = match message.get("messageType") {
         None => return Err(Malformed::new(GatewayError::MissingMessageType)),
-        Some(Value::String(kind)) if kind == "coreRequest" => {}
+        Some(Value::String(kind)) if kind == "coreRequest" => false,
+        Some(Value::String(kind)) if kind == "resourceRequest" => true,
         Some(Value::String(kind)) => {
             return Err(Malformed::new(GatewayError::UnknownMessageType(
                 kind.chars().take(64).collect(),
             )));
         }
         Some(_) => return Err(Malformed::new(GatewayError::MessageTypeNotString)),
-    }
+    };
     let request_id = match message.remove("requestId") {
         None => return Err(Malformed::new(GatewayError::MissingRequestId)),
         Some(Value::String(id)) if !id.is_empty() && id.chars().count() <= MAX_REQUEST_ID_LEN => id,
@@ -107,12 +145,96 @@ pub(crate) fn parse(text: &str) -> Result<Envelope, Malformed> {
             });
         }
     };
+    // Echoed back in `response`; an absurdly long unknown name is cut.
+    let echoed = name.chars().take(64).collect();
+    if resource_request {
+        let address = address(&mut message).map_err(|error| Malformed {
+            request_id: Some(request_id.clone()),
+            error,
+        })?;
+        let request = command(&address, name, message.remove("data"));
+        return Ok(Envelope {
+            request_id,
+            name: echoed,
+            resource: Some(address),
+            request,
+        });
+    }
     let request = request(&name, message.remove("data"));
     Ok(Envelope {
         request_id,
-        // Echoed back in `response`; an absurdly long unknown name is cut.
-        name: name.chars().take(64).collect(),
+        name: echoed,
+        resource: None,
         request,
+    })
+}
+
+/// The `serviceId` and `resourceId` of a `resourceRequest`, without which it cannot be
+/// answered in its own shape.
+fn address(message: &mut Map<String, Value>) -> Result<ResourceAddress, GatewayError> {
+    let mut field = |name: &'static str| match message.remove(name) {
+        Some(Value::String(value)) => Ok(value.chars().take(MAX_REQUEST_ID_LEN).collect()),
+        None => Err(GatewayError::MissingField(name)),
+        Some(_) => Err(GatewayError::InvalidField {
+            field: name,
+            expected: "a string",
+        }),
+    };
+    Ok(ResourceAddress {
+        service_id: field("serviceId")?,
+        resource_id: field("resourceId")?,
+    })
+}
+
+/// A `resourceRequest`'s command: `name` on `data.target` with `data.arguments`.
+fn command(
+    address: &ResourceAddress,
+    name: String,
+    data: Option<Value>,
+) -> Result<Request, GatewayError> {
+    if address.service_id != INTERACTION_PROCESSOR {
+        return Err(GatewayError::UnknownResourceService(
+            address.service_id.chars().take(64).collect(),
+        ));
+    }
+    let Some(Value::Object(mut data)) = data else {
+        return Err(match data {
+            None => GatewayError::MissingField("data"),
+            Some(_) => GatewayError::InvalidField {
+                field: "data",
+                expected: "an object",
+            },
+        });
+    };
+    let target = match data.remove("target") {
+        Some(Value::String(target)) => target,
+        None => return Err(GatewayError::MissingField("data.target")),
+        Some(_) => {
+            return Err(GatewayError::InvalidField {
+                field: "data.target",
+                expected: "a string",
+            });
+        }
+    };
+    let not_strings = GatewayError::InvalidField {
+        field: "data.arguments",
+        expected: "an object whose values are strings",
+    };
+    let arguments = match data.remove("arguments") {
+        None | Some(Value::Null) => HashMap::new(),
+        Some(Value::Object(arguments)) => arguments
+            .into_iter()
+            .map(|(key, value)| match value {
+                Value::String(value) => Ok((key, value)),
+                _ => Err(not_strings.clone()),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(not_strings),
+    };
+    Ok(Request::Command {
+        capability: name,
+        target,
+        arguments,
     })
 }
 
@@ -125,15 +247,11 @@ pub fn parse_request(text: &str) -> Result<(String, Request), (Option<String>, S
             let reply = core_error(malformed.request_id.as_deref(), &malformed.error);
             Err((malformed.request_id, reply))
         }
-        Ok(Envelope {
-            request_id,
-            name,
-            request,
-        }) => match request {
-            Ok(request) => Ok((request_id, request)),
+        Ok(envelope) => match &envelope.request {
+            Ok(request) => Ok((envelope.request_id.clone(), request.clone())),
             Err(error) => {
-                let reply = failure(&request_id, &name, &error);
-                Err((Some(request_id), reply))
+                let reply = envelope.refusal(error);
+                Err((Some(envelope.request_id), reply))
             }
         },
     }
@@ -271,6 +389,66 @@ pub(crate) fn failure(request_id: &str, response: &str, error: &GatewayError) ->
         data: None,
         error: Some(error.into()),
     })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResourceReply<'a> {
+    message_type: &'static str,
+    request_id: &'a str,
+    service_id: &'a str,
+    resource_id: &'a str,
+    request: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a HashMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorBody>,
+}
+
+/// A `resourceResponse`: the Interaction Processor accepted the command.
+pub(crate) fn resource_response(
+    request_id: &str,
+    address: &ResourceAddress,
+    request: &str,
+    data: &HashMap<String, String>,
+) -> String {
+    to_json(&ResourceReply {
+        message_type: "resourceResponse",
+        request_id,
+        service_id: &address.service_id,
+        resource_id: &address.resource_id,
+        request,
+        data: Some(data),
+        error: None,
+    })
+}
+
+/// A `resourceError`; a `capabilityDisabled` one carries the target's view state.
+pub(crate) fn resource_error(
+    request_id: &str,
+    address: &ResourceAddress,
+    request: &str,
+    error: &GatewayError,
+    view: Option<&StateDelivery>,
+) -> String {
+    let mut out = to_json(&ResourceReply {
+        message_type: "resourceError",
+        request_id,
+        service_id: &address.service_id,
+        resource_id: &address.resource_id,
+        request,
+        data: None,
+        error: Some(error.into()),
+    });
+    if let Some(view) = view {
+        // The event is written by the same writer as every resourceEvent, so it is
+        // spliced in rather than modelled twice.
+        out.pop();
+        out.push_str(r#","data":"#);
+        out.push_str(&state_event_object(view));
+        out.push('}');
+    }
+    out
 }
 
 #[derive(Serialize)]
@@ -462,15 +640,30 @@ pub(crate) fn state_event(session: &BoundSession, state: &StateDelivery) -> Stri
         + catalogue.entries_len(state.defined);
     let mut out = String::with_capacity(size);
     out.push_str(&session.event_prefix);
-    push_json_str(&mut out, &state.target);
+    push_state_rest(&mut out, state);
+    out.push('}');
+    out
+}
+
+/// The spec's `stateEvent` object alone, as a `capabilityDisabled` error carries it.
+pub(crate) fn state_event_object(state: &StateDelivery) -> String {
+    let mut out = String::from(r#"{"messageType":"stateEvent","target":"#);
+    push_state_rest(&mut out, state);
+    out
+}
+
+/// A `stateEvent` from its target's value on, up to and including its closing brace.
+fn push_state_rest(out: &mut String, state: &StateDelivery) {
+    let catalogue = &state.catalogue;
+    push_json_str(out, &state.target);
     out.push_str(r#","name":"state.updated","context":{"#);
     for (index, (key, value)) in state.context.iter().enumerate() {
         if index > 0 {
             out.push(',');
         }
-        push_json_str(&mut out, key);
+        push_json_str(out, key);
         out.push(':');
-        push_json_str(&mut out, value);
+        push_json_str(out, value);
     }
     out.push_str(r#"},"data":["#);
     for (index, entry) in catalogue.entries(state.defined, state.enabled).enumerate() {
@@ -479,8 +672,7 @@ pub(crate) fn state_event(session: &BoundSession, state: &StateDelivery) -> Stri
         }
         out.push_str(entry);
     }
-    out.push_str("]}}");
-    out
+    out.push_str("]}");
 }
 
 #[cfg(test)]

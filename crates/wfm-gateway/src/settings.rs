@@ -38,6 +38,8 @@ pub mod default {
     pub const RECONNECT_MAX_MS: u64 = 5_000;
     /// `rebind_grace_secs`.
     pub const REBIND_GRACE_SECS: u64 = 30;
+    /// `command_timeout_ms`: longer than the manager's own (5 s), whose answer it awaits.
+    pub const COMMAND_TIMEOUT_MS: u64 = 10_000;
     /// `ping_interval_secs`.
     pub const PING_INTERVAL_SECS: u64 = 20;
     /// `pong_timeout_secs`.
@@ -126,6 +128,10 @@ pub struct Settings {
     /// How long a rebind refused with "session not found" is retried after a reconnect, in seconds.
     #[arg(long, env = "WFM_GATEWAY_REBIND_GRACE_SECS", default_value_t = default::REBIND_GRACE_SECS)]
     pub rebind_grace_secs: u64,
+    /// How long a MediaBar command waits for the manager's answer before it fails with
+    /// `timeout`, in milliseconds; keep it above the manager's `command_timeout_ms`.
+    #[arg(long, env = "WFM_GATEWAY_COMMAND_TIMEOUT_MS", default_value_t = default::COMMAND_TIMEOUT_MS, value_parser = at_least::<100>)]
+    pub command_timeout_ms: u64,
     /// Interval of WebSocket pings, in seconds.
     #[arg(long, env = "WFM_GATEWAY_PING_INTERVAL_SECS", default_value_t = default::PING_INTERVAL_SECS)]
     pub ping_interval_secs: u64,
@@ -243,6 +249,8 @@ pub struct GatewayConfig {
     pub rebind_retry: Duration,
     /// How long a bind may wait for the manager's answer.
     pub request_timeout: Duration,
+    /// How long a command may wait for the manager's answer.
+    pub command_timeout: Duration,
     /// Interval of WebSocket pings to each client.
     pub ping_interval: Duration,
     /// How long a client may leave a ping unanswered before it is dropped and its binding
@@ -361,6 +369,7 @@ impl GatewayConfig {
             rebind_grace: Duration::from_secs(default::REBIND_GRACE_SECS),
             rebind_retry: Duration::from_millis(500),
             request_timeout: Duration::from_secs(10),
+            command_timeout: Duration::from_millis(default::COMMAND_TIMEOUT_MS),
             ping_interval: Duration::from_secs(default::PING_INTERVAL_SECS),
             pong_timeout: Duration::from_secs(default::PONG_TIMEOUT_SECS),
             idle_timeout: Duration::from_secs(default::IDLE_TIMEOUT_SECS),
@@ -628,6 +637,7 @@ impl Settings {
         config.upstream_streams = saturate(self.upstream_streams, usize::MAX);
         config.reconnect_max = Duration::from_millis(self.reconnect_max_ms);
         config.rebind_grace = Duration::from_secs(self.rebind_grace_secs);
+        config.command_timeout = Duration::from_millis(self.command_timeout_ms);
         config.ping_interval = Duration::from_secs(self.ping_interval_secs);
         config.pong_timeout = Duration::from_secs(self.pong_timeout_secs);
         config.idle_timeout = Duration::from_secs(self.idle_timeout_secs);

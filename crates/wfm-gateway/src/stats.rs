@@ -22,6 +22,8 @@ pub struct GatewayStats {
     pub(crate) events_conflated: Counter,
     pub(crate) queued: Gauge,
     pub(crate) commands_refused: Counter,
+    pub(crate) commands_pending: Gauge,
+    pub(crate) commands_timed_out: Counter,
     pub(crate) event_to_write: Histogram,
     /// TLS reloads of the server and the manager-client certificates.
     pub(crate) tls: wfm_tls::ReloadStats,
@@ -112,7 +114,17 @@ impl GatewayStats {
             ),
             commands_refused: r.counter(
                 "wfm_gateway_upstream_commands_refused_total",
-                "Bind or unbind commands that found an Attach stream's command queue full (binds fail with serviceUnavailable, unbinds are retried).",
+                "Bind, unbind or MediaBar commands that found an Attach stream's command queue full (binds and MediaBar commands fail with serviceUnavailable, unbinds are retried).",
+                &[],
+            ),
+            commands_pending: r.gauge(
+                "wfm_gateway_commands_pending",
+                "MediaBar commands (resourceRequest) sent to the manager and not yet answered.",
+                &[],
+            ),
+            commands_timed_out: r.counter(
+                "wfm_gateway_commands_timed_out_total",
+                "MediaBar commands the manager did not answer within the gateway's command timeout.",
                 &[],
             ),
             event_to_write: r.histogram(

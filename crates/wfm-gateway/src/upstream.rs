@@ -34,8 +34,8 @@
 //! Locks: the routing table is taken before a connection's lock, which is a leaf lock; no
 //! lock is held across an `.await`.
 //!
-//! Its parts: `stream` (one stream's task), `replicas` (endpoints, redirects, moves) and
-//! `rebind` (the rebinder's sweep).
+//! Its parts: `stream` (one stream's task), `replicas` (endpoints, redirects, moves),
+//! `rebind` (the rebinder's sweep) and `commands` (MediaBar commands awaiting answers).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -50,9 +50,12 @@ use tonic::Code;
 use wfm_proto::v1 as pb;
 use wfm_proto::v1::attach_response::Kind;
 
+mod commands;
 mod rebind;
 mod replicas;
 mod stream;
+
+pub(crate) use commands::CommandOrder;
 
 use replicas::allocate;
 
@@ -155,6 +158,8 @@ struct Table {
     owners: OwnerCache,
     /// Unbinds that found their stream's command queue full: (slot, binding id).
     unsent_unbinds: Vec<(usize, u64)>,
+    /// MediaBar commands waiting for the manager's answer, by request id.
+    commands: HashMap<u64, commands::PendingCommand>,
 }
 
 impl Table {
@@ -203,6 +208,7 @@ pub(crate) struct Upstream {
     connected: AtomicUsize,
     rebind_wake: Notify,
     next_binding: AtomicU64,
+    next_command: AtomicU64,
     /// This process's part of every binder id.
     instance: String,
     /// Where stream tasks run, once [`Upstream::spawn`] has started them.
@@ -275,6 +281,7 @@ impl Upstream {
             connected: AtomicUsize::new(0),
             rebind_wake: Notify::new(),
             next_binding: AtomicU64::new(1),
+            next_command: AtomicU64::new(1),
             instance: instance_id(),
             runtime: OnceLock::new(),
         }))
@@ -514,6 +521,10 @@ impl Upstream {
     fn on_response(self: &Arc<Self>, index: usize, message: pb::AttachResponse) {
         let Some(kind) = message.kind else {
             return;
+        };
+        let kind = match kind {
+            Kind::CommandOutcome(outcome) => return self.on_outcome(index, outcome),
+            other => other,
         };
         let id = message.binding_id;
         let now = Instant::now();

@@ -5,7 +5,7 @@
 //!
 //! | RPC | role |
 //! | --- | --- |
-//! | `CreateSession`, `ApplyUpdate`, `PushUpdates`, `EndSession` | `ip` |
+//! | `CreateSession`, `ApplyUpdate`, `PushUpdates`, `EndSession`, `ReceiveCommands` | `ip` |
 //! | `Attach`, `BindSession` | `gateway` |
 //! | `GetSession` | `ops` |
 //! | `GetServiceInfo`, `grpc.health.v1`, reflection | any authenticated caller |
@@ -43,7 +43,9 @@ const SERVICE: &str = "/wfm.v1.WorkflowManager/";
 pub(crate) fn needed(path: &str) -> Option<Role> {
     if let Some(method) = path.strip_prefix(SERVICE) {
         return match method {
-            "CreateSession" | "ApplyUpdate" | "PushUpdates" | "EndSession" => Some(Role::Ip),
+            "CreateSession" | "ApplyUpdate" | "PushUpdates" | "EndSession" | "ReceiveCommands" => {
+                Some(Role::Ip)
+            }
             "Attach" | "BindSession" => Some(Role::Gateway),
             "GetSession" => Some(Role::Ops),
             "GetServiceInfo" => None,

@@ -38,6 +38,8 @@ pub struct ManagerConfig {
     pub stream_queue: usize,
     /// Most sessions this manager creates; more are refused with RESOURCE_EXHAUSTED.
     pub max_sessions: usize,
+    /// How long a command waits for its Interaction Processor's answer.
+    pub command_timeout: Duration,
     /// Cluster mode (replicas over NATS JetStream); `None` runs one process alone.
     pub cluster: Option<crate::ClusterConfig>,
     /// TLS on the gRPC port (with mutual TLS when it has a client CA); `None` serves
@@ -77,6 +79,7 @@ impl ManagerConfig {
             drain_delay: Duration::ZERO,
             stream_queue: 4096,
             max_sessions: 100_000,
+            command_timeout: Duration::from_secs(5),
             cluster: None,
             tls: None,
             roles: RoleMap::default(),

@@ -66,6 +66,9 @@ pub enum ManagerError {
     /// `CreateSession`'s `resume_reference` names another session or agent.
     #[error("resume_reference was issued for another session or agent")]
     ResumeOtherSession,
+    /// `processor_id` (of `CreateSession` or a command stream's hello) cannot name a processor.
+    #[error("processor_id must be 1 to 128 characters of A-Z a-z 0-9 - _")]
+    InvalidProcessorId,
     /// The manager holds as many sessions as it may create.
     #[error(
         "this workflow manager holds its maximum of {0} sessions; create the session at another replica, or raise --max-sessions"
@@ -124,7 +127,8 @@ impl ManagerError {
             },
             ManagerError::MissingField(_)
             | ManagerError::UnknownEnumValue { .. }
-            | ManagerError::UnknownProfile(_) => Code::InvalidArgument,
+            | ManagerError::UnknownProfile(_)
+            | ManagerError::InvalidProcessorId => Code::InvalidArgument,
             ManagerError::UnknownSession(_) => Code::NotFound,
             ManagerError::SessionOwnedByOtherAgent(_) => Code::AlreadyExists,
             ManagerError::Reference(
@@ -167,6 +171,7 @@ impl ManagerError {
             ManagerError::TooManySessions(_) => "other",
             ManagerError::SessionOwnedByOtherAgent(_)
             | ManagerError::UnknownProfile(_)
+            | ManagerError::InvalidProcessorId
             | ManagerError::AlreadyBound
             | ManagerError::ShuttingDown
             | ManagerError::AttachWireVersion(_) => "other",

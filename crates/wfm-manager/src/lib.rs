@@ -4,6 +4,8 @@
 //! # Layout
 //! - [`cluster`]: cluster mode, replicas over NATS JetStream: ownership, fencing,
 //!   persistence, forwarding, handoff and takeover.
+//! - `commands`: MediaBar commands, checked against the view state and carried to the
+//!   session's Interaction Processor over its `ReceiveCommands` stream.
 //! - `auth`: the role each call needs, checked in one layer from the client certificate.
 //! - `calls`: the open calls and the size refusals, counted in one layer.
 //! - [`cli`]: the `wfm manager` command: settings, telemetry, serve until SIGTERM.
@@ -28,6 +30,7 @@ mod auth;
 mod calls;
 pub mod cli;
 pub mod cluster;
+mod commands;
 mod config;
 pub mod convert;
 pub mod error;

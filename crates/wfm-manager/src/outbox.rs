@@ -17,6 +17,7 @@ use std::task::{Context, Poll, Waker};
 
 use tokio::sync::Notify;
 use wfm_engine::{Id, StateEvent};
+use wfm_proto::v1 as pb;
 
 use crate::error::ManagerError;
 use crate::stats::ManagerStats;
@@ -55,6 +56,13 @@ pub(crate) enum Outgoing {
         binding_id: u64,
         /// Why.
         error: ManagerError,
+    },
+    /// The outcome of a command (`Attach` only).
+    CommandOutcome {
+        /// The binding the command was sent on.
+        binding_id: u64,
+        /// The outcome.
+        outcome: pb::CommandOutcome,
     },
     /// A target's entire view state.
     State {

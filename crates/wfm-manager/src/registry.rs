@@ -14,6 +14,7 @@ use wfm_profiles::ProfileSet;
 use wfm_reference::Claims;
 
 use crate::cluster::Fence;
+use crate::commands::CommandFailure;
 use crate::error::ManagerError;
 use crate::outbox::{self, Bound, Outgoing, Trace, UnboundReason};
 use crate::stats::ManagerStats;
@@ -100,6 +101,8 @@ pub(crate) struct Entry {
     pub(crate) agent_id: String,
     /// Random per created session, and named by its references.
     pub(crate) incarnation: u64,
+    /// The Interaction Processor that carries out its commands; empty for none.
+    pub(crate) processor_id: String,
     binder: Option<Binder>,
     reservation: Option<Reservation>,
     /// Cluster mode only.
@@ -115,6 +118,7 @@ impl Entry {
         session: Session,
         agent_id: String,
         incarnation: u64,
+        processor_id: String,
         binder_id: String,
         owned: Option<Owned>,
         now: Instant,
@@ -127,6 +131,7 @@ impl Entry {
             session,
             agent_id,
             incarnation,
+            processor_id,
             binder: None,
             reservation,
             owned,
@@ -259,6 +264,8 @@ pub(crate) struct NewSession<'a> {
     pub(crate) agent_group: &'a str,
     /// The incarnation of a lost session being recreated (from its `resume_reference`).
     pub(crate) incarnation: Option<u64>,
+    /// The Interaction Processor that carries out its commands, or empty.
+    pub(crate) processor_id: &'a str,
 }
 
 /// The session map: foldhash, seeded per process, is several times cheaper than SipHash on
@@ -270,6 +277,7 @@ pub(crate) struct Prepared {
     session: Session,
     agent_id: String,
     incarnation: u64,
+    processor_id: String,
 }
 
 impl Prepared {
@@ -286,6 +294,11 @@ impl Prepared {
     /// Its incarnation.
     pub(crate) fn incarnation(&self) -> u64 {
         self.incarnation
+    }
+
+    /// Its Interaction Processor.
+    pub(crate) fn processor_id(&self) -> &str {
+        &self.processor_id
     }
 }
 
@@ -454,6 +467,9 @@ impl Registry {
     ) -> Result<Prepared, ManagerError> {
         let id = Id::parse("session id", who.session_id)?;
         Id::parse("agent id", who.agent_id)?;
+        if !who.processor_id.is_empty() && !crate::commands::valid_processor_id(who.processor_id) {
+            return Err(ManagerError::InvalidProcessorId);
+        }
         let held = self
             .sessions
             .read()
@@ -473,6 +489,7 @@ impl Registry {
             session: Session::new(id, profile, state()?)?,
             agent_id: who.agent_id.to_string(),
             incarnation: who.incarnation.unwrap_or_else(new_incarnation),
+            processor_id: who.processor_id.to_string(),
         })
     }
 
@@ -488,6 +505,7 @@ impl Registry {
             prepared.session,
             prepared.agent_id,
             prepared.incarnation,
+            prepared.processor_id,
             String::new(),
             owned,
             Instant::now(),
@@ -713,6 +731,25 @@ impl Registry {
         for event in gone.into_iter().chain(view) {
             binder.sink.tx.resync_state(binder.sink.binding_id, event);
         }
+    }
+
+    /// Checks a command of `bound`'s binder against the session's current view state, and
+    /// names the Interaction Processor that is to carry it out (empty for none).
+    pub(crate) fn check_command(
+        &self,
+        bound: &Bound,
+        target: &str,
+        capability: &str,
+    ) -> Result<String, CommandFailure> {
+        let shared = self
+            .entry(bound.session_id.as_str())
+            .map_err(|_| CommandFailure::NotBound)?;
+        let entry = lock(&shared);
+        if entry.binder.as_ref().is_none_or(|b| b.token != bound.token) {
+            return Err(CommandFailure::NotBound);
+        }
+        entry.session.check_command(target, capability)?;
+        Ok(entry.processor_id.clone())
     }
 
     /// Whether `bound` is still its session's binder (not ended, taken over or released).

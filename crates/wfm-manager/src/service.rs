@@ -18,6 +18,7 @@ use wfm_telemetry::KeyValue;
 use wfm_telemetry::metrics::{Gauge, GaugeGuard};
 
 use crate::cluster::{Cluster, MAX_ROUTES, Peer, Route, is_forwarded};
+use crate::commands::{self, CommandFailure, Processors};
 use crate::config::ManagerConfig;
 use crate::convert;
 use crate::error::ManagerError;
@@ -27,6 +28,8 @@ use crate::streams::{AttachStream, BindingStream};
 
 /// Responses a `PushUpdates` stream may queue before it stops reading updates.
 const PUSH_QUEUE: usize = 64;
+/// Commands one `Attach` stream may have waiting for their processors' answers.
+const MAX_COMMANDS_IN_FLIGHT: usize = 1024;
 
 /// The gRPC service; clones share everything.
 #[derive(Clone)]
@@ -39,6 +42,8 @@ pub(crate) struct WorkflowManagerService {
     cluster: Option<Arc<Cluster>>,
     /// Cancelled once every binder has been told the server is shutting down.
     streams_stop: CancellationToken,
+    /// The Interaction Processors' command streams connected here.
+    processors: Arc<Processors>,
 }
 
 fn unix_now() -> u64 {
@@ -56,12 +61,17 @@ impl WorkflowManagerService {
         cluster: Option<Arc<Cluster>>,
         streams_stop: CancellationToken,
     ) -> Self {
+        let processors = Arc::new(Processors::new(
+            config.command_timeout,
+            Arc::clone(&config.stats),
+        ));
         Self {
             registry,
             instance,
             config: Arc::new(config),
             cluster,
             streams_stop,
+            processors,
         }
     }
 
@@ -142,6 +152,64 @@ impl WorkflowManagerService {
             .await?;
         tracing::info!(session_id = %claims.session_id, takeover, "session bound");
         Ok(bound)
+    }
+
+    /// Carries out a bound client's command and counts its outcome; `bound` is the
+    /// binding the command names, if its stream holds one.
+    async fn command(
+        &self,
+        bound: Option<Bound>,
+        command: pb::AttachCommand,
+    ) -> pb::CommandOutcome {
+        let request_id = command.request_id;
+        let result = self.run_command(bound, command).await;
+        if let Err(error) = &result {
+            tracing::debug!(%error, "command not carried out");
+        }
+        let outcome = commands::outcome(request_id, result);
+        self.config.stats.command(outcome.status());
+        outcome
+    }
+
+    async fn run_command(
+        &self,
+        bound: Option<Bound>,
+        command: pb::AttachCommand,
+    ) -> commands::CommandResult {
+        let bound = bound.ok_or(CommandFailure::NotBound)?;
+        commands::check_arguments(&command.arguments)?;
+        let processor_id =
+            self.registry
+                .check_command(&bound, &command.target, &command.capability)?;
+        if processor_id.is_empty() {
+            return Err(CommandFailure::ProcessorUnavailable(
+                "the session names no Interaction Processor (it was created without processor_id)"
+                    .to_string(),
+            ));
+        }
+        let wire = pb::Command {
+            command_id: 0,
+            session_id: bound.session_id.to_string(),
+            target: command.target,
+            capability: command.capability,
+            arguments: command.arguments,
+            deadline_ms: 0,
+        };
+        if let Some(cluster) = &self.cluster
+            && !self.processors.is_connected(&processor_id)
+        {
+            return cluster
+                .relay(&processor_id, wire, self.processors.timeout())
+                .await;
+        }
+        self.processors
+            .send(&processor_id, wire)
+            .await
+            .unwrap_or_else(|| {
+                Err(CommandFailure::ProcessorUnavailable(format!(
+                    "no Interaction Processor named {processor_id} is connected"
+                )))
+            })
     }
 
     /// Applies one update here.
@@ -262,6 +330,7 @@ async fn serve_attach(
 ) {
     use pb::attach_request::Kind as Command;
     let mut bindings = StreamBindings::new(service.config.stats.attach_bindings.clone());
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_COMMANDS_IN_FLIGHT));
     loop {
         // Backpressure: no command is read while the stream's queue is full, so a gateway
         // that stops reading cannot make the manager queue bind results without bound.
@@ -310,7 +379,31 @@ async fn serve_attach(
                     }),
                 }
             }
-            Command::Command(_) => {}
+            Command::Command(command) => {
+                let Ok(permit) = Arc::clone(&in_flight).try_acquire_owned() else {
+                    let failure = CommandFailure::ProcessorUnavailable(format!(
+                        "{MAX_COMMANDS_IN_FLIGHT} commands are already in flight on this gateway's stream"
+                    ));
+                    let outcome = commands::outcome(command.request_id, Err(failure));
+                    service.config.stats.command(outcome.status());
+                    tx.control(Outgoing::CommandOutcome {
+                        binding_id: command.binding_id,
+                        outcome,
+                    });
+                    continue;
+                };
+                let bound = bindings.map.get(&command.binding_id).cloned();
+                let (service, tx) = (service.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let binding_id = command.binding_id;
+                    let outcome = service.command(bound, command).await;
+                    tx.control(Outgoing::CommandOutcome {
+                        binding_id,
+                        outcome,
+                    });
+                    drop(permit);
+                });
+            }
             Command::Unbind(unbind) => {
                 if let Some(bound) = bindings.remove(unbind.binding_id) {
                     service
@@ -452,6 +545,7 @@ impl pb::workflow_manager_server::WorkflowManager for WorkflowManagerService {
             profile: &request.profile,
             agent_group: &request.agent_group,
             incarnation: self.resumed(&request)?,
+            processor_id: &request.processor_id,
         };
         let created = match &self.cluster {
             None => self.registry.create(&who, || {
@@ -666,13 +760,20 @@ impl pb::workflow_manager_server::WorkflowManager for WorkflowManagerService {
         )))
     }
 
-    type ReceiveCommandsStream = ReceiverStream<Result<pb::Command, Status>>;
+    type ReceiveCommandsStream = commands::CommandStream;
 
     async fn receive_commands(
         &self,
-        _request: Request<Streaming<pb::ProcessorMessage>>,
+        request: Request<Streaming<pb::ProcessorMessage>>,
     ) -> Result<Response<Self::ReceiveCommandsStream>, Status> {
-        Err(Status::unimplemented("wip"))
+        let stream = commands::serve(
+            Arc::clone(&self.processors),
+            self.cluster.clone(),
+            request.into_inner(),
+            self.streams_stop.child_token(),
+        )
+        .await?;
+        Ok(Response::new(stream))
     }
 
     async fn get_service_info(

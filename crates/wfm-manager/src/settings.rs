@@ -86,6 +86,10 @@ pub struct Settings {
     /// RESOURCE_EXHAUSTED. Sessions handed or taken over from other replicas are not refused.
     #[arg(long, env = "WFM_MANAGER_MAX_SESSIONS", default_value_t = 100_000, value_parser = at_least::<1>)]
     pub max_sessions: u64,
+    /// How long a MediaBar command waits for its Interaction Processor's answer before it
+    /// fails with `timeout` (a gateway waits longer, so that this answer reaches it).
+    #[arg(long, env = "WFM_MANAGER_COMMAND_TIMEOUT_MS", default_value_t = 5000, value_parser = at_least::<100>)]
+    pub command_timeout_ms: u64,
     /// Cluster mode: comma-separated NATS servers (JetStream, 2.11 or later) through which
     /// replicas share sessions. Unset runs one process alone, as `wfm up` does.
     #[arg(long, env = "WFM_NATS_URL")]
@@ -400,6 +404,7 @@ impl Settings {
         config.stream_queue = usize::try_from(self.stream_queue).unwrap_or(usize::MAX);
         config.cluster = cluster;
         config.max_sessions = usize::try_from(self.max_sessions).unwrap_or(usize::MAX);
+        config.command_timeout = Duration::from_millis(self.command_timeout_ms);
         config.tls = tls.server;
         config.roles = tls.roles;
         config.peer_tls = tls.peer;

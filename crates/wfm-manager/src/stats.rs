@@ -3,7 +3,25 @@
 
 use wfm_telemetry::{Counter, Gauge, Histogram, Registry};
 
+use wfm_proto::v1 as pb;
+
 use crate::error::REJECT_REASONS;
+
+/// The `outcome` label of `wfm_manager_commands_total`, for each status.
+const COMMAND_STATUSES: &[(pb::CommandStatus, &str)] = &[
+    (pb::CommandStatus::Accepted, "accepted"),
+    (pb::CommandStatus::NotBound, "not_bound"),
+    (pb::CommandStatus::UnknownTarget, "unknown_target"),
+    (pb::CommandStatus::UnknownCapability, "unknown_capability"),
+    (pb::CommandStatus::CapabilityDisabled, "capability_disabled"),
+    (
+        pb::CommandStatus::ProcessorUnavailable,
+        "processor_unavailable",
+    ),
+    (pb::CommandStatus::Rejected, "rejected"),
+    (pb::CommandStatus::Timeout, "timeout"),
+    (pb::CommandStatus::InvalidArguments, "invalid_arguments"),
+];
 
 /// Counters, gauges and histograms of one manager.
 #[derive(Debug, Clone)]
@@ -39,6 +57,8 @@ pub struct ManagerStats {
     pub(crate) tls: wfm_tls::ReloadStats,
     pub(crate) tls_handshake_failures: Counter,
     pub(crate) calls_denied: Counter,
+    pub(crate) processors: Gauge,
+    commands: Vec<(pb::CommandStatus, Counter)>,
 }
 
 impl Default for ManagerStats {
@@ -203,6 +223,22 @@ impl ManagerStats {
                 "Calls refused with PERMISSION_DENIED: the client certificate's role does not allow them.",
                 &[],
             ),
+            processors: r.gauge(
+                "wfm_manager_processors",
+                "Interaction Processors with a command stream (ReceiveCommands) to this process.",
+                &[],
+            ),
+            commands: COMMAND_STATUSES
+                .iter()
+                .map(|&(status, label)| {
+                    let counter = r.counter(
+                        "wfm_manager_commands_total",
+                        "MediaBar commands handled, by outcome.",
+                        &[("outcome", label)],
+                    );
+                    (status, counter)
+                })
+                .collect(),
         }
     }
 
@@ -240,6 +276,13 @@ impl ManagerStats {
     }
 
     /// Counts an update refused for `reason` (one of [`REJECT_REASONS`]).
+    /// Counts one command's outcome.
+    pub(crate) fn command(&self, status: pb::CommandStatus) {
+        if let Some((_, counter)) = self.commands.iter().find(|(s, _)| *s == status) {
+            counter.inc();
+        }
+    }
+
     pub(crate) fn rejected(&self, reason: &'static str) {
         if let Some((_, counter)) = self.rejected.iter().find(|(r, _)| *r == reason) {
             counter.inc();

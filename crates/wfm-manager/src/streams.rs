@@ -78,7 +78,9 @@ impl Stream for BindingStream {
                     session_id, reason, ..
                 } => Out::Unbound(convert::unbound(&session_id, &reason)),
                 // A BindSession is answered by the call itself.
-                Outgoing::Bound { .. } | Outgoing::BindFailed { .. } => continue,
+                Outgoing::Bound { .. }
+                | Outgoing::BindFailed { .. }
+                | Outgoing::CommandOutcome { .. } => continue,
             };
             return Poll::Ready(Some(Ok(pb::BindSessionResponse { kind: Some(kind) })));
         }
@@ -146,6 +148,10 @@ impl Stream for AttachStream {
                     owner_url: String::new(),
                 }),
             ),
+            Outgoing::CommandOutcome {
+                binding_id,
+                outcome,
+            } => (binding_id, Kind::CommandOutcome(outcome)),
             Outgoing::BindFailed { binding_id, error } => (
                 binding_id,
                 Kind::BindResult(pb::BindResult {

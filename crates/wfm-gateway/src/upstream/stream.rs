@@ -193,6 +193,7 @@ impl Upstream {
             self.config.stats.upstream_streams.set(connected as i64);
             // The manager releases a lost stream's bindings itself.
             table.unsent_unbinds.retain(|(stream, _)| *stream != index);
+            self.lose_commands(&mut table, index);
             let ids: Vec<u64> = table
                 .routes
                 .iter()

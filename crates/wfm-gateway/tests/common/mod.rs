@@ -63,7 +63,7 @@ static CONTRACT: LazyLock<Contract> = LazyLock::new(|| {
             .unwrap_or_else(|e| panic!("schema {name} does not compile: {e:#}"))
     };
     let server = compile("ServerMessage");
-    let client = compile("CoreRequest");
+    let client = compile("ClientMessage");
     Contract {
         schemas,
         server,

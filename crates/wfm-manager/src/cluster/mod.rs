@@ -18,6 +18,7 @@
 //! - `persist`: write-behind persistence.
 //! - `members`: live replicas, placement, the sweep of dead replicas' sessions.
 //! - `forward`: calls forwarded to the owner.
+//! - `relay`: commands for an Interaction Processor connected to another replica.
 //! - `handoff`: the graceful handoff on shutdown and the adoption on the receiving side.
 
 mod fence;
@@ -28,6 +29,7 @@ mod lease;
 mod members;
 mod persist;
 mod record;
+mod relay;
 mod store;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -602,6 +604,7 @@ impl Cluster {
             prepared.session(),
             prepared.agent_id(),
             prepared.incarnation(),
+            prepared.processor_id(),
             "",
             self.owner(incarnation),
         );

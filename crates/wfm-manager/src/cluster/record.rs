@@ -14,6 +14,7 @@ pub(crate) fn encode(
     session: &Session,
     agent_id: &str,
     incarnation: u64,
+    processor_id: &str,
     binder_id: &str,
     owner: Owner,
 ) -> SessionRecord {
@@ -27,6 +28,7 @@ pub(crate) fn encode(
         state: Some(convert::state_to_wire(session.state())),
         binder_id: binder_id.to_string(),
         incarnation,
+        processor_id: processor_id.to_string(),
     }
 }
 
@@ -36,6 +38,7 @@ pub(crate) fn of_entry(entry: &Entry, owner: Owner) -> SessionRecord {
         &entry.session,
         &entry.agent_id,
         entry.incarnation,
+        &entry.processor_id,
         entry.binder_id(),
         owner,
     )
@@ -62,6 +65,7 @@ pub(crate) fn restore(
         session,
         record.agent_id,
         record.incarnation,
+        record.processor_id,
         record.binder_id,
         Some(Owned::new(revision, incarnation)),
         Instant::now(),
