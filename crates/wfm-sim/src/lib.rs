@@ -10,7 +10,10 @@
 //! - [`load`]: the load generator and its latency report.
 //! - [`soak`]: long runs with churn: errors, final states, memory and descriptor trends.
 //! - [`library`]: the scenario library, embedded.
-//! - [`demo`]: demo agents replaying the library in a loop, for `wfm up`.
+//! - [`demo`]: demo agents for `wfm up`: the library replayed in a loop until someone
+//!   drives the agent from the page, then the platform carries out their commands.
+//! - [`platform`]: a simulated CTI platform: what a command does to a session's state.
+//! - [`processor`]: the Interaction Processor's command stream to the manager.
 //! - [`resilient`]: the manager as a list of replicas: retries at the next one, gap →
 //!   snapshot resync, lost session → recreation, and their counters.
 //! - [`cti`]: the CTI state a session has reported, for snapshots and recreation.
@@ -21,6 +24,8 @@ pub mod demo;
 pub mod library;
 pub mod load;
 pub mod mediabar;
+pub mod platform;
+pub mod processor;
 pub mod resilient;
 pub mod run;
 pub mod scenario;

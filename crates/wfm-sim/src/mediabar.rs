@@ -36,6 +36,20 @@ pub enum ClientError {
     Timeout(Duration),
 }
 
+/// The answer to a command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommandAnswer {
+    /// `resourceResponse`: the Interaction Processor accepted it; its data.
+    Accepted(Value),
+    /// `resourceError`: refused, with its MediaBar error code and message.
+    Refused {
+        /// The error code, for example `capabilityDisabled`.
+        code: String,
+        /// The message.
+        message: String,
+    },
+}
+
 /// One target's latest view state: capability names with their enablement, in catalogue order.
 pub type TargetView = Vec<(String, bool)>;
 
@@ -90,6 +104,56 @@ impl MediaBarClient {
             .unwrap_or_default()
             .to_string();
         Ok(self.session_id.clone())
+    }
+
+    /// Sends `capability` for `path` (a target relative to the bound session: `""`,
+    /// `"voice"`, `"voice.c1"`) to the Interaction Processor and reads until its answer,
+    /// applying events on the way.
+    pub async fn execute(
+        &mut self,
+        path: &str,
+        capability: &str,
+        arguments: &BTreeMap<String, String>,
+    ) -> Result<CommandAnswer, ClientError> {
+        let request_id = format!("r{}", self.next_request);
+        self.next_request += 1;
+        let target = if path.is_empty() {
+            self.session_id.clone()
+        } else {
+            format!("{}.{path}", self.session_id)
+        };
+        let frame = json!({"messageType": "resourceRequest", "requestId": request_id,
+            "serviceId": "InteractionProcessor", "resourceId": self.session_id,
+            "request": capability, "data": {"target": target, "arguments": arguments}});
+        self.ws.send(Message::text(frame.to_string())).await?;
+        let deadline = Instant::now() + ANSWER_TIMEOUT;
+        loop {
+            let message = self
+                .next(deadline)
+                .await?
+                .ok_or(ClientError::Timeout(ANSWER_TIMEOUT))?;
+            if message["requestId"] != request_id.as_str() {
+                continue;
+            }
+            match message["messageType"].as_str() {
+                Some("resourceResponse") => {
+                    return Ok(CommandAnswer::Accepted(message["data"].clone()));
+                }
+                Some("resourceError") => {
+                    let text = |key: &str| {
+                        message["error"][key]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string()
+                    };
+                    return Ok(CommandAnswer::Refused {
+                        code: text("code"),
+                        message: text("message"),
+                    });
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Sends a core request and reads until its response, applying events on the way.

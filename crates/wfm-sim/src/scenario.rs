@@ -29,9 +29,15 @@
 //! `monitored` flag; `preview` marks an outbound preview reservation and `callback_of` names
 //! the callback a call serves.
 //!
-//! A step does at most one of `agent`, `create` and `change`, then checks `expect`: for each
-//! target (`""` is the session, `"voice"` a channel, `"voice.c1"` an interaction) the exact
-//! list of enabled capabilities, in catalogue order.
+//! A step may instead play the MediaBar: `command = { target = "voice.c1", capability =
+//! "interaction.hold", arguments = { ... } }` sends the command through the gateway, the
+//! simulated platform carries it out as the session's Interaction Processor, and
+//! `expect_result` (default `accepted`) is the answer the client must get: `accepted` or a
+//! MediaBar error code such as `capabilityDisabled` or `rejected`.
+//!
+//! A step does at most one of `agent`, `create`, `change` and `command`, then checks
+//! `expect`: for each target (`""` is the session, `"voice"` a channel, `"voice.c1"` an
+//! interaction) the exact list of enabled capabilities, in catalogue order.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -64,9 +70,30 @@ pub struct Step {
     pub delay: Duration,
     /// The CTI update it pushes, if any.
     pub update: Option<pb::cti_update::Kind>,
+    /// The MediaBar command it sends, if any.
+    pub command: Option<CommandStep>,
     /// Target path → the exact enabled capabilities expected after the step.
     pub expect: BTreeMap<String, Vec<String>>,
 }
+
+/// A command a step sends as the MediaBar, and the answer it expects.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandStep {
+    /// The target, relative to the session (`""`, `"voice"`, `"voice.c1"`).
+    pub target: String,
+    /// The capability to carry out.
+    pub capability: String,
+    /// Its arguments.
+    #[serde(default)]
+    pub arguments: BTreeMap<String, String>,
+    /// `accepted`, or the MediaBar error code the client must get.
+    #[serde(skip)]
+    pub expect_result: String,
+}
+
+/// The answer a command step expects when the file names none.
+pub const ACCEPTED: &str = "accepted";
 
 /// A parsed scenario.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,6 +108,13 @@ pub struct Scenario {
     pub channels: Vec<pb::Channel>,
     /// The steps, in order.
     pub steps: Vec<Step>,
+}
+
+impl Scenario {
+    /// Whether a step sends a MediaBar command (the scenario then needs a MediaBar).
+    pub fn sends_commands(&self) -> bool {
+        self.steps.iter().any(|s| s.command.is_some())
+    }
 }
 
 #[derive(Deserialize)]
@@ -115,6 +149,8 @@ struct StepDto {
     agent: Option<AgentDto>,
     create: Option<CreateDto>,
     change: Option<ChangeDto>,
+    command: Option<CommandStep>,
+    expect_result: Option<String>,
     #[serde(default)]
     expect: BTreeMap<String, Vec<String>>,
 }
@@ -405,13 +441,24 @@ pub fn parse(origin: &str, text: &str) -> Result<Scenario, ScenarioError> {
                 step.agent.is_some(),
                 step.create.is_some(),
                 step.change.is_some(),
+                step.command.is_some(),
             ];
             if actions.iter().filter(|a| **a).count() > 1 {
                 return Err(error(
                     span,
-                    "a step does one of agent, create or change".into(),
+                    "a step does one of agent, create, change or command".into(),
                 ));
             }
+            let command = match (step.command, step.expect_result) {
+                (Some(command), expected) => Some(CommandStep {
+                    expect_result: expected.unwrap_or_else(|| ACCEPTED.to_string()),
+                    ..command
+                }),
+                (None, Some(_)) => {
+                    return Err(error(span, "expect_result belongs to a command step".into()));
+                }
+                (None, None) => None,
+            };
             let update = match (step.agent, step.create, step.change) {
                 (Some(agent), _, _) => Some(agent.update()),
                 (_, Some(create), _) => Some(create.update()),
@@ -420,16 +467,17 @@ pub fn parse(origin: &str, text: &str) -> Result<Scenario, ScenarioError> {
             }
             .transpose()
             .map_err(|m| error(span.clone(), m))?;
-            if update.is_none() && step.expect.is_empty() {
+            if update.is_none() && command.is_none() && step.expect.is_empty() {
                 return Err(error(
                     span,
-                    "a step needs agent, create, change or expect".into(),
+                    "a step needs agent, create, change, command or expect".into(),
                 ));
             }
             Ok(Step {
                 line,
                 delay: Duration::from_millis(step.delay_ms),
                 update,
+                command,
                 expect: step.expect,
             })
         })
@@ -462,6 +510,11 @@ agent = { channel = "voice", state = "not_ready", reason = "login" }
 expect = { "voice" = ["channel.ready"] }
 [[steps]]
 change = { id = "c1", state = "wrap_up", disposition = "sale" }
+[[steps]]
+command = { target = "voice.c1", capability = "interaction.wrapUp", arguments = { disposition = "sale" } }
+[[steps]]
+command = { target = "voice", capability = "channel.ready" }
+expect_result = "capabilityDisabled"
 "#;
         let s = parse("s.toml", text).unwrap();
         assert_eq!(s.channels[0].media, i32::from(pb::Media::Voice));
@@ -479,6 +532,16 @@ change = { id = "c1", state = "wrap_up", disposition = "sale" }
             panic!()
         };
         assert_eq!(c.state, Some(i32::from(pb::InteractionState::WrapUp)));
+        let command = s.steps[2].command.as_ref().unwrap();
+        assert_eq!(
+            (command.target.as_str(), command.capability.as_str()),
+            ("voice.c1", "interaction.wrapUp")
+        );
+        assert_eq!(command.arguments["disposition"], "sale");
+        assert_eq!(command.expect_result, ACCEPTED);
+        let command = s.steps[3].command.as_ref().unwrap();
+        assert_eq!(command.expect_result, "capabilityDisabled");
+        assert!(command.arguments.is_empty());
     }
 
     #[test]
@@ -495,7 +558,7 @@ change = { id = "c1", state = "wrap_up", disposition = "sale" }
             ),
             (
                 format!("{base}[[steps]]\ndelay_ms = 1\n"),
-                "s.toml:5:1: a step needs agent, create, change or expect",
+                "s.toml:5:1: a step needs agent, create, change, command or expect",
             ),
             (
                 "[[channels]]\nid = \"v\"\nmedia = \"fax\"\nstate = \"ready\"\n".to_string(),
@@ -505,7 +568,11 @@ change = { id = "c1", state = "wrap_up", disposition = "sale" }
                 format!(
                     "{base}[[steps]]\nagent = {{ channel = \"voice\", state = \"ready\" }}\nchange = {{ id = \"c\" }}\n"
                 ),
-                "s.toml:5:1: a step does one of agent, create or change",
+                "s.toml:5:1: a step does one of agent, create, change or command",
+            ),
+            (
+                format!("{base}[[steps]]\nexpect_result = \"rejected\"\n"),
+                "s.toml:5:1: expect_result belongs to a command step",
             ),
         ];
         for (text, expected) in cases {

@@ -99,10 +99,12 @@ fn render(session: &Id, profile: &Profile, targets: &[TargetExplanation]) -> Str
     let mut out = format!("profile {}\n", profile.name());
     for target in targets {
         // Values read as labels on their own, except the ones that need their key to mean
-        // anything (a bare "3" or "true").
+        // anything (a bare "3" or "true"). Attached data (`data.*`) is left out: it decides
+        // nothing unless a custom rule reads it, and that rule's line names it.
         let labels: Vec<String> = target
             .context
             .entries()
+            .filter(|(key, _)| !key.starts_with("data."))
             .map(|(key, value)| match key.as_ref() {
                 "participants" => format!("{value} parties"),
                 "reasons" | "reason_required" => format!("{key} {value}"),

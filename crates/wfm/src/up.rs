@@ -1,6 +1,6 @@
 //! `wfm up`: the whole stack in one process on embedded defaults: in-memory state, loopback
-//! ports, a generated signing key, demo agents replaying the scenario library, and the
-//! MediaBar demo page.
+//! ports, a generated signing key, demo agents replaying the scenario library (and carrying
+//! out the page's commands on a simulated CTI platform), and the MediaBar demo page.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,11 +26,16 @@ pub(crate) struct UpArgs {
     /// A profile file for the manager.
     #[arg(long)]
     profiles: Option<PathBuf>,
+    /// Demo agents start logged out and only do what the page asks (no scripted replay).
+    #[arg(long)]
+    no_replay: bool,
 }
 
 /// Runs the stack until ctrl-c or SIGTERM.
 pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
-    let scenarios = wfm_sim::library::scenarios()?;
+    // The replay plays the IP alone; scenarios that send commands need a MediaBar.
+    let mut scenarios = wfm_sim::library::scenarios()?;
+    scenarios.retain(|scenario| !scenario.sends_commands());
     let demo = wfm_gateway::DemoDirectory::default();
     let options = StackOptions {
         manager: args.manager_listen,
@@ -44,7 +49,14 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
         .context("cannot reach the in-process manager")?;
     let manager = wfm_sim::resilient::Manager::from(manager);
 
+    // The demo agents' Interaction Processor: one command stream for all their sessions.
+    let routes = wfm_sim::processor::Routes::default();
     let mut agents = JoinSet::new();
+    agents.spawn(wfm_sim::processor::serve(
+        manager.clone(),
+        wfm_sim::demo::PROCESSOR_ID.to_string(),
+        routes.clone(),
+    ));
     let mut listed = Vec::new();
     for index in 1..=args.agents {
         let (agent, session) = wfm_sim::demo::create(&manager, index).await?;
@@ -54,10 +66,12 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
             reference: agent.reference.clone(),
         });
         let scenarios = scenarios.clone();
+        let commands = routes.add(&agent.session_id);
+        let replay = !args.no_replay;
         agents.spawn(async move {
-            if let Err(error) =
-                wfm_sim::demo::replay_forever(session, &agent, &scenarios, index - 1).await
-            {
+            let played =
+                wfm_sim::demo::play(session, &scenarios, index - 1, replay, commands).await;
+            if let Err(error) = played {
                 tracing::error!(%error, agent = %agent.agent_id, "demo agent stopped");
             }
         });
