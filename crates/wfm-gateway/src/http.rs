@@ -25,6 +25,9 @@ pub const HEALTHZ_PATH: &str = "/healthz";
 /// Readiness: 200 while the manager is reachable and the gateway is not shutting down.
 pub const READYZ_PATH: &str = "/readyz";
 
+/// The MediaBar client library the demo page imports.
+pub const CLIENT_PATH: &str = "/mediabar.js";
+
 /// The client address of a connection, as the handlers see it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Remote(pub(crate) SocketAddr);
@@ -50,6 +53,7 @@ pub(crate) fn router(hub: Arc<Hub>, connections: TaskTracker) -> Router {
     if config.demo_page || config.demo.is_some() {
         router = router
             .route("/", get(page))
+            .route(CLIENT_PATH, get(client))
             .route("/demo/sessions", get(demo_sessions));
     }
     let router = router.with_state(AppState {
@@ -155,6 +159,13 @@ pub(crate) fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
 
 async fn page() -> Html<&'static str> {
     Html(demo::PAGE)
+}
+
+async fn client() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        demo::CLIENT,
+    )
 }
 
 /// The demo sessions, only in demo mode: elsewhere references are never listed.

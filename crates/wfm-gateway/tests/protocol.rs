@@ -481,7 +481,7 @@ async fn malformed_input_gets_a_precise_error_and_the_connection_stays_open() {
         core_error(
             None,
             "invalidMessage",
-            r#"unknown messageType "coreShout"; clients send coreRequest"#,
+            r#"unknown messageType "coreShout"; clients send coreRequest or resourceRequest"#,
         ),
     )
     .await;
@@ -778,7 +778,8 @@ fn every_example_in_the_contract_matches_its_schema() {
     for (name, message) in messages {
         for example in message["examples"].as_array().unwrap() {
             let payload = &example["payload"];
-            if name == "coreRequest" {
+            // What clients send; every other message is the gateway's.
+            if name == "coreRequest" || name == "resourceRequest" {
                 validate_client_message(payload);
             } else {
                 validate_server_frame(payload);
