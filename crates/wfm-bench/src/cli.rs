@@ -3,10 +3,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use crate::cluster::{self, ClusterPart, ClusterPlan};
 use crate::suite::{self, Plan};
-use crate::{nats, plot, proc, report, roles};
+use crate::{commands, nats, plot, proc, report, roles};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
@@ -81,6 +82,18 @@ enum Command {
         /// Sessions (each side holds one socket per session: mind `ulimit -n`).
         #[arg(long, default_value_t = 10_000)]
         sessions: usize,
+    },
+    /// Measure a MediaBar command's round trip beside a CTI update's one-way latency.
+    Commands {
+        /// Sessions, each with its own bound client.
+        #[arg(long, default_value_t = 1000)]
+        sessions: usize,
+        /// Commands/s across all sessions (and as many updates/s).
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// Seconds to measure.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
     },
     /// Hold a pipeline under load and print its process ids, for a profiler to attach.
     Profile {
@@ -201,6 +214,26 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
         } => {
             proc::raise_open_files_limit();
             suite::profile(sessions, rate, seconds).await
+        }
+        Command::Commands {
+            sessions,
+            rate,
+            seconds,
+        } => {
+            proc::raise_open_files_limit();
+            let plan = commands::CommandPlan {
+                sessions,
+                rate,
+                duration: Duration::from_secs(seconds),
+            };
+            let figures = commands::run(plan).await?;
+            print!("{}", figures.table(&plan));
+            anyhow::ensure!(
+                figures.errors == 0,
+                "{} commands or updates failed",
+                figures.errors
+            );
+            Ok(())
         }
         Command::ServeGateway { manager } => roles::serve_gateway(&manager).await,
         Command::ServeClusterManager {

@@ -11,6 +11,7 @@
 //! - [`cli`]: the `wfm bench` command and its hidden child roles.
 //! - [`cluster`]: the cluster part (three replicas, a gateway, three NATS nodes) against one
 //!   process, and the failover timing; runs when `WFM_NATS_SERVER` names a `nats-server`.
+//! - [`commands`]: a MediaBar command's round trip beside a CTI update's one-way latency.
 //! - [`nats`]: the three-node JetStream cluster the cluster part runs on.
 //! - [`suite`]: the plan, the order of the runs, and the figures collected.
 //! - [`raw`]: the raw tonic and raw WebSocket ceilings (servers and their drivers).
@@ -24,6 +25,7 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod commands;
 pub mod micro;
 pub mod nats;
 pub mod plot;

@@ -222,6 +222,9 @@ pub struct ReasonCodes {
     /// building them per event.
     not_ready_joined: Option<Arc<str>>,
     logout_joined: Option<Arc<str>>,
+    /// Wrap-up (disposition) codes, joined likewise (Finesse's wrap-up reasons).
+    wrap_up: Vec<String>,
+    wrap_up_joined: Option<Arc<str>>,
 }
 
 impl ReasonCodes {
@@ -232,7 +235,6 @@ impl ReasonCodes {
         logout: Vec<String>,
         logout_required: bool,
     ) -> Self {
-        let joined = |codes: &[String]| (!codes.is_empty()).then(|| Arc::from(codes.join(",")));
         Self {
             not_ready_joined: joined(&not_ready),
             logout_joined: joined(&logout),
@@ -240,7 +242,21 @@ impl ReasonCodes {
             logout,
             not_ready_required,
             logout_required,
+            wrap_up: Vec::new(),
+            wrap_up_joined: None,
         }
+    }
+
+    /// These codes with `wrap_up` as the dispositions agents may pick in wrap-up.
+    pub fn with_wrap_up(mut self, wrap_up: Vec<String>) -> Self {
+        self.wrap_up_joined = joined(&wrap_up);
+        self.wrap_up = wrap_up;
+        self
+    }
+
+    /// The wrap-up codes agents may pick, in the profile's order.
+    pub fn wrap_up(&self) -> &[String] {
+        &self.wrap_up
     }
 
     /// The Not Ready reason codes agents may pick, in the profile's order.
@@ -272,6 +288,16 @@ impl ReasonCodes {
     pub(crate) fn logout_joined(&self) -> Option<&Arc<str>> {
         self.logout_joined.as_ref()
     }
+
+    /// The wrap-up codes joined with commas, if any.
+    pub(crate) fn wrap_up_joined(&self) -> Option<&Arc<str>> {
+        self.wrap_up_joined.as_ref()
+    }
+}
+
+/// `codes` joined with commas, once; `None` when there are none.
+fn joined(codes: &[String]) -> Option<Arc<str>> {
+    (!codes.is_empty()).then(|| Arc::from(codes.join(",")))
 }
 
 /// A named set of options and switches, with the defined capabilities per target kind

@@ -166,7 +166,8 @@ pub struct TargetContext {
     /// The direction of an interaction.
     pub direction: Option<Direction>,
     /// The reason codes the agent may pick, comma-separated: Not Ready codes on a channel,
-    /// logout codes on the session.
+    /// logout codes on the session, wrap-up codes (dispositions) on an interaction in
+    /// wrap-up.
     pub reasons: Option<Arc<str>>,
     /// Whether the transition those codes are for needs one.
     pub reason_required: bool,
@@ -271,11 +272,15 @@ impl TargetContext {
                 data: Vec::new(),
             }),
             Target::Interaction { interaction, .. } => {
-                state
-                    .interaction(interaction)
-                    .map_or(gone, |i| TargetContext {
+                state.interaction(interaction).map_or(gone, |i| {
+                    let wrap_up = i.state == InteractionState::WrapUp;
+                    TargetContext {
                         media: target.media,
                         state: i.state.as_str(),
+                        reasons: reasons.wrap_up_joined().filter(|_| wrap_up).cloned(),
+                        reason_required: wrap_up
+                            && reasons.wrap_up_joined().is_some()
+                            && profile.options().mandatory_disposition,
                         direction: Some(i.direction),
                         participants: Some(count_text(i.party_count())),
                         supervision: (i.supervision != Supervision::Own)
@@ -287,7 +292,8 @@ impl TargetContext {
                         queue: (!i.queue.is_empty()).then(|| i.queue.clone()),
                         data: i.data.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
                         ..TargetContext::default()
-                    })
+                    }
+                })
             }
         }
     }

@@ -10,7 +10,7 @@
 //! extends = "default"              # optional; "default" is the built-in profile
 //! options = { logout_requires_not_ready = true }
 //! switches = { recording = false }
-//! reasons = { not_ready = ["break", "lunch"], not_ready_required = true, logout = ["end_of_shift"] }
+//! reasons = { not_ready = ["break", "lunch"], not_ready_required = true, logout = ["end_of_shift"], wrap_up = ["resolved", "sale"] }
 //!
 //! [[profiles.site.rules]]
 //! name = "no-vip-blind-transfer"
@@ -125,6 +125,9 @@ struct ReasonsDto {
     logout: Vec<Spanned<String>>,
     #[serde(default)]
     logout_required: bool,
+    /// Dispositions offered in wrap-up (required with `mandatory_disposition`).
+    #[serde(default)]
+    wrap_up: Vec<Spanned<String>>,
 }
 
 /// Option overrides; the names are the engine's option names (checked by a test).
@@ -495,12 +498,14 @@ fn reasons(base: &ReasonCodes, dto: Option<&ReasonsDto>, report: &mut Reporter<'
     };
     let not_ready = check(&dto.not_ready, "not-ready");
     let logout = check(&dto.logout, "logout");
+    let wrap_up = check(&dto.wrap_up, "wrap-up");
     ReasonCodes::new(
         not_ready,
         dto.not_ready_required,
         logout,
         dto.logout_required,
     )
+    .with_wrap_up(wrap_up)
 }
 
 fn compile_rule(rule: &RuleDto, report: &mut Reporter<'_>) -> Option<CustomRule> {

@@ -203,8 +203,8 @@ fn every_engine_option_can_be_set_by_its_name() {
 fn reason_codes_and_monitoring_are_listed_inherited_and_checked() {
     let text = r#"
 [profiles.site]
-reasons = { not_ready = ["break", "lunch"], not_ready_required = true, logout = ["end_of_shift"] }
-options = { max_channel_capacity = 3 }
+reasons = { not_ready = ["break", "lunch"], not_ready_required = true, logout = ["end_of_shift"], wrap_up = ["resolved", "sale"] }
+options = { max_channel_capacity = 3, mandatory_disposition = true }
 show_monitoring = true
 
 [profiles.desk]
@@ -218,13 +218,21 @@ extends = "site"
         assert!(reasons.not_ready_required(), "{name}");
         assert_eq!(reasons.logout(), ["end_of_shift"], "{name}");
         assert!(!reasons.logout_required(), "{name}");
+        assert_eq!(reasons.wrap_up(), ["resolved", "sale"], "{name}");
         assert_eq!(profile.options().max_channel_capacity, 3, "{name}");
         assert!(profile.show_monitoring(), "{name}");
     }
-    // The channel context carries the Not Ready codes, the session context the logout ones.
+    // The channel context carries the Not Ready codes, the session context the logout ones,
+    // an interaction in wrap-up the dispositions (required with mandatory_disposition).
     let s = session_with(
         Profile::clone(set.get("site").unwrap()),
-        state(vec![voice("voice", AgentState::NotReady)], vec![]),
+        state(
+            vec![voice("voice", AgentState::AfterCallWork)],
+            vec![
+                call("c1", "voice", InteractionState::WrapUp),
+                call("c2", "voice", InteractionState::Held),
+            ],
+        ),
     );
     let view = s.full_view();
     let context = |target: &str| {
@@ -239,6 +247,14 @@ extends = "site"
     assert!(context("s1.voice").contains(&"reasons=break,lunch".to_string()));
     assert!(context("s1.voice").contains(&"reason_required=true".to_string()));
     assert!(context("s1").contains(&"reasons=end_of_shift".to_string()));
+    assert!(context("s1.voice.c1").contains(&"reasons=resolved,sale".to_string()));
+    assert!(context("s1.voice.c1").contains(&"reason_required=true".to_string()));
+    assert!(
+        !context("s1.voice.c2")
+            .iter()
+            .any(|e| e.starts_with("reason")),
+        "only wrap-up offers dispositions"
+    );
     assert!(
         !context("s1")
             .iter()

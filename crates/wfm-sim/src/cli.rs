@@ -171,6 +171,7 @@ async fn stack_or(
         manager: loopback,
         gateway: loopback,
         profiles,
+        profile_text: None,
         demo: None,
     };
     let stack = Stack::start(options).await.map_err(|e| e.to_string())?;

@@ -180,7 +180,9 @@ impl Agent<'_> {
                 .filter(|idle| *idle)
                 .map(|_| Instant::now() + ROUTING_DELAY)
         });
-        let scripted = self.next_step.filter(|_| !self.driven() && self.script.is_some());
+        let scripted = self
+            .next_step
+            .filter(|_| !self.driven() && self.script.is_some());
         [
             self.effects.front().map(|(at, _)| *at),
             scripted,
@@ -316,12 +318,16 @@ fn is_ready_voice(channel: &pb::Channel) -> bool {
 
 /// A Ready voice channel with nothing on it.
 fn idle_ready_voice(state: &CtiState) -> bool {
-    state.channels().iter().filter(|c| is_ready_voice(c)).any(|c| {
-        !state
-            .interactions()
-            .iter()
-            .any(|i| i.channel_id == c.channel_id)
-    })
+    state
+        .channels()
+        .iter()
+        .filter(|c| is_ready_voice(c))
+        .any(|c| {
+            !state
+                .interactions()
+                .iter()
+                .any(|i| i.channel_id == c.channel_id)
+        })
 }
 
 /// Who calls a driven demo agent: caller, queue, customer tier.

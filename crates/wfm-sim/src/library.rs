@@ -128,6 +128,18 @@ pub const FILES: &[(&str, &str)] = &[
         "scenarios/31-acw-timeout-and-extension.toml",
         include_str!("../../../scenarios/31-acw-timeout-and-extension.toml"),
     ),
+    (
+        "scenarios/32-commands-answer-hold-wrap-up.toml",
+        include_str!("../../../scenarios/32-commands-answer-hold-wrap-up.toml"),
+    ),
+    (
+        "scenarios/33-commands-consult-transfer.toml",
+        include_str!("../../../scenarios/33-commands-consult-transfer.toml"),
+    ),
+    (
+        "scenarios/34-commands-refused.toml",
+        include_str!("../../../scenarios/34-commands-refused.toml"),
+    ),
 ];
 
 /// The parsed library.

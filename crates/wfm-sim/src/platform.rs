@@ -664,7 +664,8 @@ fn is_live(item: &pb::Interaction) -> bool {
 }
 
 fn with_state(channel: pb::Channel, state: Agent, reason: &str) -> pb::Channel {
-    let keep_pending = state == Agent::Busy;
+    // What the agent asked for waits out the call and its after-call work.
+    let keep_pending = matches!(state, Agent::Busy | Agent::AfterCallWork);
     pb::Channel {
         state: state.into(),
         reason: reason.to_string(),
@@ -689,7 +690,9 @@ fn apply_pending(channel: pb::Channel) -> pb::Channel {
 }
 
 fn unsupported(capability: &str, on: &str) -> Refusal {
-    Refusal(format!("{capability} is not something the platform does on {on}"))
+    Refusal(format!(
+        "{capability} is not something the platform does on {on}"
+    ))
 }
 
 #[cfg(test)]

@@ -44,7 +44,9 @@ impl Incoming {
         };
         // A full or closed stream means the manager has given up on (or will time out) the
         // command; there is nobody left to tell.
-        let _ = self.reply.try_send(message(pb::processor_message::Kind::Result(result)));
+        let _ = self
+            .reply
+            .try_send(message(pb::processor_message::Kind::Result(result)));
     }
 }
 

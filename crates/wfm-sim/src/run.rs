@@ -43,7 +43,9 @@ pub enum RunError {
         source: ClientError,
     },
     /// A command got another answer than the step expects.
-    #[error("{origin}:{line}: {capability} on {target:?} answered {got} ({message}), expected {expected}")]
+    #[error(
+        "{origin}:{line}: {capability} on {target:?} answered {got} ({message}), expected {expected}"
+    )]
     Command {
         /// The scenario file.
         origin: String,
@@ -61,7 +63,9 @@ pub enum RunError {
         message: String,
     },
     /// The scenario's command stream did not open.
-    #[error("{origin}: the command stream to the manager did not open within {STREAM_OPEN_TIMEOUT:?}")]
+    #[error(
+        "{origin}: the command stream to the manager did not open within {STREAM_OPEN_TIMEOUT:?}"
+    )]
     NoCommandStream {
         /// The scenario file.
         origin: String,
@@ -227,7 +231,8 @@ impl Player {
                 }
             }
             Some(client) => {
-                let execute = client.execute(&command.target, &command.capability, &command.arguments);
+                let execute =
+                    client.execute(&command.target, &command.capability, &command.arguments);
                 tokio::pin!(execute);
                 let answer = loop {
                     let incoming = async {
@@ -277,11 +282,7 @@ impl Player {
 }
 
 /// Plans `incoming` on `state` and answers it; the effects to report once it is accepted.
-fn carry_out(
-    state: &crate::cti::CtiState,
-    session_id: &str,
-    incoming: Incoming,
-) -> Vec<Effect> {
+fn carry_out(state: &crate::cti::CtiState, session_id: &str, incoming: Incoming) -> Vec<Effect> {
     let command = &incoming.command;
     let planned = Order::parse(
         session_id,

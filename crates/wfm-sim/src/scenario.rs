@@ -455,7 +455,10 @@ pub fn parse(origin: &str, text: &str) -> Result<Scenario, ScenarioError> {
                     ..command
                 }),
                 (None, Some(_)) => {
-                    return Err(error(span, "expect_result belongs to a command step".into()));
+                    return Err(error(
+                        span,
+                        "expect_result belongs to a command step".into(),
+                    ));
                 }
                 (None, None) => None,
             };

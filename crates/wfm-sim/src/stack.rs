@@ -52,6 +52,8 @@ pub struct StackOptions<'a> {
     pub gateway: SocketAddr,
     /// A profile file for the manager, watched for changes.
     pub profiles: Option<&'a Path>,
+    /// Profiles as text, `(origin, text)`, when there is no file: an embedded set.
+    pub profile_text: Option<(&'a str, &'a str)>,
     /// Demo mode: the sessions the gateway's demo page lists.
     pub demo: Option<wfm_gateway::DemoDirectory>,
 }
@@ -109,6 +111,8 @@ impl Stack {
         if let Some(path) = options.profiles {
             manager.profiles = ProfileSet::load(path)?;
             manager.profiles_path = Some(path.to_path_buf());
+        } else if let Some((origin, text)) = options.profile_text {
+            manager.profiles = ProfileSet::parse(origin, text)?;
         }
         let manager_url = format!("http://{manager_addr}");
         let mut gateway = GatewayConfig::new(manager_url.clone(), key);

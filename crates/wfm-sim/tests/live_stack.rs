@@ -18,6 +18,7 @@ async fn stack() -> Stack {
         manager: loopback,
         gateway: loopback,
         profiles: None,
+        profile_text: None,
         demo: None,
     })
     .await

@@ -11,6 +11,10 @@ use wfm_gateway::DemoSession;
 use wfm_proto::v1::workflow_manager_client::WorkflowManagerClient;
 use wfm_sim::stack::{Stack, StackOptions};
 
+/// The demo agents' profile: the built-in rules, with reason codes and dispositions for the
+/// page's pickers.
+const DEMO_PROFILES: &str = include_str!("../../../profiles/demo.toml");
+
 /// Options of `wfm up`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct UpArgs {
@@ -23,7 +27,8 @@ pub(crate) struct UpArgs {
     /// Demo agents replaying the scenario library.
     #[arg(long, default_value_t = 4)]
     agents: usize,
-    /// A profile file for the manager.
+    /// A profile file for the manager (default: the embedded demo profile,
+    /// `profiles/demo.toml`).
     #[arg(long)]
     profiles: Option<PathBuf>,
     /// Demo agents start logged out and only do what the page asks (no scripted replay).
@@ -41,6 +46,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
         manager: args.manager_listen,
         gateway: args.gateway_listen,
         profiles: args.profiles.as_deref(),
+        profile_text: Some(("profiles/demo.toml", DEMO_PROFILES)),
         demo: Some(demo.clone()),
     };
     let stack = Stack::start(options).await?;

@@ -57,7 +57,10 @@ fn agent(state: &CtiState) -> Agent {
 fn targets_split_into_channel_and_interaction_of_the_session_only() {
     let none = HashMap::new();
     let order = Order::parse("s", "s.voice.c1", "interaction.hold", &none).unwrap();
-    assert_eq!((order.channel, order.interaction), (Some("voice"), Some("c1")));
+    assert_eq!(
+        (order.channel, order.interaction),
+        (Some("voice"), Some("c1"))
+    );
     let order = Order::parse("s", "s.voice", "channel.ready", &none).unwrap();
     assert_eq!((order.channel, order.interaction), (Some("voice"), None));
     let order = Order::parse("s", "s", "session.login", &none).unwrap();
@@ -68,10 +71,7 @@ fn targets_split_into_channel_and_interaction_of_the_session_only() {
 
 #[test]
 fn a_call_answered_held_retrieved_and_released_goes_to_after_call_work() {
-    let start = CtiState::new(
-        vec![voice(Agent::Ready)],
-        vec![call("c1", State::Alerting)],
-    );
+    let start = CtiState::new(vec![voice(Agent::Ready)], vec![call("c1", State::Alerting)]);
     let answered = run(&start, "s.voice.c1", "interaction.answer", &[]).unwrap();
     assert_eq!(state_of(&answered, "c1"), Some(State::Connected));
     assert_eq!(agent(&answered), Agent::Busy);
@@ -86,10 +86,7 @@ fn a_call_answered_held_retrieved_and_released_goes_to_after_call_work() {
 
 #[test]
 fn a_consult_dials_then_connects_and_a_transfer_clears_both_legs() {
-    let start = CtiState::new(
-        vec![voice(Agent::Busy)],
-        vec![call("c1", State::Connected)],
-    );
+    let start = CtiState::new(vec![voice(Agent::Busy)], vec![call("c1", State::Connected)]);
     let arguments = HashMap::from([("destination".to_string(), "2001".to_string())]);
     let order = Order::parse("s", "s.voice.c1", "interaction.consult", &arguments).unwrap();
     let effects = plan(&start, &order).unwrap();
@@ -100,17 +97,38 @@ fn a_consult_dials_then_connects_and_a_transfer_clears_both_legs() {
     }
     assert_eq!(state_of(&midway, "c1"), Some(State::Held));
     assert_eq!(state_of(&midway, "consult1"), Some(State::Dialing));
-    let consulted = run(&start, "s.voice.c1", "interaction.consult", &[("destination", "2001")]).unwrap();
+    let consulted = run(
+        &start,
+        "s.voice.c1",
+        "interaction.consult",
+        &[("destination", "2001")],
+    )
+    .unwrap();
     assert_eq!(state_of(&consulted, "consult1"), Some(State::Connected));
     let leg = &consulted.interactions()[1];
-    assert_eq!((leg.consult_of.as_str(), leg.caller.as_str()), ("c1", "2001"));
+    assert_eq!(
+        (leg.consult_of.as_str(), leg.caller.as_str()),
+        ("c1", "2001")
+    );
 
-    let transferred = run(&consulted, "s.voice.c1", "interaction.completeTransfer", &[]).unwrap();
+    let transferred = run(
+        &consulted,
+        "s.voice.c1",
+        "interaction.completeTransfer",
+        &[],
+    )
+    .unwrap();
     assert_eq!(state_of(&transferred, "consult1"), None);
     assert_eq!(state_of(&transferred, "c1"), Some(State::WrapUp));
     assert_eq!(agent(&transferred), Agent::AfterCallWork);
 
-    let disposed = run(&transferred, "s.voice.c1", "interaction.wrapUp", &[("disposition", "sale")]).unwrap();
+    let disposed = run(
+        &transferred,
+        "s.voice.c1",
+        "interaction.wrapUp",
+        &[("disposition", "sale")],
+    )
+    .unwrap();
     assert_eq!(disposed.interactions()[0].disposition, "sale");
     let ready = run(&disposed, "s.voice", "channel.ready", &[]).unwrap();
     assert_eq!(agent(&ready), Agent::Ready);
@@ -119,13 +137,19 @@ fn a_consult_dials_then_connects_and_a_transfer_clears_both_legs() {
 
 #[test]
 fn ready_or_not_ready_while_busy_is_pending_and_applies_when_the_work_ends() {
-    let start = CtiState::new(
-        vec![voice(Agent::Busy)],
-        vec![call("c1", State::Connected)],
-    );
-    let pending = run(&start, "s.voice", "channel.notReady", &[("reason", "lunch")]).unwrap();
+    let start = CtiState::new(vec![voice(Agent::Busy)], vec![call("c1", State::Connected)]);
+    let pending = run(
+        &start,
+        "s.voice",
+        "channel.notReady",
+        &[("reason", "lunch")],
+    )
+    .unwrap();
     assert_eq!(agent(&pending), Agent::Busy);
-    assert_eq!(pending.channels()[0].pending, i32::from(pb::PendingState::NotReady));
+    assert_eq!(
+        pending.channels()[0].pending,
+        i32::from(pb::PendingState::NotReady)
+    );
     let wrapped = run(&pending, "s.voice.c1", "interaction.release", &[]).unwrap();
     assert_eq!(agent(&wrapped), Agent::AfterCallWork);
     let done = run(&wrapped, "s.voice.c1", "interaction.complete", &[]).unwrap();
@@ -136,11 +160,20 @@ fn ready_or_not_ready_while_busy_is_pending_and_applies_when_the_work_ends() {
 #[test]
 fn a_dial_places_an_outbound_call_to_the_destination() {
     let start = CtiState::new(vec![voice(Agent::NotReady)], vec![]);
-    let dialed = run(&start, "s.voice", "channel.dial", &[("destination", "+15550100")]).unwrap();
+    let dialed = run(
+        &start,
+        "s.voice",
+        "channel.dial",
+        &[("destination", "+15550100")],
+    )
+    .unwrap();
     let placed = &dialed.interactions()[0];
     assert_eq!(placed.direction, i32::from(pb::Direction::Outbound));
     assert_eq!(placed.caller, "+15550100");
-    assert_eq!(state_of(&dialed, &placed.interaction_id), Some(State::Connected));
+    assert_eq!(
+        state_of(&dialed, &placed.interaction_id),
+        Some(State::Connected)
+    );
     assert_eq!(agent(&dialed), Agent::Busy);
 }
 
@@ -149,26 +182,64 @@ fn login_and_logout_move_every_channel() {
     let start = CtiState::new(vec![voice(Agent::LoggedOut)], vec![]);
     let logged_in = run(&start, "s", "session.login", &[]).unwrap();
     assert_eq!(agent(&logged_in), Agent::NotReady);
-    let out = run(&logged_in, "s", "session.logout", &[("reason", "end_of_shift")]).unwrap();
+    let out = run(
+        &logged_in,
+        "s",
+        "session.logout",
+        &[("reason", "end_of_shift")],
+    )
+    .unwrap();
     assert_eq!(agent(&out), Agent::LoggedOut);
     assert_eq!(out.channels()[0].reason, "end_of_shift");
 }
 
 #[test]
 fn what_the_platform_cannot_do_is_refused_with_a_reason_and_changes_nothing() {
-    let start = CtiState::new(
-        vec![voice(Agent::Busy)],
-        vec![call("c1", State::Connected)],
-    );
+    let start = CtiState::new(vec![voice(Agent::Busy)], vec![call("c1", State::Connected)]);
     let cases: &[(&str, &str, &[(&str, &str)], &str)] = &[
-        ("s.voice.c1", "interaction.answer", &[], "cannot interaction.answer c1 while it is INTERACTION_STATE_CONNECTED"),
-        ("s.voice.c1", "interaction.consult", &[], "needs a destination"),
-        ("s.voice.c1", "interaction.consult", &[("destination", "1"), ("intent", "sideways")], "neither transfer nor conference"),
-        ("s.voice.c1", "interaction.sendDtmf", &[("digits", "12x")], "are not DTMF digits"),
-        ("s.voice.c1", "interaction.completeTransfer", &[], "cannot interaction.completeTransfer"),
-        ("s.voice.c9", "interaction.hold", &[], "no interaction c9 on voice"),
+        (
+            "s.voice.c1",
+            "interaction.answer",
+            &[],
+            "cannot interaction.answer c1 while it is INTERACTION_STATE_CONNECTED",
+        ),
+        (
+            "s.voice.c1",
+            "interaction.consult",
+            &[],
+            "needs a destination",
+        ),
+        (
+            "s.voice.c1",
+            "interaction.consult",
+            &[("destination", "1"), ("intent", "sideways")],
+            "neither transfer nor conference",
+        ),
+        (
+            "s.voice.c1",
+            "interaction.sendDtmf",
+            &[("digits", "12x")],
+            "are not DTMF digits",
+        ),
+        (
+            "s.voice.c1",
+            "interaction.completeTransfer",
+            &[],
+            "cannot interaction.completeTransfer",
+        ),
+        (
+            "s.voice.c9",
+            "interaction.hold",
+            &[],
+            "no interaction c9 on voice",
+        ),
         ("s.chat", "channel.ready", &[], "no channel chat"),
-        ("s.voice.c1", "interaction.fly", &[], "not something the platform does"),
+        (
+            "s.voice.c1",
+            "interaction.fly",
+            &[],
+            "not something the platform does",
+        ),
         ("s.voice", "channel.logout", &[], "still has work on it"),
     ];
     for (target, capability, arguments, expected) in cases {
