@@ -419,3 +419,68 @@ async fn a_command_stream_must_name_a_valid_processor_first() {
     let status = client.create_session(request).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
 }
+
+#[tokio::test]
+#[ignore = "needs nats-server: set WFM_NATS_SERVER"]
+async fn in_a_cluster_a_command_reaches_the_processor_connected_to_another_replica() {
+    let nats = common::nats::Nats::start().await;
+    let owner = Manager::start_clustered(&nats.url, "node-a").await;
+    let other = Manager::start_clustered(&nats.url, "node-b").await;
+    let mut at_owner = owner.client().await;
+    let mut at_other = other.client().await;
+    let mut request = common::create_request("s1", "agent-1");
+    request.processor_id = "ip-1".into();
+    let reference = at_owner
+        .create_session(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .resource_reference;
+    at_owner
+        .apply_update(common::update(
+            "s1",
+            1,
+            created(call("c1", pb::InteractionState::Alerting)),
+        ))
+        .await
+        .unwrap();
+    // The processor's stream is at the replica that does not own its session.
+    let mut processor = Processor::connect(&mut at_other, "ip-1", Answer::Accept).await;
+    let gateway = common::Gateway::start(gateway_config(owner.addr)).await;
+    gateway.wait_ready(200).await;
+    let mut ws = gateway.ws().await;
+    ws.bind("b", &reference, false).await;
+    drain_events(&mut ws).await;
+
+    let reply = answer(
+        &mut ws,
+        command("1", "s1", "interaction.answer", "s1.voice.c1", json!({})),
+    )
+    .await;
+    assert_eq!(reply["messageType"], "resourceResponse", "{reply}");
+    assert_eq!(reply["data"]["platformId"], "op-7");
+    let sent = processor.next_command().await;
+    assert_eq!(
+        (sent.session_id.as_str(), sent.capability.as_str()),
+        ("s1", "interaction.answer")
+    );
+
+    // The owner still checks the view first: a disabled command never crosses the cluster.
+    let reply = answer(
+        &mut ws,
+        command("2", "s1", "interaction.retrieve", "s1.voice.c1", json!({})),
+    )
+    .await;
+    assert_eq!(code(&reply), "capabilityDisabled");
+
+    // With the processor gone from every replica, the owner says so.
+    processor.disconnect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let reply = answer(
+        &mut ws,
+        command("3", "s1", "interaction.answer", "s1.voice.c1", json!({})),
+    )
+    .await;
+    assert_eq!(code(&reply), "processorUnavailable");
+    drop(nats);
+}

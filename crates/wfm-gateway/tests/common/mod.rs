@@ -2,6 +2,8 @@
 //! WebSocket client that validates every frame it receives against the AsyncAPI contract.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod nats;
+
 use std::net::SocketAddr;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -126,6 +128,21 @@ impl Manager {
     /// A manager with `config` on 127.0.0.1:0.
     pub async fn start_with(config: ManagerConfig) -> Manager {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve_with(listener, config)
+    }
+
+    /// A cluster replica `node` on 127.0.0.1:0 sharing the JetStream of `nats_url`.
+    pub async fn start_clustered(nats_url: &str, node: &str) -> Manager {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut config = manager_config();
+        config.cluster = Some(wfm_manager::ClusterConfig {
+            nats_url: nats_url.to_string(),
+            node_id: node.to_string(),
+            advertise_url: format!("http://{}", listener.local_addr().unwrap()),
+            lease_ttl: Duration::from_millis(2000),
+            replicas: 1,
+            nats: Default::default(),
+        });
         Self::serve_with(listener, config)
     }
 
