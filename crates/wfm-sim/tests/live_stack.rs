@@ -162,3 +162,117 @@ async fn load_mode_repairs_a_gap_with_a_snapshot_and_recreates_a_lost_session() 
     drop(pipeline);
     stack.stop().await;
 }
+
+/// A demo agent driven from a MediaBar: the platform carries out each command, and the ACD
+/// offers the Ready agent a call it can answer. The replay is off, so every change seen is
+/// the platform's.
+#[tokio::test]
+async fn a_driven_demo_agent_carries_out_commands_and_is_offered_a_call_when_ready() {
+    use std::collections::BTreeMap;
+    use wfm_sim::mediabar::{CommandAnswer, MediaBarClient};
+    use wfm_sim::processor::{self, Routes};
+
+    let stack = stack().await;
+    let grpc = WorkflowManagerClient::connect(stack.manager_url.clone())
+        .await
+        .unwrap();
+    let manager = wfm_sim::resilient::Manager::from(grpc);
+    let (agent, session) = wfm_sim::demo::create(&manager, 1).await.unwrap();
+    let routes = Routes::default();
+    let commands = routes.add(&agent.session_id);
+    let serving = tokio::spawn(processor::serve(
+        manager.clone(),
+        wfm_sim::demo::PROCESSOR_ID.into(),
+        routes.clone(),
+    ));
+    let playing = tokio::spawn(wfm_sim::demo::play(session, &[], 0, false, commands));
+    tokio::time::timeout(Duration::from_secs(10), routes.opened())
+        .await
+        .unwrap();
+    let mut client = MediaBarClient::connect(&stack.mediabar_url())
+        .await
+        .unwrap();
+    client.bind(&agent.reference, false).await.unwrap();
+    let none = BTreeMap::new();
+    let execute = async |client: &mut MediaBarClient, target: &str, capability: &str| {
+        let answer = client.execute(target, capability, &none).await.unwrap();
+        assert!(
+            matches!(answer, CommandAnswer::Accepted(_)),
+            "{capability}: {answer:?}"
+        );
+    };
+    let expect = |target: &str, enabled: &[&str]| {
+        BTreeMap::from([(
+            target.to_string(),
+            enabled.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        )])
+    };
+    let settled = async |client: &mut MediaBarClient, expected: BTreeMap<String, Vec<String>>| {
+        let differences = client
+            .settle(&expected, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert!(differences.is_empty(), "{differences:?}");
+    };
+
+    execute(&mut client, "", "session.login").await;
+    settled(
+        &mut client,
+        expect(
+            "voice",
+            &[
+                "channel.logout",
+                "channel.ready",
+                "channel.notReady",
+                "channel.dial",
+            ],
+        ),
+    )
+    .await;
+    execute(&mut client, "voice", "channel.ready").await;
+    // The ACD routes a call to the idle Ready agent.
+    settled(
+        &mut client,
+        expect(
+            "voice.call1",
+            &[
+                "interaction.answer",
+                "interaction.reject",
+                "interaction.redirect",
+                "interaction.updateData",
+            ],
+        ),
+    )
+    .await;
+    execute(&mut client, "voice.call1", "interaction.answer").await;
+    settled(
+        &mut client,
+        expect(
+            "voice.call1",
+            &[
+                "interaction.release",
+                "interaction.hold",
+                "interaction.consult",
+                "interaction.singleStepTransfer",
+                "interaction.singleStepConference",
+                "interaction.sendDtmf",
+                "interaction.mute",
+                "interaction.updateData",
+                "interaction.recording.start",
+            ],
+        ),
+    )
+    .await;
+    // What the platform cannot do comes back as rejected, with its reason.
+    let answer = client
+        .execute("voice.call1", "interaction.consult", &none)
+        .await
+        .unwrap();
+    let CommandAnswer::Refused { code, message } = answer else {
+        panic!("a consult without a destination is accepted: {answer:?}");
+    };
+    assert_eq!(code, "rejected");
+    assert!(message.contains("needs a destination"), "{message}");
+    serving.abort();
+    playing.abort();
+}

@@ -250,3 +250,25 @@ fn what_the_platform_cannot_do_is_refused_with_a_reason_and_changes_nothing() {
         );
     }
 }
+
+#[test]
+fn the_platform_knows_every_capability_of_the_catalogue() {
+    let state = CtiState::new(
+        vec![voice(Agent::Busy)],
+        vec![call("c1", State::Connected)],
+    );
+    for capability in wfm_engine::Capability::ALL {
+        let name = capability.name();
+        let target = match name.split('.').next() {
+            Some("session") => "s",
+            Some("channel") => "s.voice",
+            _ => "s.voice.c1",
+        };
+        if let Err(refusal) = run(&state, target, name, &[]) {
+            assert!(
+                !refusal.0.contains("not something the platform does"),
+                "{name}: {refusal}"
+            );
+        }
+    }
+}
