@@ -26,7 +26,7 @@ pub const HEALTHZ_PATH: &str = "/healthz";
 pub const READYZ_PATH: &str = "/readyz";
 
 /// The MediaBar client library the demo page imports.
-pub const CLIENT_PATH: &str = "/mediabar.js";
+pub(crate) const CLIENT_PATH: &str = "/mediabar.js";
 
 /// The client address of a connection, as the handlers see it.
 #[derive(Debug, Clone, Copy)]
