@@ -94,6 +94,19 @@ enum Command {
         /// Seconds to measure.
         #[arg(long, default_value_t = 20)]
         seconds: u64,
+        /// Merge the figures into this results JSON (as `all` wrote it) and write the
+        /// report and the plot from it again.
+        #[arg(long)]
+        merge: Option<PathBuf>,
+        /// Where to write the report, with --merge.
+        #[arg(long, default_value = "BENCHMARKS.md")]
+        out: PathBuf,
+        /// Where to write the scale-curve plot, with --merge.
+        #[arg(long, default_value = "docs/bench/scale.png")]
+        plot: PathBuf,
+        /// The command to name for the suite in the report, with --merge.
+        #[arg(long, default_value = "cargo run --release -p wfm -- bench all")]
+        suite_command: String,
     },
     /// Hold a pipeline under load and print its process ids, for a profiler to attach.
     Profile {
@@ -227,7 +240,7 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
                 duration: Duration::from_secs(seconds),
             };
             let figures = commands::run(plan).await?;
-            print!("{}", figures.table(&plan));
+            print!("{}", figures.table());
             anyhow::ensure!(
                 figures.errors == 0,
                 "{} commands or updates failed",

@@ -84,6 +84,7 @@ pub fn markdown(
     }
     memory(&mut out, results);
     scale(&mut out, results, plot);
+    commands(&mut out, results);
     crate::report_cluster::section(&mut out, &results.cluster);
     crate::report_soak::section(&mut out, soak);
     method(&mut out, results);
@@ -119,6 +120,17 @@ fn goals(out: &mut String, results: &Results) {
             "| JSON encode of one `state.updated` < 1 µs (30 capabilities) | {} ns | {} |",
             json.show(0),
             verdict(json.median < 1000.0)
+        );
+    }
+    if let Some(commands) = &results.commands {
+        let goal = crate::commands::CommandFigures::GOAL_P99_MS;
+        let _ = writeln!(
+            out,
+            "| command round trip p99 < {goal} ms ({} commands/s across {} sessions) | {:.2} ms | {} |",
+            commands.plan.rate,
+            commands.plan.sessions,
+            commands.command_p99,
+            verdict(commands.command_p99 < goal)
         );
     }
     let Some(point) = results.point(plan.main_sessions) else {
@@ -393,6 +405,22 @@ fn targets(point: &Point) -> [(&'static str, &Runs); 3] {
         ("raw WebSocket", &point.raw_ws),
         ("raw tonic", &point.raw_tonic),
     ]
+}
+
+fn commands(out: &mut String, results: &Results) {
+    let Some(commands) = &results.commands else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "## Commands\n\n\
+         A MediaBar command's round trip (client → gateway → manager → Interaction Processor → \
+         result back to the client; the processor accepts at once) beside a CTI update's one-way \
+         latency (processor → manager → gateway → client), on the same sessions in the same \
+         run: each session sends one `interaction.sendDtmf` and receives one mute toggle per \
+         period, half a period apart (`wfm bench commands`).\n\n{}",
+        commands.table()
+    );
 }
 
 fn memory(out: &mut String, results: &Results) {

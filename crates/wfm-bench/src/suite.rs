@@ -385,6 +385,9 @@ pub struct Results {
     /// The cluster part: measured, skipped or failed (absent in results older than it).
     #[serde(default)]
     pub cluster: crate::cluster::ClusterPart,
+    /// MediaBar commands beside CTI updates (absent in results older than it).
+    #[serde(default)]
+    pub commands: Option<crate::commands::CommandFigures>,
 }
 
 impl Results {
@@ -671,6 +674,13 @@ pub async fn run(plan: Plan) -> anyhow::Result<Results> {
             memory,
         });
     }
+    // One command a second per session, as an agent clicking quickly would.
+    let commands = crate::commands::run(crate::commands::CommandPlan {
+        sessions: plan.main_sessions,
+        rate: plan.main_sessions as u64,
+        duration: plan.duration * if plan.quick { 3 } else { 4 },
+    })
+    .await?;
     machine.load_after = load_average();
     Ok(Results {
         machine,
@@ -679,6 +689,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Results> {
         points,
         seconds: started.elapsed().as_secs_f64(),
         cluster: crate::cluster::ClusterPart::NotRun,
+        commands: Some(commands),
     })
 }
 
