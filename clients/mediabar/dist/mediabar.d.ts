@@ -21,9 +21,19 @@ export type ClientErrorCode = (typeof CLIENT_ERROR_CODES)[number];
 /** Why a binding ended without the client asking (`coreEvent` `resourceUnbound`). */
 export declare const UNBOUND_REASONS: readonly ["sessionEnded", "takenOver", "serverShutdown", "expired"];
 export type UnboundReason = (typeof UNBOUND_REASONS)[number];
+/** The events of a `coreEvent`. */
+export declare const CORE_EVENTS: readonly ["resourceUnbound"];
+/** A service's `status` in `getServices`. */
+export declare const SERVICE_STATUSES: readonly ["available", "unavailable"];
 /** The Service Monitor's events. */
 export declare const SERVICE_EVENTS: readonly ["service.available", "service.unavailable"];
+/** `type` of a capability in a view state. */
 export declare const CAPABILITY_STATES: readonly ["enabled", "disabled"];
+/** `result` of a `coreResponse`. */
+export declare const RESULTS: readonly ["success", "failure"];
+/** `messageType` and `name` of the spec's state updated event. */
+export declare const STATE_EVENT = "stateEvent";
+export declare const STATE_UPDATED = "state.updated";
 /**
  * `error` of a failure. `code` is one of {@link ERROR_CODES}; a newer gateway may send a code
  * this library does not know yet, so the parser passes any string through.
@@ -39,14 +49,14 @@ export interface ServiceInfo {
 export interface Service {
     serviceId: typeof WORKFLOW_MANAGER;
     serviceType: typeof WORKFLOW_MANAGER;
-    status: 'available' | 'unavailable';
+    status: (typeof SERVICE_STATUSES)[number];
     info: ServiceInfo;
 }
 /** The spec's `state.updated` event of one target: its entire view state. */
 export interface StateEvent {
-    messageType: 'stateEvent';
+    messageType: typeof STATE_EVENT;
     target: string;
-    name: 'state.updated';
+    name: typeof STATE_UPDATED;
     context: Record<string, string>;
     data: Array<{
         name: string;
@@ -129,7 +139,7 @@ export interface CoreError {
 }
 export interface CoreEvent {
     messageType: 'coreEvent';
-    event: 'resourceUnbound';
+    event: (typeof CORE_EVENTS)[number];
     data: {
         serviceId: typeof WORKFLOW_MANAGER;
         resourceId: string;

@@ -52,9 +52,19 @@ export const ERROR_CODES = [
 export const CLIENT_ERROR_CODES = ['disconnected', 'closed'];
 /** Why a binding ended without the client asking (`coreEvent` `resourceUnbound`). */
 export const UNBOUND_REASONS = ['sessionEnded', 'takenOver', 'serverShutdown', 'expired'];
+/** The events of a `coreEvent`. */
+export const CORE_EVENTS = ['resourceUnbound'];
+/** A service's `status` in `getServices`. */
+export const SERVICE_STATUSES = ['available', 'unavailable'];
 /** The Service Monitor's events. */
 export const SERVICE_EVENTS = ['service.available', 'service.unavailable'];
+/** `type` of a capability in a view state. */
 export const CAPABILITY_STATES = ['enabled', 'disabled'];
+/** `result` of a `coreResponse`. */
+export const RESULTS = ['success', 'failure'];
+/** `messageType` and `name` of the spec's state updated event. */
+export const STATE_EVENT = 'stateEvent';
+export const STATE_UPDATED = 'state.updated';
 // ---- parsing ------------------------------------------------------------------------------
 /** A frame that is not a message of the protocol; `message` says what is wrong. */
 export class ProtocolError extends Error {
@@ -134,7 +144,7 @@ export function toServerMessage(value) {
         case 'coreResponse': {
             const id = requestId(frame.requestId);
             const response = string(frame.response, 'response');
-            const result = oneOf(frame.result, ['success', 'failure'], 'result');
+            const result = oneOf(frame.result, RESULTS, 'result');
             if (result === 'failure') {
                 return { messageType: kind, requestId: id, response, result, error: wireError(frame.error) };
             }
@@ -148,7 +158,7 @@ export function toServerMessage(value) {
                     return {
                         serviceId: constant(service.serviceId, WORKFLOW_MANAGER, `${field}.serviceId`),
                         serviceType: constant(service.serviceType, WORKFLOW_MANAGER, `${field}.serviceType`),
-                        status: oneOf(service.status, ['available', 'unavailable'], `${field}.status`),
+                        status: oneOf(service.status, SERVICE_STATUSES, `${field}.status`),
                         info: serviceInfo(service.info, `${field}.info`),
                     };
                 });
@@ -175,7 +185,7 @@ export function toServerMessage(value) {
             return message;
         }
         case 'coreEvent': {
-            constant(frame.event, 'resourceUnbound', 'event');
+            oneOf(frame.event, CORE_EVENTS, 'event');
             const data = object(frame.data, 'data');
             return {
                 messageType: kind,

@@ -60,10 +60,24 @@ export type ClientErrorCode = (typeof CLIENT_ERROR_CODES)[number];
 export const UNBOUND_REASONS = ['sessionEnded', 'takenOver', 'serverShutdown', 'expired'] as const;
 export type UnboundReason = (typeof UNBOUND_REASONS)[number];
 
+/** The events of a `coreEvent`. */
+export const CORE_EVENTS = ['resourceUnbound'] as const;
+
+/** A service's `status` in `getServices`. */
+export const SERVICE_STATUSES = ['available', 'unavailable'] as const;
+
 /** The Service Monitor's events. */
 export const SERVICE_EVENTS = ['service.available', 'service.unavailable'] as const;
 
+/** `type` of a capability in a view state. */
 export const CAPABILITY_STATES = ['enabled', 'disabled'] as const;
+
+/** `result` of a `coreResponse`. */
+export const RESULTS = ['success', 'failure'] as const;
+
+/** `messageType` and `name` of the spec's state updated event. */
+export const STATE_EVENT = 'stateEvent';
+export const STATE_UPDATED = 'state.updated';
 
 /**
  * `error` of a failure. `code` is one of {@link ERROR_CODES}; a newer gateway may send a code
@@ -82,15 +96,15 @@ export interface ServiceInfo {
 export interface Service {
   serviceId: typeof WORKFLOW_MANAGER;
   serviceType: typeof WORKFLOW_MANAGER;
-  status: 'available' | 'unavailable';
+  status: (typeof SERVICE_STATUSES)[number];
   info: ServiceInfo;
 }
 
 /** The spec's `state.updated` event of one target: its entire view state. */
 export interface StateEvent {
-  messageType: 'stateEvent';
+  messageType: typeof STATE_EVENT;
   target: string;
-  name: 'state.updated';
+  name: typeof STATE_UPDATED;
   context: Record<string, string>;
   data: Array<{ name: string; type: 'enabled' | 'disabled' }>;
 }
@@ -171,7 +185,7 @@ export interface CoreError {
 
 export interface CoreEvent {
   messageType: 'coreEvent';
-  event: 'resourceUnbound';
+  event: (typeof CORE_EVENTS)[number];
   data: { serviceId: typeof WORKFLOW_MANAGER; resourceId: string; reason: UnboundReason | (string & {}) };
 }
 
@@ -321,7 +335,7 @@ export function toServerMessage(value: unknown): ServerMessage {
     case 'coreResponse': {
       const id = requestId(frame.requestId);
       const response = string(frame.response, 'response');
-      const result = oneOf(frame.result, ['success', 'failure'] as const, 'result');
+      const result = oneOf(frame.result, RESULTS, 'result');
       if (result === 'failure') {
         return { messageType: kind, requestId: id, response, result, error: wireError(frame.error) };
       }
@@ -334,7 +348,7 @@ export function toServerMessage(value: unknown): ServerMessage {
           return {
             serviceId: constant(service.serviceId, WORKFLOW_MANAGER, `${field}.serviceId`),
             serviceType: constant(service.serviceType, WORKFLOW_MANAGER, `${field}.serviceType`),
-            status: oneOf(service.status, ['available', 'unavailable'] as const, `${field}.status`),
+            status: oneOf(service.status, SERVICE_STATUSES, `${field}.status`),
             info: serviceInfo(service.info, `${field}.info`),
           };
         });
@@ -360,7 +374,7 @@ export function toServerMessage(value: unknown): ServerMessage {
       return message;
     }
     case 'coreEvent': {
-      constant(frame.event, 'resourceUnbound', 'event');
+      oneOf(frame.event, CORE_EVENTS, 'event');
       const data = object(frame.data, 'data');
       return {
         messageType: kind,
