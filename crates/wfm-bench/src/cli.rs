@@ -232,6 +232,10 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
             sessions,
             rate,
             seconds,
+            merge,
+            out,
+            plot,
+            suite_command,
         } => {
             proc::raise_open_files_limit();
             let plan = commands::CommandPlan {
@@ -246,6 +250,19 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
                 "{} commands or updates failed",
                 figures.errors
             );
+            if let Some(json) = merge {
+                let text = std::fs::read_to_string(&json)
+                    .with_context(|| format!("cannot read {}", json.display()))?;
+                let mut results: suite::Results = serde_json::from_str(&text)?;
+                results.commands = Some(figures);
+                std::fs::write(&json, serde_json::to_string_pretty(&results)?)?;
+                write(&results, &suite_command, &out, &plot)?;
+                eprintln!(
+                    "[wfm-bench] merged the command figures into {} and wrote {}",
+                    json.display(),
+                    out.display()
+                );
+            }
             Ok(())
         }
         Command::ServeGateway { manager } => roles::serve_gateway(&manager).await,
