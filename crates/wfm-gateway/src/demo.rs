@@ -9,10 +9,9 @@ use serde::Serialize;
 /// The demo page: plain HTML, CSS and JS, no build step and no CDN.
 pub(crate) const PAGE: &str = include_str!("../assets/mediabar.html");
 
-/// The MediaBar client library the page imports. Interim: a stand-in with the library's
-/// API, until the single-file ES module built from `clients/mediabar` (its committed
-/// `dist/mediabar.js`, so that the gateway needs no Node to build) replaces it.
-pub(crate) const CLIENT: &str = include_str!("../assets/mediabar-interim.js");
+/// The MediaBar client library the page imports: the single-file ES module built from
+/// `clients/mediabar` (its `dist` is committed, so the gateway needs no Node to build).
+pub(crate) const CLIENT: &str = include_str!("../../../clients/mediabar/dist/mediabar.js");
 
 /// One demo agent's session as the page lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

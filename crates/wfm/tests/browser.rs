@@ -597,6 +597,12 @@ async fn the_demo_page_shows_live_buttons_in_a_real_browser() {
         .await;
     assert_eq!(resume, "Resume", "retrieve reads as Resume");
     page.screenshot("mediabar.png").await;
+
+    // The page imports the client library from the gateway itself.
+    let library = page
+        .eval("fetch('/mediabar.js').then(r => r.status + ' ' + r.headers.get('content-type'))")
+        .await;
+    assert_eq!(library, "200 text/javascript; charset=utf-8");
 }
 
 #[tokio::test(flavor = "multi_thread")]
