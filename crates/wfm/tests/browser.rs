@@ -548,9 +548,10 @@ async fn the_demo_page_shows_live_buttons_in_a_real_browser() {
         call["timer"].as_str().is_some_and(|t| t.contains(':')),
         "a timer: {call}"
     );
+    // Answer first, Reject (a stray click loses the caller) last.
     assert_eq!(
         call["shown"],
-        json!(["Answer", "Reject", "Redirect", "Edit data"])
+        json!(["Answer", "Redirect", "Edit data", "Reject"])
     );
     assert_eq!(call["unfolded_disabled"], 0, "disabled buttons are folded");
     assert_eq!(call["folded"], 27, "the other capabilities, under More");
@@ -770,6 +771,8 @@ async fn an_agent_clicks_a_call_through_on_a_demo_agent() {
         consult_text.as_str().unwrap().contains("2001"),
         "the consultation names whom it called: {consult_text}"
     );
+
+    page.screenshot("mediabar-consult.png").await;
 
     // Transfer joins the caller and the consulted party; the consult leg ends and leaves the
     // screen, the call goes into wrap-up.
