@@ -742,6 +742,47 @@ async fn an_agent_clicks_a_call_through_on_a_demo_agent() {
     page.click(&call, "interaction.retrieve").await;
     page.until_state(&call, "connected").await;
 
+    // The platform refuses what it cannot do, and the agent reads its words. (The keypad
+    // only takes DTMF digits; the test lifts that check to make the platform say no.)
+    page.click(&call, "interaction.sendDtmf").await;
+    page.until_dialog("input-dialog").await;
+    page.eval(
+        "document.getElementById('input-value').removeAttribute('pattern');
+         document.getElementById('input-value').value = '12x';
+         document.getElementById('input-ok').click()",
+    )
+    .await;
+    let toast = page
+        .until(
+            "document.querySelector('#toasts .toast.error')?.textContent",
+            "a toast saying the keypad was refused",
+        )
+        .await;
+    assert!(
+        toast
+            .as_str()
+            .unwrap()
+            .starts_with("Keypad refused: the Interaction Processor said “"),
+        "{toast}"
+    );
+    page.eval("document.querySelector('#toasts .toast.error').click()")
+        .await;
+
+    // Attached data: the dialog sends the keys the agent changes.
+    page.click(&call, "interaction.updateData").await;
+    page.until_dialog("data-dialog").await;
+    page.eval(
+        "document.getElementById('data-new-key').value = 'note';
+         document.getElementById('data-new-value').value = 'asked for a refund';
+         document.getElementById('data-ok').click()",
+    )
+    .await;
+    page.until(
+        "[...document.querySelectorAll('#log li')].some(li => li.textContent.endsWith('Edit data: accepted'))",
+        "the attached data accepted",
+    )
+    .await;
+
     // Consult: the dialog asks for the destination and what the consultation is for.
     page.click(&call, "interaction.consult").await;
     page.until_dialog("destination-dialog").await;
