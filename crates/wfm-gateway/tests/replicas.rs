@@ -487,6 +487,7 @@ async fn replicas_found_in_the_wfm_nodes_bucket_take_binds_and_leave_with_their_
         }),
         advertise_url: b.url(),
         version: "test".into(),
+        previous_incarnation: 0,
     };
     nodes
         .put("node-b", record.encode_to_vec().into())

@@ -217,15 +217,16 @@ impl Agent<'_> {
             self.offer_at = None;
             self.offer_call().await?;
         }
-        if !self.driven() && self.next_step.is_some_and(|at| at <= now) {
-            if let Some(script) = &mut self.script {
-                let update = script.next();
-                let delay = script.delay();
-                if let Some(update) = update {
-                    self.session.push(&update).await?;
-                }
-                self.next_step = Some(Instant::now() + delay);
+        if !self.driven()
+            && self.next_step.is_some_and(|at| at <= now)
+            && let Some(script) = &mut self.script
+        {
+            let update = script.next();
+            let delay = script.delay();
+            if let Some(update) = update {
+                self.session.push(&update).await?;
             }
+            self.next_step = Some(Instant::now() + delay);
         }
         Ok(())
     }

@@ -16,6 +16,9 @@ pub(crate) struct Lease {
     origin: Instant,
     ttl: Duration,
     incarnation: AtomicU64,
+    /// The incarnation before the oldest lapse whose sessions are not all re-acquired yet;
+    /// 0 when there is none.
+    previous: AtomicU64,
     /// Milliseconds after `origin` when the lease ends; 0 before the first heartbeat.
     valid_until_ms: AtomicU64,
 }
@@ -27,6 +30,7 @@ impl Lease {
             origin,
             ttl,
             incarnation: AtomicU64::new(incarnation),
+            previous: AtomicU64::new(0),
             valid_until_ms: AtomicU64::new(0),
         }
     }
@@ -58,10 +62,25 @@ impl Lease {
         until > 0 && self.millis(now) >= until
     }
 
-    /// Starts a new incarnation after a lapse; the next heartbeat makes it valid.
+    /// Starts a new incarnation after a lapse; the next heartbeat makes it valid. The one
+    /// before is remembered until [`Lease::reacquired`]; after two lapses in a row, the
+    /// older, which the records still name.
     pub(crate) fn reincarnate(&self, incarnation: u64) {
         self.valid_until_ms.store(0, Ordering::Release);
-        self.incarnation.store(incarnation, Ordering::Release);
+        let old = self.incarnation.swap(incarnation, Ordering::AcqRel);
+        let _ = self
+            .previous
+            .compare_exchange(0, old, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// The incarnation before a lapse whose sessions are being re-acquired, if any.
+    pub(crate) fn previous(&self) -> Option<u64> {
+        Some(self.previous.load(Ordering::Acquire)).filter(|p| *p != 0)
+    }
+
+    /// Every session held at the lapse has been re-acquired or dropped.
+    pub(crate) fn reacquired(&self) {
+        self.previous.store(0, Ordering::Release);
     }
 }
 
@@ -104,5 +123,21 @@ mod tests {
         assert!(!lease.lapsed(later));
         lease.renewed(later);
         assert_eq!(lease.holder(later), Some(2));
+    }
+
+    #[test]
+    fn the_incarnation_before_a_lapse_is_kept_until_its_sessions_are_reacquired() {
+        let t0 = Instant::now();
+        let lease = Lease::new(t0, TTL, 1);
+        assert_eq!(lease.previous(), None);
+        lease.reincarnate(2);
+        assert_eq!(lease.previous(), Some(1));
+        // A second lapse before the first is settled: the records still name 1.
+        lease.reincarnate(3);
+        assert_eq!(lease.previous(), Some(1));
+        lease.reacquired();
+        assert_eq!(lease.previous(), None);
+        lease.reincarnate(4);
+        assert_eq!(lease.previous(), Some(3));
     }
 }

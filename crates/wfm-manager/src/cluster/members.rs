@@ -190,7 +190,7 @@ pub(crate) async fn sweep(cluster: Arc<Cluster>, stop: CancellationToken) {
             () = cluster.sweep_now.notified() => {}
             () = tokio::time::sleep(tick) => {}
         }
-        if !cluster.ready_for_ownership() {
+        if !cluster.ready_for_ownership() || cluster.recovering_from_lapse(Instant::now()) {
             continue;
         }
         for (node, incarnation) in cluster.members.silent(Instant::now(), cluster.lease_ttl) {

@@ -99,10 +99,21 @@ pub(crate) struct Cluster {
     members: members::Members,
     peers: forward::Peers,
     sweep_now: Notify,
+    /// When the first heartbeat after the latest lapse of this replica's lease was stored.
+    recovered_at: Mutex<Option<Instant>>,
     leaving: AtomicBool,
     stats: Arc<ManagerStats>,
     queue: Mutex<Option<mpsc::UnboundedReceiver<Arc<Mutex<Entry>>>>>,
     instance: String,
+}
+
+/// Whether the replica of node record `live` still holds what `owner` names: it is alive as
+/// that incarnation, or re-acquiring what it held as it before a lapse of its lease.
+fn holds(live: &NodeRecord, owner: &Owner) -> bool {
+    live.owner
+        .as_ref()
+        .is_some_and(|o| o.incarnation == owner.incarnation)
+        || (live.previous_incarnation != 0 && live.previous_incarnation == owner.incarnation)
 }
 
 fn random_incarnation() -> u64 {
@@ -174,6 +185,7 @@ impl Cluster {
             members: members::Members::default(),
             peers: forward::Peers::new(config.node_id.clone(), timeout, peer_tls),
             sweep_now: Notify::new(),
+            recovered_at: Mutex::new(None),
             leaving: AtomicBool::new(false),
             stats,
             queue: Mutex::new(Some(queue_rx)),
@@ -244,6 +256,7 @@ impl Cluster {
             owner: Some(self.owner(self.fence.lease.incarnation())),
             advertise_url: self.advertise_url.to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            previous_incarnation: self.fence.lease.previous().unwrap_or(0),
         };
         let sent = Instant::now();
         self.store.heartbeat(&self.node_id, &record).await?;
@@ -267,6 +280,7 @@ impl Cluster {
             match self.heartbeat().await {
                 Ok(()) if reacquire => {
                     reacquire = false;
+                    *lock(&self.recovered_at) = Some(Instant::now());
                     tokio::spawn(Arc::clone(&self).reacquire_all());
                 }
                 Ok(()) => {}
@@ -307,6 +321,18 @@ impl Cluster {
                 }
             })
             .await;
+        // The next heartbeat stops shielding the old incarnation's records: what is still
+        // recorded under it was not re-acquired here, and a peer may take it.
+        self.fence.lease.reacquired();
+    }
+
+    /// Whether this replica came back from a lapse of its own lease less than half a lease
+    /// ago. Its peers most likely lapsed in the same NATS outage (a leader election of
+    /// `wfm_nodes`): their records expired, and they heartbeat again within a third of a
+    /// lease. Until then, their missing records are no proof that they died.
+    pub(crate) fn recovering_from_lapse(&self, now: Instant) -> bool {
+        lock(&self.recovered_at)
+            .is_some_and(|at| now.saturating_duration_since(at) < self.lease_ttl / 2)
     }
 
     /// Waits until no write of `entry`'s record is in flight, then marks one as in flight;
@@ -335,7 +361,16 @@ impl Cluster {
     async fn reacquire(&self, entry: &Arc<Mutex<Entry>>) -> Result<(), ManagerError> {
         let incarnation = self.fence.lease.incarnation();
         let Some((id, revision)) = self.claim_write(entry).await else {
-            return Err(ManagerError::Moved(lock(entry).session.id().to_string()));
+            let guard = lock(entry);
+            let id = guard.session.id().to_string();
+            // Still owned here, with a write that outlasted a lease (the store is slow): the
+            // entry holds the newest state, so the call waits for it rather than moving on.
+            if guard.owned.is_some() {
+                return Err(ManagerError::Store(format!(
+                    "session {id}: its record is still being written; retry"
+                )));
+            }
+            return Err(ManagerError::Moved(id));
         };
         let key = keys::session_key(&id);
         let record = {
@@ -458,11 +493,7 @@ impl Cluster {
                     .node(&owner.node_id)
                     .await
                     .map_err(|e| ManagerError::Store(e.to_string()))?;
-                if let Some(node) = node.filter(|n| {
-                    n.owner
-                        .as_ref()
-                        .is_some_and(|o| o.incarnation == owner.incarnation)
-                }) {
+                if let Some(node) = node.filter(|n| holds(n, &owner)) {
                     if forwarded {
                         return Err(ManagerError::Moved(session_id.to_string()));
                     }
@@ -519,6 +550,19 @@ impl Cluster {
                 "this replica is not ready to take sessions over".into(),
             ));
         }
+        // A session held here is re-acquired, never taken over from its record: the record
+        // may lack updates the entry has applied and acknowledged, and the entry would keep
+        // its binder and its old revision beside a record it no longer matches.
+        if self
+            .registry()
+            .lookup(&found.record.session_id)
+            .is_some_and(|entry| lock(&entry).owned.is_some())
+        {
+            return Err(StoreError::Unavailable(format!(
+                "session {} is held here and is being re-acquired",
+                found.record.session_id
+            )));
+        }
         let incarnation = self.fence.lease.incarnation();
         let previous = found.record.owner.clone().unwrap_or_default();
         let mut record = found.record;
@@ -570,14 +614,7 @@ impl Cluster {
         // not persisted yet; taking the record from under it would lose them.
         if owner.node_id != self.node_id {
             match self.store.node(&owner.node_id).await {
-                Ok(Some(live))
-                    if live
-                        .owner
-                        .as_ref()
-                        .is_some_and(|o| o.incarnation == owner.incarnation) =>
-                {
-                    return;
-                }
+                Ok(Some(live)) if holds(&live, &owner) => return,
                 Ok(_) => {}
                 Err(error) => {
                     tracing::debug!(%key, %error, "cannot check a session's owner; not taken");
