@@ -373,7 +373,7 @@ impl Cluster {
             return Err(ManagerError::Moved(id));
         };
         let key = keys::session_key(&id);
-        let record = {
+        let (record, held) = {
             let guard = lock(entry);
             if guard
                 .owned
@@ -384,9 +384,13 @@ impl Cluster {
                 self.release_write(entry, None);
                 return Ok(());
             }
-            record::of_entry(&guard, self.owner(incarnation))
+            let held = guard.owned.as_ref().map_or(incarnation, |o| o.incarnation);
+            (record::of_entry(&guard, self.owner(incarnation)), held)
         };
-        let result = self.store.update(&key, &record, revision).await;
+        let result = self
+            .store
+            .update_own(&key, &record, revision, &[incarnation, held])
+            .await;
         match result {
             Ok(revision) => {
                 self.release_write(entry, Some((revision, incarnation)));
@@ -501,6 +505,17 @@ impl Cluster {
                     self.peers.remember(session_id, &peer.url);
                     return Ok(Route::Peer(peer));
                 }
+            }
+            // Right after a lapse of its own, this replica cannot tell a dead owner from one
+            // whose record expired in the same NATS outage and comes back within a moment.
+            if !owner.node_id.is_empty()
+                && owner.node_id != self.node_id
+                && self.recovering_from_lapse(Instant::now())
+            {
+                return Err(ManagerError::Store(format!(
+                    "session {session_id}: its owner {} is not heard from yet after a NATS outage; retry",
+                    owner.node_id
+                )));
             }
             // Released, dead, or an earlier process of this node: take it.
             match self.take(&key, found).await {

@@ -25,6 +25,7 @@ struct Snapshot {
     key: String,
     record: SessionRecord,
     revision: u64,
+    incarnation: u64,
     since: Instant,
 }
 
@@ -44,6 +45,7 @@ fn take(shared: &Mutex<Entry>, cluster: &Cluster) -> Option<Snapshot> {
         key,
         record,
         revision,
+        incarnation,
         since,
     })
 }
@@ -121,7 +123,12 @@ pub(crate) async fn run(
         tokio::spawn(async move {
             let result = cluster
                 .store
-                .update(&snapshot.key, &snapshot.record, snapshot.revision)
+                .update_own(
+                    &snapshot.key,
+                    &snapshot.record,
+                    snapshot.revision,
+                    &[snapshot.incarnation],
+                )
                 .await;
             finish(shared, &cluster, snapshot.since, result);
             drop(permit);

@@ -287,6 +287,39 @@ impl Store {
         }
     }
 
+    /// Writes `record` as its owner, at `revision`. A refusal is a conflict only if another
+    /// writer came between: when the record found still names this node under one of
+    /// `incarnations` (an earlier write of this replica landed, but its answer timed out),
+    /// it is written again at the revision found. Only the owner writes a record it owns,
+    /// so nothing of anyone else's is overwritten.
+    pub(crate) async fn update_own(
+        &self,
+        key: &str,
+        record: &SessionRecord,
+        revision: u64,
+        incarnations: &[u64],
+    ) -> Result<u64, StoreError> {
+        match self.update(key, record, revision).await {
+            Err(StoreError::Conflict) => {
+                let node = record.owner.as_ref().map(|o| o.node_id.as_str());
+                let found = self.record(key).await?;
+                match found {
+                    Some(found)
+                        if found.revision > revision
+                            && found.record.owner.as_ref().is_some_and(|o| {
+                                Some(o.node_id.as_str()) == node
+                                    && incarnations.contains(&o.incarnation)
+                            }) =>
+                    {
+                        self.update(key, record, found.revision).await
+                    }
+                    _ => Err(StoreError::Conflict),
+                }
+            }
+            other => other,
+        }
+    }
+
     /// Deletes a record last written at `revision`.
     pub(crate) async fn delete(&self, key: &str, revision: u64) -> Result<(), StoreError> {
         self.deadline(self.sessions.delete_expect_revision(key, Some(revision)))
@@ -436,7 +469,7 @@ async fn open(
             hint,
         }
     };
-    let call = async {
+    let call = |config: kv::Config| async {
         match context.get_key_value(bucket).await {
             Ok(store) => Ok(store),
             Err(_) => context
@@ -445,11 +478,34 @@ async fn open(
                 .map_err(|e| e.to_string()),
         }
     };
-    tokio::time::timeout(timeout * 2, call)
-        .await
-        .map_err(|_| failed("timed out".to_string()))?
-        .map_err(failed)
+    // A JetStream cluster that is still forming (every node started at once, as compose and
+    // a StatefulSet do) times out or has no leader yet: retry for a while, not forever.
+    let deadline = tokio::time::Instant::now() + OPEN_PATIENCE;
+    let mut delays = backon::BackoffBuilder::build(
+        backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(2))
+            .with_jitter()
+            .without_max_times(),
+    );
+    loop {
+        let problem = match tokio::time::timeout(timeout * 2, call(config.clone())).await {
+            Ok(Ok(store)) => return Ok(store),
+            Ok(Err(problem)) => problem,
+            Err(_) => "timed out".to_string(),
+        };
+        let lasting = problem.contains("insufficient resources") || problem.contains("replicas");
+        let delay = delays.next().unwrap_or(Duration::from_secs(2));
+        if lasting || tokio::time::Instant::now() + delay > deadline {
+            return Err(failed(problem));
+        }
+        tracing::info!(bucket, %problem, "JetStream bucket not ready yet; retrying");
+        tokio::time::sleep(delay).await;
+    }
 }
+
+/// How long a replica keeps trying to open a bucket at start before it gives up.
+const OPEN_PATIENCE: Duration = Duration::from_secs(20);
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
