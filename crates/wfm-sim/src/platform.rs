@@ -696,5 +696,6 @@ fn unsupported(capability: &str, on: &str) -> Refusal {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 #[path = "platform/tests.rs"]
 mod tests;

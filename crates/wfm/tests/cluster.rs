@@ -345,12 +345,11 @@ async fn a_paused_owner_resumed_after_its_sessions_moved_applies_and_persists_no
     }
 }
 
-// Quarantined, not passing: it shows the open defect in docs/cluster.md ("Known defect"),
-// and fails more often than not on this machine. It is kept out of `.ci/run`'s selection
-// (skipped there by name). Run it by name with --ignored and
-// WFM_NATS_SERVER set.
+// Kill a NATS node under load. When the stream leader of `wfm_nodes` was on it, every
+// replica's lease lapses during the election (docs/cluster.md, "A lapse in a NATS outage"):
+// the replicas re-acquire their own sessions, and no peer takes them over meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known defect (docs/cluster.md): a lease lapse during a NATS leader election; needs WFM_NATS_SERVER"]
+#[ignore = "needs nats-server: set WFM_NATS_SERVER"]
 async fn losing_a_nats_node_under_load_loses_no_update() {
     const SESSIONS: usize = 150;
     let dir = log_dir("nats-loss");

@@ -705,3 +705,41 @@ impl Cluster {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(incarnation: u64, previous: u64) -> NodeRecord {
+        NodeRecord {
+            owner: Some(Owner {
+                node_id: "a".into(),
+                incarnation,
+            }),
+            previous_incarnation: previous,
+            ..Default::default()
+        }
+    }
+
+    fn owner(incarnation: u64) -> Owner {
+        Owner {
+            node_id: "a".into(),
+            incarnation,
+        }
+    }
+
+    #[test]
+    fn a_node_holds_its_incarnations_sessions_and_while_reacquiring_its_previous_ones() {
+        assert!(holds(&node(7, 0), &owner(7)));
+        assert!(
+            !holds(&node(7, 0), &owner(5)),
+            "a restarted process holds nothing"
+        );
+        assert!(holds(&node(7, 5), &owner(5)), "re-acquiring after a lapse");
+        assert!(!holds(&node(7, 5), &owner(3)));
+        assert!(
+            !holds(&node(7, 0), &owner(0)),
+            "no incarnation is never held"
+        );
+    }
+}

@@ -1,5 +1,4 @@
 use super::*;
-use pb::cti_update::Kind;
 
 fn voice(state: Agent) -> pb::Channel {
     pb::Channel {
@@ -196,7 +195,9 @@ fn login_and_logout_move_every_channel() {
 #[test]
 fn what_the_platform_cannot_do_is_refused_with_a_reason_and_changes_nothing() {
     let start = CtiState::new(vec![voice(Agent::Busy)], vec![call("c1", State::Connected)]);
-    let cases: &[(&str, &str, &[(&str, &str)], &str)] = &[
+    // Target, capability, arguments, and what the refusal says.
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case<'_>] = &[
         (
             "s.voice.c1",
             "interaction.answer",
@@ -253,10 +254,7 @@ fn what_the_platform_cannot_do_is_refused_with_a_reason_and_changes_nothing() {
 
 #[test]
 fn the_platform_knows_every_capability_of_the_catalogue() {
-    let state = CtiState::new(
-        vec![voice(Agent::Busy)],
-        vec![call("c1", State::Connected)],
-    );
+    let state = CtiState::new(vec![voice(Agent::Busy)], vec![call("c1", State::Connected)]);
     for capability in wfm_engine::Capability::ALL {
         let name = capability.name();
         let target = match name.split('.').next() {
