@@ -50,6 +50,14 @@ pub enum CommandAnswer {
     },
 }
 
+/// A field of an answer's `error` object, empty when absent.
+fn error_text(answer: &Value, key: &str) -> String {
+    answer["error"][key]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// One target's latest view state: capability names with their enablement, in catalogue order.
 pub type TargetView = Vec<(String, bool)>;
 
@@ -115,52 +123,46 @@ impl MediaBarClient {
         capability: &str,
         arguments: &BTreeMap<String, String>,
     ) -> Result<CommandAnswer, ClientError> {
-        let request_id = format!("r{}", self.next_request);
-        self.next_request += 1;
         let target = if path.is_empty() {
             self.session_id.clone()
         } else {
             format!("{}.{path}", self.session_id)
         };
-        let frame = json!({"messageType": "resourceRequest", "requestId": request_id,
+        let frame = json!({"messageType": "resourceRequest",
             "serviceId": "InteractionProcessor", "resourceId": self.session_id,
             "request": capability, "data": {"target": target, "arguments": arguments}});
-        self.ws.send(Message::text(frame.to_string())).await?;
-        let deadline = Instant::now() + ANSWER_TIMEOUT;
-        loop {
-            let message = self
-                .next(deadline)
-                .await?
-                .ok_or(ClientError::Timeout(ANSWER_TIMEOUT))?;
-            if message["requestId"] != request_id.as_str() {
-                continue;
-            }
-            match message["messageType"].as_str() {
-                Some("resourceResponse") => {
-                    return Ok(CommandAnswer::Accepted(message["data"].clone()));
-                }
-                Some("resourceError") => {
-                    let text = |key: &str| {
-                        message["error"][key]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_string()
-                    };
-                    return Ok(CommandAnswer::Refused {
-                        code: text("code"),
-                        message: text("message"),
-                    });
-                }
-                _ => {}
-            }
+        let answer = self
+            .exchange(frame, &["resourceResponse", "resourceError"])
+            .await?;
+        if answer["messageType"] == "resourceResponse" {
+            return Ok(CommandAnswer::Accepted(answer["data"].clone()));
         }
+        Ok(CommandAnswer::Refused {
+            code: error_text(&answer, "code"),
+            message: error_text(&answer, "message"),
+        })
     }
 
     /// Sends a core request and reads until its response, applying events on the way.
     async fn request(&mut self, name: &str, data: Value) -> Result<Value, ClientError> {
+        let frame = json!({"messageType": "coreRequest", "request": name, "data": data});
+        let response = self.exchange(frame, &["coreResponse"]).await?;
+        if response["result"] == "success" {
+            return Ok(response);
+        }
+        Err(ClientError::Refused {
+            request: name.to_string(),
+            code: error_text(&response, "code"),
+            message: error_text(&response, "message"),
+        })
+    }
+
+    /// Sends `frame` under the next request id and reads until the message of one of
+    /// `answers` that carries that id, applying events on the way.
+    async fn exchange(&mut self, mut frame: Value, answers: &[&str]) -> Result<Value, ClientError> {
         let request_id = format!("r{}", self.next_request);
         self.next_request += 1;
-        let frame = json!({"messageType": "coreRequest", "requestId": request_id, "request": name, "data": data});
+        frame["requestId"] = json!(request_id);
         self.ws.send(Message::text(frame.to_string())).await?;
         let deadline = Instant::now() + ANSWER_TIMEOUT;
         loop {
@@ -168,20 +170,11 @@ impl MediaBarClient {
                 .next(deadline)
                 .await?
                 .ok_or(ClientError::Timeout(ANSWER_TIMEOUT))?;
-            if message["messageType"] == "coreResponse"
-                && message["requestId"] == request_id.as_str()
-            {
-                if message["result"] == "success" {
-                    return Ok(message);
-                }
-                return Err(ClientError::Refused {
-                    request: name.to_string(),
-                    code: message["error"]["code"].as_str().unwrap_or("?").to_string(),
-                    message: message["error"]["message"]
-                        .as_str()
-                        .unwrap_or("")
-                        .to_string(),
-                });
+            let answered = message["messageType"]
+                .as_str()
+                .is_some_and(|kind| answers.contains(&kind));
+            if answered && message["requestId"] == request_id.as_str() {
+                return Ok(message);
             }
         }
     }
