@@ -21,9 +21,10 @@ const PARSE_CODES: &[&str] = &[
     "unknownService",
 ];
 
-/// Longest reply to a refused frame: `requestId` (128 characters), the echoed request name
-/// and any quoted value (64 each), all possibly escaped as a six-byte `\u` escape per character,
-/// plus the envelope and message. A reply must not grow with the frame.
+/// Longest reply to a refused frame: `requestId` (128 characters), a `resourceRequest`'s
+/// echoed `serviceId` and `resourceId` (128 each), the echoed request name and any quoted
+/// value (64 each), all possibly escaped as a six-byte `\u` escape per character, plus the
+/// envelope and message. A reply must not grow with the frame.
 const MAX_REPLY: usize = 4096;
 
 fuzz_target!(|data: &[u8]| {
@@ -35,7 +36,12 @@ fuzz_target!(|data: &[u8]| {
     let field = |name: &str| value.as_ref().and_then(|v| v.get(name));
     match wfm_gateway::parse_request(text) {
         Ok((request_id, request)) => {
-            assert_eq!(field("messageType"), Some(&Value::from("coreRequest")));
+            let kind = if matches!(request, Request::Command { .. }) {
+                "resourceRequest"
+            } else {
+                "coreRequest"
+            };
+            assert_eq!(field("messageType"), Some(&Value::from(kind)));
             assert_eq!(field("requestId"), Some(&Value::from(request_id.as_str())));
             assert!(!request_id.is_empty() && request_id.chars().count() <= MAX_REQUEST_ID_LEN);
             let data = field("data").filter(|d| !d.is_null());
@@ -66,6 +72,28 @@ fuzz_target!(|data: &[u8]| {
                         resource.as_deref()
                     );
                 }
+                Request::Command {
+                    capability,
+                    target,
+                    arguments,
+                } => {
+                    assert_eq!(name, Some(capability.as_str()));
+                    assert_eq!(
+                        field("serviceId").and_then(Value::as_str),
+                        Some(wfm_gateway::INTERACTION_PROCESSOR)
+                    );
+                    assert_eq!(
+                        data_field("target").and_then(Value::as_str),
+                        Some(target.as_str())
+                    );
+                    let sent = data_field("arguments").filter(|a| !a.is_null());
+                    let sent_count = sent.map_or(0, |a| a.as_object().expect("an object").len());
+                    assert_eq!(sent_count, arguments.len());
+                    for (key, value) in &arguments {
+                        let sent = sent.and_then(|a| a.get(key)).and_then(Value::as_str);
+                        assert_eq!(sent, Some(value.as_str()));
+                    }
+                }
             }
         }
         Err((request_id, reply)) => {
@@ -90,6 +118,18 @@ fuzz_target!(|data: &[u8]| {
                         reply.get("response").and_then(Value::as_str),
                         sent.as_deref()
                     );
+                }
+                Some("resourceError") => {
+                    assert!(request_id.is_some(), "a resourceError answers a request id");
+                    let echo = |name: &str, cap: usize| {
+                        let sent: Option<String> = field(name)
+                            .and_then(Value::as_str)
+                            .map(|n| n.chars().take(cap).collect());
+                        assert_eq!(reply.get(name).and_then(Value::as_str), sent.as_deref());
+                    };
+                    echo("request", 64);
+                    echo("serviceId", MAX_REQUEST_ID_LEN);
+                    echo("resourceId", MAX_REQUEST_ID_LEN);
                 }
                 other => panic!("reply of type {other:?}"),
             }

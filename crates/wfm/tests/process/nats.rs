@@ -171,6 +171,18 @@ impl Node {
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
+    /// Whether the process exited because a port it was given is in use.
+    fn lost_its_port(&mut self) -> bool {
+        let exited = self
+            .child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(Some(_))));
+        exited
+            && std::fs::read_to_string(&self.log)
+                .unwrap_or_default()
+                .contains("address already in use")
+    }
+
     /// Fails the test if the process exited, showing why.
     fn assert_running(&mut self) {
         let child = self.child.as_mut().expect("the node was not started");
@@ -185,13 +197,28 @@ impl Node {
 
     /// Polls a TCP connect to the client port until `deadline`.
     async fn accepting_by(&mut self, deadline: Instant) {
+        assert!(
+            self.started_by(deadline).await,
+            "nats-server {} lost a port:\n{}",
+            self.name,
+            self.log_tail()
+        );
+    }
+
+    /// Waits until the node accepts connections; `false` if it exited because one of its
+    /// ports was taken between the probe that chose it and the server's bind (another
+    /// process's outgoing connection can take a port just released).
+    async fn started_by(&mut self, deadline: Instant) -> bool {
         loop {
+            if self.lost_its_port() {
+                return false;
+            }
             self.assert_running();
             if tokio::net::TcpStream::connect(("127.0.0.1", self.client_port))
                 .await
                 .is_ok()
             {
-                return;
+                return true;
             }
             assert!(
                 Instant::now() < deadline,
@@ -286,6 +313,17 @@ pub struct NatsCluster {
 impl NatsCluster {
     /// Starts three routed nodes and waits until JetStream can place an R3 stream.
     pub async fn three() -> Self {
+        // A port chosen free can be taken before the server binds it: start again on
+        // fresh ports, a few times.
+        for _ in 0..3 {
+            if let Some(cluster) = Self::try_three().await {
+                return cluster;
+            }
+        }
+        panic!("three nats-server nodes could not get free ports in three tries");
+    }
+
+    async fn try_three() -> Option<Self> {
         const SIZE: usize = 3;
         let binary = server_binary();
         let (dir, name) = scratch_dir();
@@ -313,10 +351,12 @@ impl NatsCluster {
         }
         let deadline = Instant::now() + START_DEADLINE;
         for node in &mut cluster.nodes {
-            node.accepting_by(deadline).await;
+            if !node.started_by(deadline).await {
+                return None;
+            }
         }
         cluster.jetstream_ready_by(deadline).await;
-        cluster
+        Some(cluster)
     }
 
     /// The client URLs of every node, comma-separated, as `WFM_NATS_URL` takes them.
