@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use crate::id::Id;
 
@@ -499,11 +500,12 @@ pub struct Interaction {
     /// Disposition code set by the agent; empty when none.
     pub disposition: String,
     /// The other party as the agent sees it: a number, a name, a chat contact.
-    pub caller: String,
+    pub caller: Arc<str>,
     /// The queue the platform routed the interaction through.
-    pub queue: String,
-    /// Attached data.
-    pub data: BTreeMap<String, String>,
+    pub queue: Arc<str>,
+    /// Attached data. Shared with the events that show it, so that an event costs a
+    /// reference count, not a copy; an update copies it only while an event still holds it.
+    pub data: Arc<BTreeMap<String, String>>,
 }
 
 impl Interaction {
@@ -545,9 +547,9 @@ impl Interaction {
             monitored: false,
             muted: false,
             disposition: String::new(),
-            caller: String::new(),
-            queue: String::new(),
-            data: BTreeMap::new(),
+            caller: Arc::default(),
+            queue: Arc::default(),
+            data: Arc::default(),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! leaves the state exactly as it was.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use crate::error::UpdateError;
 use crate::id::Id;
@@ -171,7 +172,7 @@ fn admit(state: &SessionState, mut item: Interaction) -> Result<Interaction, Upd
         item.data.len(),
         limits::MAX_DATA_ENTRIES,
     )?;
-    for (key, value) in &item.data {
+    for (key, value) in item.data.iter() {
         check_data(key, value)?;
     }
     at_most_bytes_total(item.data.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
@@ -422,11 +423,14 @@ fn apply_change(state: &mut SessionState, change: InteractionChange) -> Result<(
     if let Some(disposition) = change.disposition {
         item.disposition = disposition;
     }
-    for (key, value) in change.data {
-        if value.is_empty() {
-            item.data.remove(&key);
-        } else {
-            item.data.insert(key, value);
+    if !change.data.is_empty() {
+        let data = Arc::make_mut(&mut item.data);
+        for (key, value) in change.data {
+            if value.is_empty() {
+                data.remove(&key);
+            } else {
+                data.insert(key, value);
+            }
         }
     }
     Ok(())

@@ -2,6 +2,7 @@
 //! state, and how two view states differ as `state.updated` events.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::capability::{CapSet, Capability, TargetKind};
@@ -182,11 +183,12 @@ pub struct TargetContext {
     /// The interaction is an outbound preview reservation.
     pub preview: bool,
     /// The other party of an interaction, as the platform names it.
-    pub caller: Option<String>,
+    pub caller: Option<Arc<str>>,
     /// The queue an interaction was routed through.
-    pub queue: Option<String>,
-    /// The attached data of an interaction, as of the event: `data.<key>` entries.
-    pub data: Vec<(String, String)>,
+    pub queue: Option<Arc<str>>,
+    /// The attached data of an interaction, as of the event (shared with the state):
+    /// `data.<key>` entries.
+    pub data: Option<Arc<BTreeMap<String, String>>>,
 }
 
 impl TargetContext {
@@ -196,6 +198,7 @@ impl TargetContext {
         let data = self
             .data
             .iter()
+            .flat_map(|data| data.iter())
             .map(|(key, value)| (Cow::Owned(format!("data.{key}")), value.as_str()));
         self.labels()
             .map(|(key, value)| (Cow::Borrowed(key), value))
@@ -269,7 +272,7 @@ impl TargetContext {
                 preview: false,
                 caller: None,
                 queue: None,
-                data: Vec::new(),
+                data: None,
             }),
             Target::Interaction { interaction, .. } => {
                 state.interaction(interaction).map_or(gone, |i| {
@@ -290,7 +293,7 @@ impl TargetContext {
                         preview: i.preview,
                         caller: (!i.caller.is_empty()).then(|| i.caller.clone()),
                         queue: (!i.queue.is_empty()).then(|| i.queue.clone()),
-                        data: i.data.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                        data: (!i.data.is_empty()).then(|| Arc::clone(&i.data)),
                         ..TargetContext::default()
                     }
                 })

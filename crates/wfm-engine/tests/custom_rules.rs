@@ -43,7 +43,7 @@ fn rule(name: &str, capability: Capability, condition: impl Condition + 'static)
 
 fn vip_call(tier: &str) -> Interaction {
     let mut c = call("c1", "voice", InteractionState::Connected);
-    c.data.insert("tier".into(), tier.into());
+    std::sync::Arc::make_mut(&mut c.data).insert("tier".into(), tier.into());
     c
 }
 

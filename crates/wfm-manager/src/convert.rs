@@ -271,9 +271,9 @@ pub(crate) fn interaction(wire: pb::Interaction) -> Result<wfm_engine::Interacti
     item.recording = recording(decode("interaction.recording", wire.recording)?);
     item.muted = wire.muted;
     item.disposition = wire.disposition;
-    item.caller = wire.caller;
-    item.queue = wire.queue;
-    item.data = wire.data.into_iter().collect();
+    item.caller = wire.caller.into();
+    item.queue = wire.queue.into();
+    item.data = std::sync::Arc::new(wire.data.into_iter().collect());
     Ok(item)
 }
 
@@ -475,9 +475,9 @@ pub fn state_to_wire(state: &SessionState) -> pb::Snapshot {
                 recording: recording_to_wire(i.recording).into(),
                 muted: i.muted,
                 disposition: i.disposition.clone(),
-                caller: i.caller.clone(),
-                queue: i.queue.clone(),
-                data: i.data.clone().into_iter().collect(),
+                caller: i.caller.to_string(),
+                queue: i.queue.to_string(),
+                data: i.data.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
                 consult_intent: consult_intent_to_wire(i.consult_intent).into(),
                 participants: i.participants.iter().map(participant_to_wire).collect(),
                 supervision: supervision_to_wire(i.supervision).into(),

@@ -742,7 +742,7 @@ mod tests {
 
     fn holds(source: &str) -> bool {
         let mut c = call("c1", "voice", InteractionState::Connected);
-        c.data.insert("tier".into(), "vip".into());
+        std::sync::Arc::make_mut(&mut c.data).insert("tier".into(), "vip".into());
         c.parties = 3;
         let mut v = voice("voice", AgentState::NotReady);
         v.reason = "training".into();

@@ -72,7 +72,7 @@ fn profiles_extend_each_other_and_are_chosen_by_name_group_or_default() {
 fn a_compiled_rule_narrows_the_view_state() {
     let set = ProfileSet::parse("site.toml", SITE).unwrap();
     let mut vip_call = call("c1", "voice", InteractionState::Connected);
-    vip_call.data.insert("tier".into(), "vip".into());
+    std::sync::Arc::make_mut(&mut vip_call.data).insert("tier".into(), "vip".into());
     let s = session_with(
         (**set.get("vip").unwrap()).clone(),
         state(vec![voice("voice", AgentState::Busy)], vec![vip_call]),

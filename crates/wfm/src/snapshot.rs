@@ -217,7 +217,7 @@ pub(crate) fn parse(origin: &str, text: &str) -> anyhow::Result<(Id, SessionStat
                 })
                 .collect::<anyhow::Result<_>>()?;
             item.disposition = i.disposition;
-            item.data = i.data;
+            item.data = i.data.into();
             Ok(item)
         })
         .collect::<anyhow::Result<_>>()?;

@@ -487,7 +487,7 @@ fn an_ended_interaction_gets_one_final_all_disabled_event_and_is_dropped() {
             preview: false,
             caller: None,
             queue: None,
-            data: Vec::new(),
+            data: None,
         }
     );
 
@@ -714,7 +714,7 @@ fn events_list_only_changed_targets_each_with_its_entire_list() {
             preview: false,
             caller: None,
             queue: None,
-            data: Vec::new(),
+            data: None,
         }
     );
 }
