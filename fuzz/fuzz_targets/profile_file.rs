@@ -17,8 +17,7 @@ use wfm_profiles::cel::{self, Scope};
 /// not-ready reason, a disposition.
 fn state() -> SessionState {
     let mut state = testkit::two_channel_state();
-    state.interactions[0]
-        .data
+    std::sync::Arc::make_mut(&mut state.interactions[0].data)
         .insert("tier".to_string(), "vip".to_string());
     state.interactions[2].disposition = "sold".to_string();
     state.channels[1].reason = "training".to_string();
