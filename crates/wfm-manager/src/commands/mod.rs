@@ -122,7 +122,7 @@ pub(crate) fn outcome(request_id: u64, result: CommandResult) -> pb::CommandOutc
     }
 }
 
-/// Checks the arguments' limits.
+/// Checks the limits of a command's arguments (and of an accepted command's result data).
 pub(crate) fn check_arguments(arguments: &HashMap<String, String>) -> Result<(), CommandFailure> {
     if arguments.len() > MAX_ARGUMENTS {
         return Err(CommandFailure::InvalidArguments(format!(
@@ -148,6 +148,12 @@ pub(crate) fn check_arguments(arguments: &HashMap<String, String>) -> Result<(),
 /// A processor's answer as the result of its command.
 pub(crate) fn result_of(answer: pb::CommandResult) -> CommandResult {
     if answer.accepted {
+        // The processor controls the data, and it reaches a browser: past the limits a
+        // command's arguments have, the command still counts as carried out, without it.
+        if let Err(error) = check_arguments(&answer.data) {
+            tracing::warn!(%error, command_id = answer.command_id, "result data over the limits dropped");
+            return Ok(HashMap::new());
+        }
         return Ok(answer.data);
     }
     let mut reason = answer.reason;
@@ -222,6 +228,24 @@ mod tests {
             panic!("a refusal is a rejection");
         };
         assert!(reason.contains("without a reason"));
+    }
+
+    #[test]
+    fn accepted_data_over_the_limits_is_dropped_and_the_command_still_accepted() {
+        let answer = |data: HashMap<String, String>| pb::CommandResult {
+            command_id: 1,
+            accepted: true,
+            reason: String::new(),
+            data,
+        };
+        let fine = HashMap::from([("platformId".to_string(), "op-7".to_string())]);
+        assert_eq!(result_of(answer(fine.clone())).unwrap(), fine);
+        let huge = HashMap::from([("blob".to_string(), "x".repeat(MAX_ARGUMENT_VALUE + 1))]);
+        assert!(result_of(answer(huge)).unwrap().is_empty());
+        let many: HashMap<String, String> = (0..=MAX_ARGUMENTS)
+            .map(|i| (format!("k{i}"), String::new()))
+            .collect();
+        assert!(result_of(answer(many)).unwrap().is_empty());
     }
 
     #[test]
