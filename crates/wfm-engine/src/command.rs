@@ -38,9 +38,9 @@ impl Session {
             .targets()
             .iter()
             .find(|view| renders_as(&view.target, id, target))
-            .ok_or_else(|| CommandRefusal::UnknownTarget(target.to_string()))?;
+            .ok_or_else(|| CommandRefusal::UnknownTarget(quoted(target)))?;
         let capability = Capability::from_name(capability)
-            .ok_or_else(|| CommandRefusal::UnknownCapability(capability.to_string()))?;
+            .ok_or_else(|| CommandRefusal::UnknownCapability(quoted(capability)))?;
         if view.enabled.contains(capability) {
             return Ok(capability);
         }
@@ -49,6 +49,14 @@ impl Session {
             view: Box::new(self.event_of(view)),
         })
     }
+}
+
+/// Longest part of a client's text that a refusal quotes: the client chose its length.
+const MAX_QUOTED: usize = 256;
+
+/// `text` as a refusal quotes it, cut to [`MAX_QUOTED`] characters.
+fn quoted(text: &str) -> String {
+    text.chars().take(MAX_QUOTED).collect()
 }
 
 /// Whether `target` rendered for session `session` is `name`, without rendering it.

@@ -498,21 +498,28 @@ impl<'a> Session<'a> {
             Err(malformed) => {
                 protocol::core_error(malformed.request_id.as_deref(), &malformed.error)
             }
-            Ok(envelope) => match (&envelope.request, envelope.resource.clone()) {
-                (Err(error), _) => envelope.refusal(error),
-                (Ok(Request::Command { .. }), Some(address)) => {
-                    let Ok(Request::Command {
+            Ok(protocol::Envelope {
+                request_id,
+                name,
+                resource,
+                request,
+            }) => match (request, resource) {
+                (Err(error), resource) => {
+                    protocol::refusal(&request_id, &name, resource.as_ref(), &error)
+                }
+                (
+                    Ok(Request::Command {
                         capability,
                         target,
                         arguments,
-                    }) = envelope.request
-                    else {
-                        return;
-                    };
+                    }),
+                    Some(address),
+                ) => {
+                    // The echo is the name as cut for echoes: it must not grow with the frame.
                     let reply = CommandReply {
-                        request_id: envelope.request_id,
+                        request_id,
                         address,
-                        request: capability.clone(),
+                        request: name,
                     };
                     let order = CommandOrder {
                         capability,
@@ -521,24 +528,18 @@ impl<'a> Session<'a> {
                     };
                     match self.command(reply.clone(), order) {
                         Ok(()) => return,
-                        Err(error) => protocol::resource_error(
+                        Err(error) => protocol::refusal(
                             &reply.request_id,
-                            &reply.address,
                             &reply.request,
+                            Some(&reply.address),
                             &error,
-                            None,
                         ),
                     }
                 }
-                (Ok(_), _) => {
-                    let Ok(request) = envelope.request else {
-                        return;
-                    };
-                    match self.handle(&envelope.request_id, request, now) {
-                        Some(reply) => reply,
-                        None => return,
-                    }
-                }
+                (Ok(request), _) => match self.handle(&request_id, request, now) {
+                    Some(reply) => reply,
+                    None => return,
+                },
             },
         };
         self.conn.update(|s| s.push_control(reply));

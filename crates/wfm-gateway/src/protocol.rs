@@ -84,10 +84,21 @@ pub(crate) struct Envelope {
 impl Envelope {
     /// The reply refusing this request with `error`, in its kind's shape.
     pub(crate) fn refusal(&self, error: &GatewayError) -> String {
-        match &self.resource {
-            None => failure(&self.request_id, &self.name, error),
-            Some(address) => resource_error(&self.request_id, address, &self.name, error, None),
-        }
+        refusal(&self.request_id, &self.name, self.resource.as_ref(), error)
+    }
+}
+
+/// The reply refusing request `request_id` named `name` with `error`: a `resourceError`
+/// for a `resourceRequest` (one with an address), else a failed `coreResponse`.
+pub(crate) fn refusal(
+    request_id: &str,
+    name: &str,
+    resource: Option<&ResourceAddress>,
+    error: &GatewayError,
+) -> String {
+    match resource {
+        None => failure(request_id, name, error),
+        Some(address) => resource_error(request_id, address, name, error, None),
     }
 }
 

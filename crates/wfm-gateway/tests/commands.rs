@@ -308,6 +308,37 @@ async fn bad_commands_get_their_own_codes_and_the_binding_keeps_working() {
 }
 
 #[tokio::test]
+async fn a_refusal_quotes_a_long_name_or_target_cut_and_never_grows_with_the_frame() {
+    let (_manager, _gateway, _client, mut ws) = stack(Duration::from_secs(5)).await;
+    let long = "x".repeat(8000);
+    let reply = answer(&mut ws, command("1", "s1", &long, "s1.voice.c1", json!({}))).await;
+    assert_eq!(code(&reply), "unknownCapability");
+    assert_eq!(reply["request"].as_str().unwrap().len(), 64);
+    assert!(
+        reply.to_string().len() < 1024,
+        "{} bytes",
+        reply.to_string().len()
+    );
+    let reply = answer(
+        &mut ws,
+        command(
+            "2",
+            "s1",
+            "interaction.hold",
+            &format!("s1.{long}"),
+            json!({}),
+        ),
+    )
+    .await;
+    assert_eq!(code(&reply), "unknownTarget");
+    assert!(
+        reply.to_string().len() < 1024,
+        "{} bytes",
+        reply.to_string().len()
+    );
+}
+
+#[tokio::test]
 async fn a_command_before_binding_is_not_bound() {
     let (_manager, gateway, _client, _ws) = stack(Duration::from_secs(5)).await;
     let mut other = gateway.ws().await;
