@@ -15,7 +15,6 @@ use tokio::time::Instant;
 use wfm_proto::v1 as pb;
 
 use crate::cti::CtiState;
-use crate::platform::{self, Order};
 use crate::processor::Incoming;
 use crate::resilient::{Manager, Session};
 use crate::scenario::Scenario;
@@ -26,6 +25,9 @@ pub const PROCESSOR_ID: &str = "wfm-demo";
 pub const DRIVEN_FOR: Duration = Duration::from_secs(60);
 /// Pause between two scenarios of an agent.
 const BETWEEN_SCENARIOS: Duration = Duration::from_secs(2);
+/// Updates the platform may still have to report for one agent; past it, commands are
+/// refused until it catches up.
+const MAX_QUEUED_EFFECTS: usize = 64;
 /// How long the ACD lets a Ready, idle agent wait before it offers a call.
 const ROUTING_DELAY: Duration = Duration::from_secs(3);
 
@@ -272,26 +274,16 @@ impl Agent<'_> {
         }
         self.driven_until = Some(now + DRIVEN_FOR);
         self.offer_at = None;
-        let command = &incoming.command;
-        let Some(order) = Order::parse(
-            self.session.session_id(),
-            &command.target,
-            &command.capability,
-            &command.arguments,
-        ) else {
-            let reason = format!("{} is not a target of this session", command.target);
-            return incoming.answer(Err(reason));
-        };
-        match platform::plan(&self.projected(), &order) {
-            Ok(effects) => {
-                let mut at = self.effects.back().map_or(now, |(at, _)| (*at).max(now));
-                for effect in effects {
-                    at += effect.after;
-                    self.effects.push_back((at, effect.update));
-                }
-                incoming.answer(Ok(HashMap::new()));
-            }
-            Err(refusal) => incoming.answer(Err(refusal.0)),
+        if self.effects.len() >= MAX_QUEUED_EFFECTS {
+            return incoming.answer(Err(
+                "the platform is still carrying out earlier commands".into()
+            ));
+        }
+        let effects = incoming.carry_out(self.session.session_id(), &self.projected());
+        let mut at = self.effects.back().map_or(now, |(at, _)| (*at).max(now));
+        for effect in effects {
+            at += effect.after;
+            self.effects.push_back((at, effect.update));
         }
     }
 

@@ -14,6 +14,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use wfm_proto::v1 as pb;
 
+use crate::cti::CtiState;
+use crate::platform::{self, Effect, Order};
 use crate::resilient::Manager;
 
 /// Commands waiting for their session's task; beyond it the processor refuses at once.
@@ -47,6 +49,32 @@ impl Incoming {
         let _ = self
             .reply
             .try_send(message(pb::processor_message::Kind::Result(result)));
+    }
+}
+
+impl Incoming {
+    /// Carries the command out on the simulated platform, against `state` (session
+    /// `session_id`'s), and answers it; the updates it causes, none when it is refused.
+    pub fn carry_out(self, session_id: &str, state: &CtiState) -> Vec<Effect> {
+        let command = &self.command;
+        let planned = Order::parse(
+            session_id,
+            &command.target,
+            &command.capability,
+            &command.arguments,
+        )
+        .ok_or_else(|| format!("{} is not a target of this session", command.target))
+        .and_then(|order| platform::plan(state, &order).map_err(|refusal| refusal.0));
+        match planned {
+            Ok(effects) => {
+                self.answer(Ok(HashMap::new()));
+                effects
+            }
+            Err(reason) => {
+                self.answer(Err(reason));
+                Vec::new()
+            }
+        }
     }
 }
 

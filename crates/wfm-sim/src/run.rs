@@ -244,7 +244,7 @@ impl Player {
                     tokio::select! {
                         answer = &mut execute => break answer,
                         Some(incoming) = incoming => {
-                            effects = carry_out(self.session.state(), &session_id, incoming);
+                            effects = incoming.carry_out(&session_id, self.session.state());
                         }
                     }
                 };
@@ -278,29 +278,6 @@ impl Player {
                 .map_err(|status| manager_error(&scenario.origin, line, "ApplyUpdate", &status))?;
         }
         Ok(pushed)
-    }
-}
-
-/// Plans `incoming` on `state` and answers it; the effects to report once it is accepted.
-fn carry_out(state: &crate::cti::CtiState, session_id: &str, incoming: Incoming) -> Vec<Effect> {
-    let command = &incoming.command;
-    let planned = Order::parse(
-        session_id,
-        &command.target,
-        &command.capability,
-        &command.arguments,
-    )
-    .ok_or_else(|| format!("{} is not a target of this session", command.target))
-    .and_then(|order| platform::plan(state, &order).map_err(|refusal| refusal.0));
-    match planned {
-        Ok(effects) => {
-            incoming.answer(Ok(HashMap::new()));
-            effects
-        }
-        Err(reason) => {
-            incoming.answer(Err(reason));
-            Vec::new()
-        }
     }
 }
 
