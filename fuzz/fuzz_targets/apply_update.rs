@@ -14,7 +14,7 @@ use std::sync::{Arc, LazyLock};
 
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
-use wfm_engine::{Applied, CtiUpdate, Profile, Session, testkit};
+use wfm_engine::{Applied, CtiUpdate, Persisted, Profile, Session, testkit};
 use wfm_proto::v1::ApplyUpdateRequest;
 
 /// Enough steps to build up and tear down interactions; longer inputs add little.
@@ -79,8 +79,11 @@ fuzz_target!(|data: &[u8]| {
                     session.id().clone(),
                     PROFILE.clone(),
                     state,
-                    session.last_sequence(),
-                    session.view_version(),
+                    Persisted {
+                        last_sequence: session.last_sequence(),
+                        view_version: session.view_version(),
+                        ..Persisted::default()
+                    },
                 )
                 .unwrap_or_else(|e| panic!("kept state refused by restore: {e}"));
                 assert_eq!(observe(&restored), observe(&session));

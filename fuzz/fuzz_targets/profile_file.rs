@@ -80,9 +80,9 @@ fn verdicts(condition: &cel::CelCondition, scope: Scope, state: &SessionState) -
         .map(|item| {
             let channel = state.channel(&item.channel);
             let facts = Facts {
-                state,
                 channel: channel.filter(|_| scope >= Scope::Channel),
                 interaction: Some(item).filter(|_| scope >= Scope::Interaction),
+                ..Facts::of(state)
             };
             condition.holds(&facts)
         })

@@ -10,6 +10,28 @@ use std::sync::Arc;
 use crate::capability::{CapSet, Capability};
 use crate::model::{Channel, Interaction, SessionState};
 
+/// What a session knows besides its CTI state: whose it is, and what time it is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Circumstances<'a> {
+    /// The agent's group, `""` when the Interaction Processor named none.
+    pub agent_group: &'a str,
+    /// The caller's time, in its milliseconds.
+    pub now_ms: u64,
+    /// When each channel (by position) entered its agent state; `None` when not known.
+    pub since_ms: &'a [Option<u64>],
+}
+
+impl Circumstances<'_> {
+    /// Whole seconds the channel at `index` has spent in its agent state (0 when undated).
+    pub(crate) fn state_secs(&self, index: usize) -> u64 {
+        self.since_ms
+            .get(index)
+            .copied()
+            .flatten()
+            .map_or(0, |since| self.now_ms.saturating_sub(since) / 1000)
+    }
+}
+
 /// What a condition may look at: the session, and the channel and interaction of the target.
 #[derive(Debug, Clone, Copy)]
 pub struct Facts<'a> {
@@ -19,12 +41,36 @@ pub struct Facts<'a> {
     pub channel: Option<&'a Channel>,
     /// The target interaction.
     pub interaction: Option<&'a Interaction>,
+    /// The agent's group, `""` when none.
+    pub agent_group: &'a str,
+    /// Whole seconds the target's channel has been in its agent state; 0 for the session.
+    pub state_secs: u64,
+}
+
+impl<'a> Facts<'a> {
+    /// The facts of the session target of `state`, with no group and no time.
+    pub fn of(state: &'a SessionState) -> Self {
+        Facts {
+            state,
+            channel: None,
+            interaction: None,
+            agent_group: "",
+            state_secs: 0,
+        }
+    }
 }
 
 /// A compiled condition; when it holds, its rule disables its capability.
 pub trait Condition: Send + Sync + fmt::Debug {
     /// Whether the condition holds for `facts`.
     fn holds(&self, facts: &Facts<'_>) -> bool;
+
+    /// The times in state, in whole seconds, at which the answer may change with nothing
+    /// but the clock moving; the engine wakes the session at each. Empty for a condition
+    /// that does not read the time.
+    fn time_marks(&self) -> Vec<u64> {
+        Vec::new()
+    }
 }
 
 /// One custom rule of a profile.
@@ -57,13 +103,31 @@ impl Eq for CustomRule {}
 pub(crate) struct CustomRules {
     rules: Vec<CustomRule>,
     touched: CapSet,
+    /// Every rule's time marks in milliseconds, ascending and distinct.
+    marks_ms: Vec<u64>,
 }
 
 impl CustomRules {
     /// Rules in the order they are evaluated.
     pub(crate) fn new(rules: Vec<CustomRule>) -> Self {
         let touched = rules.iter().map(|r| r.capability).collect();
-        Self { rules, touched }
+        let mut marks_ms: Vec<u64> = rules
+            .iter()
+            .flat_map(|r| r.condition.time_marks())
+            .map(|secs| secs.saturating_mul(1000))
+            .collect();
+        marks_ms.sort_unstable();
+        marks_ms.dedup();
+        Self {
+            rules,
+            touched,
+            marks_ms,
+        }
+    }
+
+    /// The times in state, in milliseconds, at which some rule's answer may change.
+    pub(crate) fn marks_ms(&self) -> &[u64] {
+        &self.marks_ms
     }
 
     /// All rules.

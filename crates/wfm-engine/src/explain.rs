@@ -2,7 +2,7 @@
 //! "why is Transfer grey?".
 
 use crate::capability::{Capability, TargetKind};
-use crate::custom::CustomRule;
+use crate::custom::{Circumstances, CustomRule};
 use crate::model::SessionState;
 use crate::profile::{Options, Profile, Switch};
 use crate::rules;
@@ -106,7 +106,7 @@ fn relaxations(options: &Options) -> Vec<(&'static str, Options)> {
 pub fn explain(state: &SessionState, profile: &Profile) -> Vec<TargetExplanation> {
     let options = profile.options();
     let relaxed = relaxations(options);
-    rules::subjects(state)
+    rules::subjects(state, Circumstances::default())
         .map(|subject| {
             let allowed = rules::evaluate(&subject, options);
             let capabilities = subject

@@ -44,6 +44,27 @@ impl Id {
     }
 }
 
+/// Validates `value` as a free-text label of a `what` (an agent group, say): up to
+/// [`MAX_ID_LEN`] bytes with no control characters. Unlike an [`Id`] it may be empty and
+/// may hold dots and spaces, since it never becomes a target segment.
+pub fn label(what: &'static str, value: &str) -> Result<Arc<str>, UpdateError> {
+    let problem = if value.len() > MAX_ID_LEN {
+        Some("is longer than 128 bytes")
+    } else if value.chars().any(char::is_control) {
+        Some("contains control characters")
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(UpdateError::InvalidId {
+            what,
+            value: value.chars().take(MAX_ID_LEN).collect(),
+            problem,
+        }),
+        None => Ok(Arc::from(value)),
+    }
+}
+
 impl std::borrow::Borrow<str> for Id {
     fn borrow(&self) -> &str {
         &self.0

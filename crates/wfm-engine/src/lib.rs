@@ -36,7 +36,7 @@ pub mod view;
 
 pub use capability::{CapSet, Capability, TargetKind};
 pub use command::CommandRefusal;
-pub use custom::{Condition, CustomRule, Facts};
+pub use custom::{Circumstances, Condition, CustomRule, Facts};
 pub use error::UpdateError;
 pub use explain::{CapabilityVerdict, TargetExplanation, Verdict, explain};
 pub use id::Id;
@@ -45,6 +45,6 @@ pub use model::{
     Participant, ParticipantRole, Pending, Recording, SessionState, Supervision,
 };
 pub use profile::{Options, Profile, ReasonCodes, Switch};
-pub use session::{Applied, Session};
+pub use session::{Applied, Persisted, Session};
 pub use update::{ChannelUpdate, CtiUpdate, InteractionChange};
 pub use view::{StateEvent, Target, TargetContext, TargetView, ViewState};

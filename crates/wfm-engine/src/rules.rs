@@ -2,7 +2,7 @@
 //! allows for each target, before feature switches are applied.
 
 use crate::capability::{CapSet, Capability, Capability::*, TargetKind};
-use crate::custom::Facts;
+use crate::custom::{Circumstances, Facts};
 use crate::id::Id;
 use crate::model::{
     AgentState, Channel, ConsultIntent, Interaction, InteractionState, Media, ParticipantRole,
@@ -102,29 +102,34 @@ pub(crate) struct Subject<'a> {
 
 /// Every target of `state` in tree order: the session, then each channel followed by its
 /// interactions. A channel's interactions are tallied once, for it and all its interactions.
-pub(crate) fn subjects(state: &SessionState) -> impl Iterator<Item = Subject<'_>> {
+pub(crate) fn subjects<'a>(
+    state: &'a SessionState,
+    around: Circumstances<'a>,
+) -> impl Iterator<Item = Subject<'a>> {
+    let session_facts = Facts {
+        agent_group: around.agent_group,
+        ..Facts::of(state)
+    };
     let session = Subject {
         target: Target::Session,
         kind: TargetKind::Session,
         media: None,
-        facts: Facts {
-            state,
-            channel: None,
-            interaction: None,
-        },
+        facts: session_facts,
         tally: ChannelTally::default(),
     };
-    std::iter::once(session).chain(state.channels.iter().flat_map(move |channel| {
+    let channels = state.channels.iter().enumerate();
+    std::iter::once(session).chain(channels.flat_map(move |(index, channel)| {
         let tally = ChannelTally::of(channel, &state.interactions);
+        let facts = Facts {
+            channel: Some(channel),
+            state_secs: around.state_secs(index),
+            ..session_facts
+        };
         let own = Subject {
             target: Target::Channel(channel.id.clone()),
             kind: TargetKind::channel(channel.media),
             media: Some(channel.media),
-            facts: Facts {
-                state,
-                channel: Some(channel),
-                interaction: None,
-            },
+            facts,
             tally,
         };
         let items = state
@@ -139,9 +144,8 @@ pub(crate) fn subjects(state: &SessionState) -> impl Iterator<Item = Subject<'_>
             kind: TargetKind::interaction(channel.media),
             media: Some(channel.media),
             facts: Facts {
-                state,
-                channel: Some(channel),
                 interaction: Some(item),
+                ..facts
             },
             tally,
         }))

@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
+use crate::custom::Circumstances;
 use crate::error::UpdateError;
-use crate::id::Id;
+use crate::id::{self, Id};
 use crate::model::{AgentState, Pending, SessionState};
 use crate::profile::Profile;
 use crate::update::{self, CtiUpdate};
@@ -33,6 +34,24 @@ pub struct Session {
     /// until the session first sees the clock, since a state reported at creation began at
     /// a time nobody told it.
     since_ms: Vec<Option<u64>>,
+    /// The agent's group, `""` when none: custom rules may read it.
+    agent_group: Arc<str>,
+}
+
+/// What a persisted session carries besides its CTI state and profile.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Persisted<'a> {
+    /// The last sequence it applied.
+    pub last_sequence: u64,
+    /// Its view version after it.
+    pub view_version: u64,
+    /// The agent's group, `""` when none.
+    pub agent_group: &'a str,
+    /// When each channel entered its agent state, in the caller's milliseconds; 0 when
+    /// not known. Missing entries count as 0.
+    pub state_since_ms: &'a [u64],
+    /// The caller's time now.
+    pub now_ms: u64,
 }
 
 impl Session {
@@ -49,23 +68,54 @@ impl Session {
             last_sequence: 0,
             view_version: 1,
             now_ms: 0,
+            agent_group: Arc::from(""),
         })
     }
 
+    /// The session for an agent of `group` (`""` for none), which custom rules may read.
+    pub fn with_agent_group(mut self, group: &str) -> Result<Self, UpdateError> {
+        self.agent_group = id::label("agent group", group)?;
+        self.view = ViewState::compute_in(&self.state, &self.profile, self.circumstances());
+        Ok(self)
+    }
+
     /// Restores a session persisted elsewhere (cluster mode): its state as of
-    /// `last_sequence`, with its view recomputed and its view version carried on, so that
-    /// the next update it accepts is `last_sequence + 1`.
+    /// `persisted.last_sequence`, its group and the dates of its agent states, with its view
+    /// recomputed at `persisted.now_ms` and its view version carried on, so that the next
+    /// update it accepts is `last_sequence + 1` and its timers run on where they were.
     pub fn restore(
         id: Id,
         profile: Arc<Profile>,
         state: SessionState,
-        last_sequence: u64,
-        view_version: u64,
+        persisted: Persisted<'_>,
     ) -> Result<Self, UpdateError> {
         let mut session = Self::new(id, profile, state)?;
-        session.last_sequence = last_sequence;
-        session.view_version = view_version.max(1);
-        Ok(session)
+        session.last_sequence = persisted.last_sequence;
+        session.view_version = persisted.view_version.max(1);
+        session.now_ms = persisted.now_ms;
+        for (since, &at) in session.since_ms.iter_mut().zip(persisted.state_since_ms) {
+            *since = (at != 0).then_some(at);
+        }
+        session.with_agent_group(persisted.agent_group)
+    }
+
+    /// When each channel entered its agent state, in the caller's milliseconds (0 when not
+    /// known yet), in channel order: what a persisted record keeps.
+    pub fn state_since_ms(&self) -> impl Iterator<Item = u64> + '_ {
+        self.since_ms.iter().map(|since| since.unwrap_or(0))
+    }
+
+    /// The agent's group, `""` when none.
+    pub fn agent_group(&self) -> &str {
+        &self.agent_group
+    }
+
+    fn circumstances(&self) -> Circumstances<'_> {
+        Circumstances {
+            agent_group: &self.agent_group,
+            now_ms: self.now_ms,
+            since_ms: &self.since_ms,
+        }
     }
 
     /// Applies `update` carrying `sequence`.
@@ -140,11 +190,19 @@ impl Session {
         now
     }
 
-    /// When the earliest time-boxed after-call work of the session runs out, if any runs:
-    /// `acw_timeout_secs` from entering it, once more per extension the platform reports
-    /// (up to `max_wrap_up_extensions`). The caller wakes the session then and calls
-    /// [`Session::expire`].
+    /// The session's next deadline, if it has one: when the earliest time-boxed after-call
+    /// work runs out (`acw_timeout_secs` from entering it, once more per extension the
+    /// platform reports, up to `max_wrap_up_extensions`), or when a channel's time in state
+    /// reaches a mark of a custom rule, whichever comes first. The caller wakes the session
+    /// then and calls [`Session::expire`].
     pub fn next_deadline(&self) -> Option<u64> {
+        self.wrap_up_deadline()
+            .into_iter()
+            .chain(self.rule_deadline())
+            .min()
+    }
+
+    fn wrap_up_deadline(&self) -> Option<u64> {
         let options = self.profile.options();
         let timeout_ms = u64::from(options.acw_timeout_secs).saturating_mul(1000);
         if timeout_ms == 0 {
@@ -162,16 +220,42 @@ impl Session {
             .min()
     }
 
-    /// Ends every after-call work whose time box has run out by `now_ms`, as Finesse's
-    /// wrap-up timer does: to Ready when a Ready is pending (WORK_READY), else to Not Ready
-    /// with the pending reason (WORK). Returns the events; the sequence does not move, and
-    /// the Interaction Processor's next report of the channel wins as always.
+    /// The first time after now at which a channel's time in state crosses a rule's mark.
+    fn rule_deadline(&self) -> Option<u64> {
+        let marks = self.profile.custom().marks_ms();
+        self.since_ms
+            .iter()
+            .flatten()
+            .filter_map(|since| {
+                marks
+                    .iter()
+                    .map(|mark| since.saturating_add(*mark))
+                    .find(|&at| at > self.now_ms)
+            })
+            .min()
+    }
+
+    /// Applies what the clock changed by `now_ms` and returns the events. Every after-call
+    /// work whose time box has run out ends, as Finesse's wrap-up timer does: to Ready when
+    /// a Ready is pending (WORK_READY), else to Not Ready with the pending reason (WORK).
+    /// Custom rules on the time in state are evaluated again. The sequence does not move,
+    /// and the Interaction Processor's next report of the channel wins as always.
     pub fn expire(&mut self, now_ms: u64) -> Vec<StateEvent> {
         let now = self.tick(now_ms);
+        let timed_rules = !self.profile.custom().marks_ms().is_empty();
+        if self.end_wrap_ups(now) || timed_rules {
+            self.refresh()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Ends the after-call work whose time box has run out by `now`; whether any did.
+    fn end_wrap_ups(&mut self, now: u64) -> bool {
         let options = self.profile.options();
         let timeout_ms = u64::from(options.acw_timeout_secs).saturating_mul(1000);
         if timeout_ms == 0 {
-            return Vec::new();
+            return false;
         }
         let max_extensions = options.max_wrap_up_extensions;
         let mut expired = false;
@@ -196,7 +280,7 @@ impl Session {
             *since = Some(now);
             expired = true;
         }
-        if expired { self.refresh() } else { Vec::new() }
+        expired
     }
 
     /// Puts `profile` in force (a reloaded version, say) and returns the events of the
@@ -208,7 +292,7 @@ impl Session {
 
     /// Recomputes the view state and returns the events for the targets that changed.
     fn refresh(&mut self) -> Vec<StateEvent> {
-        let view = ViewState::compute(&self.state, &self.profile);
+        let view = ViewState::compute_in(&self.state, &self.profile, self.circumstances());
         let events: Vec<StateEvent> = view
             .changes_since(&self.view)
             .map(|change| {

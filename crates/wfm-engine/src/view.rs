@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::capability::{CapSet, Capability, TargetKind};
+use crate::custom::Circumstances;
 use crate::id::Id;
 use crate::limits;
 use crate::model::{Direction, InteractionState, Media, Pending, SessionState, Supervision};
@@ -68,9 +69,19 @@ impl ViewState {
     /// Computes the view state of `state` under `profile`: the built-in state rules, masked
     /// by the feature switches, then narrowed by the custom rules.
     pub fn compute(state: &SessionState, profile: &Profile) -> ViewState {
+        Self::compute_in(state, profile, Circumstances::default())
+    }
+
+    /// [`ViewState::compute`] for an agent of a group, at a time: what custom rules on the
+    /// group or the time in state read.
+    pub fn compute_in(
+        state: &SessionState,
+        profile: &Profile,
+        around: Circumstances<'_>,
+    ) -> ViewState {
         let options = profile.options();
         let mut targets = Vec::with_capacity(1 + state.channels.len() + state.interactions.len());
-        targets.extend(rules::subjects(state).map(|subject| {
+        targets.extend(rules::subjects(state, around).map(|subject| {
             let allowed =
                 rules::evaluate(&subject, options).intersect(profile.defined(subject.kind));
             TargetView {

@@ -426,21 +426,30 @@ impl Registry {
         }
     }
 
-    /// Adds a session restored from the cluster, unless it is here already; returns the
-    /// entry in force.
+    /// Adds a new session, or one restored from the cluster, unless it is here already;
+    /// returns the entry in force. An added session's clock starts and its deadline is
+    /// filed, so that a restored session's timers run on here.
     pub(crate) fn adopt(&self, entry: Entry) -> Arc<Mutex<Entry>> {
         let id = entry.session.id().clone();
-        let mut sessions = self
-            .sessions
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        match sessions.entry(id) {
-            MapEntry::Occupied(existing) => existing.get().clone(),
-            MapEntry::Vacant(vacant) => {
-                self.stats.sessions.inc();
-                vacant.insert(Arc::new(Mutex::new(entry))).clone()
+        let added = {
+            let mut sessions = self
+                .sessions
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            match sessions.entry(id) {
+                MapEntry::Occupied(existing) => return existing.get().clone(),
+                MapEntry::Vacant(vacant) => {
+                    self.stats.sessions.inc();
+                    vacant.insert(Arc::new(Mutex::new(entry))).clone()
+                }
             }
+        };
+        {
+            let mut entry = lock(&added);
+            entry.session.set_clock(self.timers.now_ms());
+            self.reschedule(&mut entry);
         }
+        added
     }
 
     /// Removes `entry` if it is still the one in force, telling its binder `reason`.
@@ -486,7 +495,7 @@ impl Registry {
             .select(who.profile, who.agent_group)
             .map_err(|unknown| ManagerError::UnknownProfile(unknown.0))?;
         Ok(Prepared {
-            session: Session::new(id, profile, state()?)?,
+            session: Session::new(id, profile, state()?)?.with_agent_group(who.agent_group)?,
             agent_id: who.agent_id.to_string(),
             incarnation: who.incarnation.unwrap_or_else(new_incarnation),
             processor_id: who.processor_id.to_string(),
@@ -511,11 +520,6 @@ impl Registry {
             Instant::now(),
         );
         let entry = self.adopt(entry);
-        {
-            let mut adopted = lock(&entry);
-            adopted.session.set_clock(self.timers.now_ms());
-            self.reschedule(&mut adopted);
-        }
         Self::reissue(&entry, &agent_id)
     }
 

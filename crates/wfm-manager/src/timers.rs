@@ -1,11 +1,12 @@
-//! One timer for every session's deadline (time-boxed after-call work). A session names its
-//! next deadline after each change; a single task sleeps until the earliest one and wakes
-//! the sessions that are due, so that 10,000 sessions with timers cost one task and one
-//! ordered set of `(deadline, session id)`, not a task each.
+//! One timer for every session's deadline (time-boxed after-call work, custom rules on the
+//! time in state). A session names its next deadline after each change; a single task
+//! sleeps until the earliest one and wakes the sessions that are due, so that 10,000
+//! sessions with timers cost one task and one ordered set of `(deadline, session id)`,
+//! not a task each.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -13,10 +14,12 @@ use wfm_engine::Id;
 
 use crate::registry::{Registry, lock};
 
-/// The deadlines of every session, in the manager's milliseconds since it started.
+/// The deadlines of every session, on the manager's clock.
 #[derive(Debug)]
 pub(crate) struct Timers {
     start: Instant,
+    /// The Unix time of `start`, in milliseconds.
+    epoch_ms: u64,
     due: Mutex<BTreeSet<(u64, Id)>>,
     wake: Notify,
 }
@@ -24,16 +27,31 @@ pub(crate) struct Timers {
 impl Timers {
     /// No deadlines, with the clock starting now.
     pub(crate) fn new() -> Self {
+        let epoch_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| {
+                u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+            });
         Self {
             start: Instant::now(),
+            epoch_ms,
             due: Mutex::new(BTreeSet::new()),
             wake: Notify::new(),
         }
     }
 
-    /// The manager's time: milliseconds since the timers started, as sessions count it.
+    /// The manager's time, as sessions count it: Unix milliseconds read once at start and
+    /// advanced by the monotonic clock. A step of the wall clock never moves it, and a
+    /// session's dates mean the same on every replica, within the skew of their clocks,
+    /// so that a persisted session's timers run on at its new owner.
     pub(crate) fn now_ms(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+        let elapsed = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.epoch_ms.saturating_add(elapsed)
+    }
+
+    /// When the manager's time reaches `at`.
+    fn instant_of(&self, at: u64) -> Instant {
+        self.start + Duration::from_millis(at.saturating_sub(self.epoch_ms))
     }
 
     /// Moves `session`'s deadline from `old` to `new`, waking the task when it comes first.
@@ -60,7 +78,8 @@ impl Timers {
         lock(&self.due).len()
     }
 
-    fn earliest(&self) -> Option<u64> {
+    /// The earliest deadline filed.
+    pub(crate) fn earliest(&self) -> Option<u64> {
         lock(&self.due).first().map(|(at, _)| *at)
     }
 
@@ -85,9 +104,9 @@ pub(crate) async fn run(registry: Arc<Registry>, shutdown: CancellationToken) {
     let timers = registry.timers();
     loop {
         let sleep = match timers.earliest() {
-            Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(
-                timers.start + Duration::from_millis(at),
-            )),
+            Some(at) => {
+                tokio::time::sleep_until(tokio::time::Instant::from_std(timers.instant_of(at)))
+            }
             // Nothing to wait for: a new deadline wakes the task.
             None => tokio::time::sleep(Duration::from_secs(3600)),
         };

@@ -162,3 +162,83 @@ async fn sighup_reloads_the_profile_file() {
     assert_eq!(stats.profile_reloads(), 1);
     std::fs::remove_file(&path).ok();
 }
+
+const TIMED: &str = r#"
+default = "timed"
+[profiles.timed]
+[[profiles.timed.rules]]
+name = "trainees-stay-logged-in"
+capability = "session.logout"
+when = 'session.agent_group == "trainees"'
+[[profiles.timed.rules]]
+name = "ready-a-second-stays-ready"
+capability = "channel.notReady"
+when = 'channel.state == "ready" && channel.state_secs >= 1'
+"#;
+
+#[tokio::test]
+async fn rules_read_the_agents_group_and_the_time_in_state_and_the_clock_alone_fires_them() {
+    let path = temp_file("timed", TIMED);
+    let manager = start(&path, Duration::from_secs(3600)).await;
+    let mut client = manager.client().await;
+    let created = |session: &str, group: &str| {
+        let mut request = create_request(session, "agent-1");
+        request.channels[0].state = pb::AgentState::Ready.into();
+        request.agent_group = group.into();
+        request
+    };
+    let reference = client
+        .create_session(created("s1", "trainees"))
+        .await
+        .unwrap()
+        .into_inner()
+        .resource_reference;
+    let bind = pb::BindSessionRequest {
+        resource_reference: reference,
+        takeover: false,
+    };
+    let mut events = client.bind_session(bind).await.unwrap().into_inner();
+    let session = next_event(&mut events).await;
+    assert!(!session.contains("session.logout"), "{session}");
+    let ready = next_event(&mut events).await;
+    assert!(ready.contains("channel.notReady"), "{ready}");
+    // No update is sent: the session's own deadline recomputes it after a second in Ready.
+    let after = next_event(&mut events).await;
+    assert!(after.starts_with("s1.voice:"), "{after}");
+    assert!(!after.contains("channel.notReady"), "{after}");
+    assert_quiet(&mut events).await;
+
+    client
+        .create_session(created("s3", "seniors"))
+        .await
+        .unwrap();
+    let senior = client
+        .get_session(pb::GetSessionRequest {
+            session_id: "s3".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let logout = senior.view_state[0]
+        .capabilities
+        .iter()
+        .find(|c| c.name == "session.logout");
+    assert_eq!(
+        logout.map(|c| c.enabled),
+        Some(true),
+        "only trainees are held"
+    );
+
+    let long = "g".repeat(129);
+    let status = client
+        .create_session(created("s2", &long))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().contains("agent group"),
+        "{}",
+        status.message()
+    );
+    std::fs::remove_file(&path).ok();
+}

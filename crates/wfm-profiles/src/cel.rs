@@ -35,6 +35,12 @@ pub const VARIABLES: &[(&str, Type, Scope, &str)] = &[
         "number of tracked interactions",
     ),
     (
+        "session.agent_group",
+        Type::Str,
+        Scope::Session,
+        "the agent's group, \"\" when none",
+    ),
+    (
         "session.other_channels_logged_in",
         Type::Int,
         Scope::Channel,
@@ -76,6 +82,12 @@ pub const VARIABLES: &[(&str, Type, Scope, &str)] = &[
         Type::Str,
         Scope::Channel,
         "reason of a pending not-ready",
+    ),
+    (
+        "channel.state_secs",
+        Type::Int,
+        Scope::Channel,
+        "whole seconds in the agent state; compared with int literals only",
     ),
     (
         "channel.interactions",
@@ -216,6 +228,8 @@ pub struct CelError {
 enum Var {
     LoggedIn,
     Interactions,
+    AgentGroup,
+    StateSecs,
     OtherLoggedIn,
     OtherBusy,
     ChannelInteractions,
@@ -282,6 +296,8 @@ enum Node {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CelCondition {
     root: Node,
+    /// The seconds in state at which its answer may change (see [`Condition::time_marks`]).
+    marks: Vec<u64>,
 }
 
 /// Compiles `source` for a rule of `scope`; the result must be a bool.
@@ -303,7 +319,30 @@ pub fn compile(source: &str, scope: Scope) -> Result<CelCondition, CelError> {
             message: format!("a condition must be a bool, this is a {}", ty.name()),
         });
     }
-    Ok(CelCondition { root })
+    let mut marks = Vec::new();
+    time_marks(&root, &mut marks);
+    Ok(CelCondition { root, marks })
+}
+
+/// The seconds at which a comparison of `channel.state_secs` with a literal `t` may change
+/// its answer: `t` (for `==`, `>=`, `<`) and `t + 1` (for `>`, `<=`, `!=`).
+fn time_marks(node: &Node, marks: &mut Vec<u64>) {
+    match node {
+        Node::Compare(_, a, b) => {
+            if let (Node::Var(Var::StateSecs), Node::Int(t))
+            | (Node::Int(t), Node::Var(Var::StateSecs)) = (a.as_ref(), b.as_ref())
+                && let Ok(t) = u64::try_from(*t)
+            {
+                marks.extend([t, t.saturating_add(1)]);
+            }
+        }
+        Node::Not(a) => time_marks(a, marks),
+        Node::And(a, b) | Node::Or(a, b) => {
+            time_marks(a, marks);
+            time_marks(b, marks);
+        }
+        _ => {}
+    }
 }
 
 /// Converts the parser's 1-based (line, column) into a byte offset.
@@ -439,6 +478,8 @@ impl Compiler<'_> {
         let var = match name {
             "session.logged_in" => Var::LoggedIn,
             "session.interactions" => Var::Interactions,
+            "session.agent_group" => Var::AgentGroup,
+            "channel.state_secs" => Var::StateSecs,
             "session.other_channels_logged_in" => Var::OtherLoggedIn,
             "session.other_channels_busy" => Var::OtherBusy,
             "channel.interactions" => Var::ChannelInteractions,
@@ -528,6 +569,17 @@ impl Compiler<'_> {
                     return Err(self.error(
                         expr,
                         format!("cannot compare a {} with a {}", lt.name(), rt.name()),
+                    ));
+                }
+                let is_time = |n: &Node| n == &Node::Var(Var::StateSecs);
+                let is_literal = |n: &Node| matches!(n, Node::Int(_));
+                if (is_time(&left) && !is_literal(&right))
+                    || (is_time(&right) && !is_literal(&left))
+                {
+                    return Err(self.error(
+                        expr,
+                        "`channel.state_secs` can only be compared with an int literal, so that \
+                         the engine knows when the answer changes",
                     ));
                 }
                 let ordered = !matches!(cmp, Cmp::Eq | Cmp::Ne);
@@ -696,6 +748,10 @@ fn read<'a>(var: Var, facts: &Facts<'a>) -> Val<'a> {
         Var::Interactions => {
             Val::Int(i64::try_from(facts.state.interactions.len()).unwrap_or(i64::MAX))
         }
+        Var::AgentGroup => Val::Str(facts.agent_group),
+        Var::StateSecs => channel.map_or(Val::Null, |_| {
+            Val::Int(i64::try_from(facts.state_secs).unwrap_or(i64::MAX))
+        }),
         Var::OtherLoggedIn => others(facts, |c| c.state.is_logged_in()),
         Var::OtherBusy => others(facts, |c| c.state == AgentState::Busy),
         Var::ChannelInteractions => {
@@ -731,6 +787,10 @@ impl Condition for CelCondition {
     fn holds(&self, facts: &Facts<'_>) -> bool {
         self.truth(&self.root, facts)
     }
+
+    fn time_marks(&self) -> Vec<u64> {
+        self.marks.clone()
+    }
 }
 
 #[cfg(test)]
@@ -748,9 +808,11 @@ mod tests {
         v.reason = "training".into();
         let st = state(vec![v], vec![c]);
         let facts = Facts {
-            state: &st,
             channel: Some(&st.channels[0]),
             interaction: Some(&st.interactions[0]),
+            agent_group: "vip desk",
+            state_secs: 42,
+            ..Facts::of(&st)
         };
         compile(source, Scope::Interaction).unwrap().holds(&facts)
     }
@@ -786,6 +848,13 @@ mod tests {
                 true,
             ),
             (r#"session.other_channels_logged_in == 0"#, true),
+            (r#"session.agent_group == "vip desk""#, true),
+            (r#"session.agent_group.startsWith("sales")"#, false),
+            (
+                r#"channel.state_secs >= 42 && channel.state_secs < 43"#,
+                true,
+            ),
+            (r#"channel.state_secs > 42"#, false),
         ] {
             assert_eq!(holds(source), expected, "{source}");
         }
@@ -803,9 +872,8 @@ mod tests {
             ],
         );
         let facts = |channel: usize| Facts {
-            state: &st,
             channel: Some(&st.channels[channel]),
-            interaction: None,
+            ..Facts::of(&st)
         };
         let on = |source: &str, channel| {
             compile(source, Scope::Channel)
@@ -819,6 +887,29 @@ mod tests {
         // The chat channel sees its two chats and its capacity, and an idle voice channel.
         assert!(on("channel.interactions == 2 && channel.capacity == 3", 1));
         assert!(on("session.other_channels_busy == 0", 1));
+    }
+
+    #[test]
+    fn a_rule_on_the_time_in_state_names_when_its_answer_may_change() {
+        let marks = |source: &str| compile(source, Scope::Channel).unwrap().marks;
+        assert_eq!(marks("channel.state_secs > 300"), vec![300, 301]);
+        assert_eq!(
+            marks("!(60 <= channel.state_secs) || channel.state_secs == 5"),
+            vec![60, 61, 5, 6]
+        );
+        assert_eq!(marks("channel.state == 'ready'"), Vec::<u64>::new());
+        // A negative literal is never crossed: time in state starts at 0.
+        assert_eq!(marks("channel.state_secs > -1"), Vec::<u64>::new());
+        let err = compile("channel.state_secs > channel.capacity", Scope::Channel).unwrap_err();
+        assert!(
+            err.message.contains("only be compared with an int literal"),
+            "{err:?}"
+        );
+        let err = compile("channel.state_secs > 1", Scope::Session).unwrap_err();
+        assert!(
+            err.message.contains("not available to rules on session"),
+            "{err:?}"
+        );
     }
 
     fn chat_interaction(id: &str, st: InteractionState) -> wfm_engine::Interaction {

@@ -948,8 +948,11 @@ fn a_restored_session_continues_where_its_original_stopped() {
         original.id().clone(),
         std::sync::Arc::new(crate::profile::Profile::default()),
         original.state().clone(),
-        original.last_sequence(),
-        original.view_version(),
+        crate::session::Persisted {
+            last_sequence: original.last_sequence(),
+            view_version: original.view_version(),
+            ..Default::default()
+        },
     )
     .unwrap();
     assert_eq!(observe(&restored), observe(&original));
@@ -1083,8 +1086,11 @@ fn restored(s: &Session) -> Session {
         s.id().clone(),
         std::sync::Arc::new(s.profile().clone()),
         s.state().clone(),
-        s.last_sequence(),
-        s.view_version(),
+        crate::session::Persisted {
+            last_sequence: s.last_sequence(),
+            view_version: s.view_version(),
+            ..Default::default()
+        },
     )
     .expect("the kept state restores")
 }

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use wfm_engine::{Id, Session};
+use wfm_engine::{Id, Persisted, Session};
 use wfm_proto::cluster::v1::{Owner, SessionRecord};
 
 use crate::convert;
@@ -29,6 +29,8 @@ pub(crate) fn encode(
         binder_id: binder_id.to_string(),
         incarnation,
         processor_id: processor_id.to_string(),
+        agent_group: session.agent_group().to_string(),
+        state_since_ms: session.state_since_ms().collect(),
     }
 }
 
@@ -58,8 +60,13 @@ pub(crate) fn restore(
         id,
         registry.profile(&record.profile),
         state,
-        record.last_sequence,
-        record.view_version,
+        Persisted {
+            last_sequence: record.last_sequence,
+            view_version: record.view_version,
+            agent_group: &record.agent_group,
+            state_since_ms: &record.state_since_ms,
+            now_ms: registry.timers().now_ms(),
+        },
     )?;
     Ok(Entry::new(
         session,
@@ -70,4 +77,61 @@ pub(crate) fn restore(
         Some(Owned::new(revision, incarnation)),
         Instant::now(),
     ))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Arc;
+
+    use wfm_engine::testkit::{channel_update, state, voice};
+    use wfm_engine::{AgentState, CtiUpdate};
+    use wfm_profiles::ProfileSet;
+
+    use super::*;
+    use crate::registry::{NewSession, lock};
+    use crate::stats::ManagerStats;
+
+    fn registry() -> Registry {
+        let profiles = ProfileSet::parse(
+            "test",
+            "default = \"boxed\"\n[profiles.boxed]\noptions = { acw_timeout_secs = 30 }\n",
+        )
+        .unwrap();
+        Registry::new(profiles, Arc::new(ManagerStats::default()))
+    }
+
+    #[test]
+    fn a_taken_over_session_keeps_its_group_and_its_wrap_up_timer_runs_on() {
+        let owner = registry();
+        let who = NewSession {
+            session_id: "s1",
+            agent_id: "agent-1",
+            profile: "",
+            agent_group: "trainees",
+            incarnation: None,
+            processor_id: "",
+        };
+        owner
+            .create(&who, || {
+                Ok(state(vec![voice("voice", AgentState::Busy)], vec![]))
+            })
+            .unwrap();
+        let acw = CtiUpdate::Channel(channel_update("voice", AgentState::AfterCallWork));
+        owner.apply("s1", 1, acw, None).unwrap();
+        let entered = owner.timers().earliest().unwrap() - 30_000;
+        let record = of_entry(&lock(&owner.lookup("s1").unwrap()), Owner::default());
+        assert_eq!(record.agent_group, "trainees");
+        assert_eq!(record.state_since_ms, [entered]);
+
+        let peer = registry();
+        let restored = restore(record, &peer, 2, 7).unwrap();
+        let adopted = peer.adopt(restored);
+        assert_eq!(lock(&adopted).session.agent_group(), "trainees");
+        assert_eq!(
+            peer.timers().earliest(),
+            Some(entered + 30_000),
+            "the new owner ends the wrap-up when the old one would have"
+        );
+    }
 }
