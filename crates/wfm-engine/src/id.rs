@@ -28,14 +28,7 @@ impl Id {
         } else {
             None
         };
-        match problem {
-            Some(problem) => Err(UpdateError::InvalidId {
-                what,
-                value: value.chars().take(MAX_ID_LEN).collect(),
-                problem,
-            }),
-            None => Ok(Self(Arc::from(value))),
-        }
+        checked(what, value, problem).map(Self)
     }
 
     /// The identifier as text.
@@ -55,6 +48,15 @@ pub fn label(what: &'static str, value: &str) -> Result<Arc<str>, UpdateError> {
     } else {
         None
     };
+    checked(what, value, problem)
+}
+
+/// `value` shared, or its refusal for `problem`, quoting it cut to [`MAX_ID_LEN`] characters.
+fn checked(
+    what: &'static str,
+    value: &str,
+    problem: Option<&'static str>,
+) -> Result<Arc<str>, UpdateError> {
     match problem {
         Some(problem) => Err(UpdateError::InvalidId {
             what,
