@@ -345,12 +345,18 @@ fn time_marks(node: &Node, marks: &mut Vec<u64>) {
     }
 }
 
-/// Converts the parser's 1-based (line, column) into a byte offset.
+/// Converts the parser's 1-based (line, column) into a byte offset; the parser counts a
+/// column in characters, so a line with accents or symbols before the error is walked.
 fn offset_of(source: &str, (line, column): (isize, isize)) -> usize {
     let line = usize::try_from(line.max(1) - 1).unwrap_or(0);
     let column = usize::try_from(column.max(1) - 1).unwrap_or(0);
     let start: usize = source.split_inclusive('\n').take(line).map(str::len).sum();
-    (start + column).min(source.len())
+    let rest = &source[start..];
+    start
+        + rest
+            .char_indices()
+            .nth(column)
+            .map_or(rest.len(), |(at, _)| at)
 }
 
 struct Compiler<'a> {
@@ -924,6 +930,11 @@ mod tests {
             e.message.contains("mismatched input") || e.message.contains("Syntax"),
             "{e:?}"
         );
+        // The parser counts columns in characters; the offset is in bytes, at the `&`.
+        let e = err("\"é\" == \"✓\" & x\n\"é\" & x", Scope::Session);
+        assert_eq!(e.offset, "\"é\" == \"✓\" ".len());
+        let e = err("true\n&& \"é\" & x", Scope::Session);
+        assert_eq!(e.offset, "true\n&& \"é\" ".len());
         let e = err("agent.skill == \"x\"", Scope::Interaction);
         assert_eq!(e.offset, 0);
         assert!(
