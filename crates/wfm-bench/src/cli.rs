@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::cluster::{self, ClusterPart, ClusterPlan};
 use crate::suite::{self, Plan};
-use crate::{commands, nats, plot, proc, report, roles};
+use crate::{commands, nats, plot, proc, report, roles, timers};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
@@ -108,6 +108,29 @@ enum Command {
         #[arg(long, default_value = "cargo run --release -p wfm -- bench all")]
         suite_command: String,
     },
+    /// Measure what sessions with a pending deadline (time-boxed after-call work) cost the
+    /// manager in memory and CPU, against the same sessions without one.
+    Timers {
+        /// Sessions in each manager.
+        #[arg(long, default_value_t = 10_000)]
+        sessions: usize,
+        /// The after-call work time box, seconds (the creation must fit in it).
+        #[arg(long, default_value_t = 20)]
+        acw_secs: u32,
+        /// Merge the figures into this results JSON (as `all` wrote it) and write the
+        /// report and the plot from it again.
+        #[arg(long)]
+        merge: Option<PathBuf>,
+        /// Where to write the report, with --merge.
+        #[arg(long, default_value = "BENCHMARKS.md")]
+        out: PathBuf,
+        /// Where to write the scale-curve plot, with --merge.
+        #[arg(long, default_value = "docs/bench/scale.png")]
+        plot: PathBuf,
+        /// The command to name for the suite in the report, with --merge.
+        #[arg(long, default_value = "cargo run --release -p wfm -- bench all")]
+        suite_command: String,
+    },
     /// Hold a pipeline under load and print its process ids, for a profiler to attach.
     Profile {
         /// Sessions.
@@ -122,7 +145,11 @@ enum Command {
     },
     /// Child role: a workflow manager.
     #[command(hide = true)]
-    ServeManager,
+    ServeManager {
+        /// Time-box after-call work to this many seconds (0: the default profile's none).
+        #[arg(long, default_value_t = 0)]
+        acw_timeout_secs: u32,
+    },
     /// Child role: a gateway in front of the manager at MANAGER.
     #[command(hide = true)]
     ServeGateway {
@@ -201,6 +228,29 @@ fn write(results: &suite::Results, command: &str, out: &Path, plot: &Path) -> an
     Ok(())
 }
 
+/// Merges one part's figures (`apply`) into the results JSON at `json`, and writes the
+/// report and the plot from it again.
+fn merge_into(
+    json: &Path,
+    suite_command: &str,
+    out: &Path,
+    plot: &Path,
+    apply: impl FnOnce(&mut suite::Results),
+) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(json).with_context(|| format!("cannot read {}", json.display()))?;
+    let mut results: suite::Results = serde_json::from_str(&text)?;
+    apply(&mut results);
+    std::fs::write(json, serde_json::to_string_pretty(&results)?)?;
+    write(&results, suite_command, out, plot)?;
+    eprintln!(
+        "[wfm-bench] merged the figures into {} and wrote {}",
+        json.display(),
+        out.display()
+    );
+    Ok(())
+}
+
 /// This invocation as `cargo run` takes it: the arguments after the binary.
 fn invocation() -> String {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -215,7 +265,29 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 async fn run_command(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::ServeManager => roles::serve_manager().await,
+        Command::ServeManager { acw_timeout_secs } => roles::serve_manager(acw_timeout_secs).await,
+        Command::Timers {
+            sessions,
+            acw_secs,
+            merge,
+            out,
+            plot,
+            suite_command,
+        } => {
+            proc::raise_open_files_limit();
+            let figures = timers::run(timers::TimerPlan { sessions, acw_secs }).await?;
+            print!("{}", figures.table());
+            anyhow::ensure!(
+                figures.all_expired(),
+                "not every session's after-call work ended at its deadline"
+            );
+            match merge {
+                Some(json) => merge_into(&json, &suite_command, &out, &plot, |results| {
+                    results.timers = Some(figures);
+                }),
+                None => Ok(()),
+            }
+        }
         Command::Memory { sessions } => {
             proc::raise_open_files_limit();
             suite::memory(sessions).await
@@ -250,20 +322,12 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
                 "{} commands or updates failed",
                 figures.errors
             );
-            if let Some(json) = merge {
-                let text = std::fs::read_to_string(&json)
-                    .with_context(|| format!("cannot read {}", json.display()))?;
-                let mut results: suite::Results = serde_json::from_str(&text)?;
-                results.commands = Some(figures);
-                std::fs::write(&json, serde_json::to_string_pretty(&results)?)?;
-                write(&results, &suite_command, &out, &plot)?;
-                eprintln!(
-                    "[wfm-bench] merged the command figures into {} and wrote {}",
-                    json.display(),
-                    out.display()
-                );
+            match merge {
+                Some(json) => merge_into(&json, &suite_command, &out, &plot, |results| {
+                    results.commands = Some(figures);
+                }),
+                None => Ok(()),
             }
-            Ok(())
         }
         Command::ServeGateway { manager } => roles::serve_gateway(&manager).await,
         Command::ServeClusterManager {

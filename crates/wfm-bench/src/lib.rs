@@ -16,6 +16,7 @@
 //! - [`suite`]: the plan, the order of the runs, and the figures collected.
 //! - [`raw`]: the raw tonic and raw WebSocket ceilings (servers and their drivers).
 //! - [`roles`]: the child roles the harness re-executes itself as, and callgrind targets.
+//! - [`timers`]: what sessions with a pending deadline cost the manager.
 //! - [`proc`]: child processes, RSS and CPU time.
 //! - [`micro`]: engine and encoding workloads, shared with the criterion benches.
 //! - [`stats`]: medians with spread.
@@ -37,3 +38,4 @@ pub mod report_soak;
 pub mod roles;
 pub mod stats;
 pub mod suite;
+pub mod timers;

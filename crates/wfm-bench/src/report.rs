@@ -85,6 +85,7 @@ pub fn markdown(
     memory(&mut out, results);
     scale(&mut out, results, plot);
     commands(&mut out, results);
+    timers(&mut out, results);
     crate::report_cluster::section(&mut out, &results.cluster);
     crate::report_soak::section(&mut out, soak);
     method(&mut out, results);
@@ -420,6 +421,23 @@ fn commands(out: &mut String, results: &Results) {
          run: each session sends one `interaction.sendDtmf` and receives one mute toggle per \
          period, half a period apart (`wfm bench commands`).\n\n{}",
         commands.table()
+    );
+}
+
+fn timers(out: &mut String, results: &Results) {
+    let Some(timers) = &results.timers else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "## Timers\n\n\
+         What a pending deadline costs: two manager children hold the same sessions, each a \
+         voice channel in after-call work with a Ready pending, one with after-call work \
+         time-boxed (`acw_timeout_secs`, so that every session has a deadline filed in the \
+         manager's one timer) and one without. CPU is read from `/proc` in clock ticks \
+         (10 ms), so 0.00 while waiting means under one tick in the whole window \
+         (`wfm bench timers`).\n\n{}",
+        timers.table()
     );
 }
 

@@ -42,13 +42,20 @@ async fn loopback() -> anyhow::Result<TcpListener> {
     Ok(TcpListener::bind("127.0.0.1:0").await?)
 }
 
-/// `serve-manager`: the workflow manager with its defaults.
-pub async fn serve_manager() -> anyhow::Result<()> {
+/// `serve-manager [--acw-timeout-secs N]`: the workflow manager with its defaults, its
+/// default profile's after-call work time-boxed to N seconds when N is not 0.
+pub async fn serve_manager(acw_timeout_secs: u32) -> anyhow::Result<()> {
     exit_with_parent();
     logging();
     let listener = loopback().await?;
     announce(&[listener.local_addr()?])?;
-    let config = ManagerConfig::new(SigningKey::from_bytes(KEY)?);
+    let mut config = ManagerConfig::new(SigningKey::from_bytes(KEY)?);
+    if acw_timeout_secs > 0 {
+        let text = format!(
+            "default = \"boxed\"\n[profiles.boxed]\noptions = {{ acw_timeout_secs = {acw_timeout_secs} }}\n"
+        );
+        config.profiles = wfm_profiles::ProfileSet::parse("bench-timers.toml", &text)?;
+    }
     wfm_manager::serve(listener, config, CancellationToken::new()).await?;
     Ok(())
 }

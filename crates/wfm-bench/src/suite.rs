@@ -388,6 +388,10 @@ pub struct Results {
     /// MediaBar commands beside CTI updates (absent in results older than it).
     #[serde(default)]
     pub commands: Option<crate::commands::CommandFigures>,
+    /// Sessions with a pending deadline against the same without (absent in results older
+    /// than it).
+    #[serde(default)]
+    pub timers: Option<crate::timers::TimerFigures>,
 }
 
 impl Results {
@@ -681,6 +685,11 @@ pub async fn run(plan: Plan) -> anyhow::Result<Results> {
         duration: plan.duration * if plan.quick { 3 } else { 4 },
     })
     .await?;
+    let timers = crate::timers::run(crate::timers::TimerPlan {
+        sessions: plan.main_sessions,
+        acw_secs: if plan.quick { 10 } else { 20 },
+    })
+    .await?;
     machine.load_after = load_average();
     Ok(Results {
         machine,
@@ -690,6 +699,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Results> {
         seconds: started.elapsed().as_secs_f64(),
         cluster: crate::cluster::ClusterPart::NotRun,
         commands: Some(commands),
+        timers: Some(timers),
     })
 }
 

@@ -494,8 +494,12 @@ impl Registry {
             .unwrap_or_else(PoisonError::into_inner)
             .select(who.profile, who.agent_group)
             .map_err(|unknown| ManagerError::UnknownProfile(unknown.0))?;
+        let mut session = Session::new(id, profile, state()?)?.with_agent_group(who.agent_group)?;
+        // Dated now, so that the record a cluster writes at creation carries the dates: a
+        // session taken over before its first update keeps its after-call work's deadline.
+        session.set_clock(self.timers.now_ms());
         Ok(Prepared {
-            session: Session::new(id, profile, state()?)?.with_agent_group(who.agent_group)?,
+            session,
             agent_id: who.agent_id.to_string(),
             incarnation: who.incarnation.unwrap_or_else(new_incarnation),
             processor_id: who.processor_id.to_string(),

@@ -2,7 +2,7 @@
 //! three-node cluster), `wfm gateway`s in front, an Interaction Processor that repairs gaps
 //! with snapshots, and MediaBar clients on real WebSockets. Crashes (`kill -9`), rolling
 //! restarts (SIGTERM), pauses past the lease (SIGSTOP), the loss of a NATS node, forwarding
-//! of every RPC, and the single binder across gateways.
+//! of every RPC, the single binder across gateways, and a session's timer across a crash.
 //!
 //! `WFM_CLUSTER_SESSIONS` overrides the number of sessions of the crash test (1,000).
 #![cfg(unix)]
@@ -343,6 +343,93 @@ async fn a_paused_owner_resumed_after_its_sessions_moved_applies_and_persists_no
         let distinct: std::collections::BTreeSet<&String> = seen.events.iter().collect();
         assert!(distinct.len() <= 4, "unexpected events: {:?}", seen.events);
     }
+}
+
+// A session's timer survives its owner: time-boxed after-call work ends at the new owner
+// when it would have ended at the old one, counted from when the agent entered it, not from
+// the takeover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs nats-server: set WFM_NATS_SERVER"]
+async fn a_taken_over_session_ends_its_after_call_work_on_the_old_owners_schedule() {
+    const ACW_SECS: u64 = 6;
+    let dir = log_dir("timers");
+    let profiles = dir.join("boxed.toml");
+    std::fs::write(
+        &profiles,
+        format!(
+            "default = \"boxed\"\n[profiles.boxed]\noptions = {{ acw_timeout_secs = {ACW_SECS} }}\n"
+        ),
+    )
+    .unwrap();
+    let nats = NatsServer::single().await;
+    let mut replicas: Vec<Replica> = ["r0", "r1"]
+        .iter()
+        .map(|node| Replica::new(node, &nats.url(), 1, &dir).with_profiles(profiles.clone()))
+        .collect();
+    for replica in &mut replicas {
+        replica.spawn();
+        replica
+            .ready_by(Instant::now() + Duration::from_secs(30))
+            .await;
+    }
+    let entered = Instant::now();
+    replicas[0]
+        .client()
+        .create_session(pb::CreateSessionRequest {
+            session_id: "acw-1".into(),
+            agent_id: "agent-acw-1".into(),
+            channels: vec![pb::Channel {
+                channel_id: "voice".into(),
+                media: pb::Media::Voice.into(),
+                state: pb::AgentState::AfterCallWork.into(),
+                pending: pb::PendingState::Ready.into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // Let the write-behind persist land, then crash the owner.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    replicas[0].kill();
+    let voice = |session: &pb::GetSessionResponse| {
+        session
+            .state
+            .as_ref()
+            .and_then(|s| s.channels.first())
+            .map(|c| c.state)
+    };
+    let taken = get_at(&replicas[1], "acw-1", Duration::from_secs(30)).await;
+    let taken_at = Instant::now();
+    assert_eq!(
+        voice(&taken),
+        Some(pb::AgentState::AfterCallWork.into()),
+        "taken over {:?} after entering after-call work, before its {ACW_SECS} s box ran out",
+        taken_at - entered
+    );
+    eventually(
+        Duration::from_secs(ACW_SECS + 5),
+        "the new owner ending the after-call work",
+        || async {
+            let session = get_at(&replicas[1], "acw-1", Duration::from_secs(5)).await;
+            voice(&session) == Some(pb::AgentState::Ready.into())
+        },
+    )
+    .await;
+    let ended = entered.elapsed();
+    println!(
+        "taken over after {:?}, after-call work ended after {ended:?}",
+        taken_at - entered
+    );
+    assert!(
+        ended >= Duration::from_secs(ACW_SECS) - Duration::from_millis(200),
+        "ended early: {ended:?}"
+    );
+    // Counted from the takeover it would end a box after it: a second of margin.
+    assert!(
+        ended + Duration::from_secs(1) < (taken_at - entered) + Duration::from_secs(ACW_SECS),
+        "the box was counted from the takeover: ended {ended:?} after entering it"
+    );
 }
 
 // Kill a NATS node under load. When the stream leader of `wfm_nodes` was on it, every

@@ -69,6 +69,7 @@ pub struct Replica {
     nats_url: String,
     nats_replicas: usize,
     log: PathBuf,
+    profiles: Option<PathBuf>,
     child: Option<Reaper>,
 }
 
@@ -82,8 +83,15 @@ impl Replica {
             nats_url: nats_url.to_string(),
             nats_replicas,
             log: dir.join(format!("manager-{node}.log")),
+            profiles: None,
             child: None,
         }
+    }
+
+    /// The same replica, running on the profile file at `path`.
+    pub fn with_profiles(mut self, path: PathBuf) -> Self {
+        self.profiles = Some(path);
+        self
     }
 
     /// Its gRPC URL.
@@ -100,7 +108,11 @@ impl Replica {
     pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "{} is running", self.node);
         let (out, err) = log_file(&self.log);
-        let child = wfm("manager")
+        let mut command = wfm("manager");
+        if let Some(profiles) = &self.profiles {
+            command.arg("--profiles").arg(profiles);
+        }
+        let child = command
             .args(["--nats-url", &self.nats_url])
             .args(["--node-id", &self.node])
             .args(["--advertise-url", &self.url()])
