@@ -32,15 +32,15 @@ pub enum Target {
 impl Target {
     /// The dot-notation target name of the platform spec, e.g. `s1.voice.call-7`.
     pub fn render(&self, session: &Id) -> String {
+        // `join` sizes the string once; `format!` through Display cost about 900
+        // instructions a name (callgrind, `wfm bench callgrind apply-3`), a fifth of an update.
         match self {
-            Target::Session => session.to_string(),
-            Target::Channel(channel) => format!("{session}.{channel}"),
+            Target::Session => session.as_str().to_owned(),
+            Target::Channel(channel) => [session.as_str(), channel.as_str()].join("."),
             Target::Interaction {
                 channel,
                 interaction,
-            } => {
-                format!("{session}.{channel}.{interaction}")
-            }
+            } => [session.as_str(), channel.as_str(), interaction.as_str()].join("."),
         }
     }
 }
