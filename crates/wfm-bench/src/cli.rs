@@ -9,7 +9,7 @@ use crate::cluster::{self, ClusterPart, ClusterPlan};
 use crate::suite::{self, Plan};
 use crate::{commands, nats, plot, proc, report, roles, timers};
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 /// The subcommand of the `wfm` binary that runs the suite; its child roles are
 /// `wfm bench <role>` too, so that they run the very code that was built.
@@ -21,6 +21,46 @@ pub const COMMAND: &str = "bench";
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// Where a part run on its own merges its figures (`--merge`), and what it writes then.
+#[derive(Debug, Args)]
+struct Merge {
+    /// Merge the figures into this results JSON (as `all` wrote it) and write the report
+    /// and the plot from it again.
+    #[arg(long = "merge")]
+    json: Option<PathBuf>,
+    /// Where to write the report, with --merge.
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    out: PathBuf,
+    /// Where to write the scale-curve plot, with --merge.
+    #[arg(long, default_value = "docs/bench/scale.png")]
+    plot: PathBuf,
+    /// The command to name for the suite in the report, with --merge.
+    #[arg(long, default_value = "cargo run --release -p wfm -- bench all")]
+    suite_command: String,
+}
+
+impl Merge {
+    /// With --merge: merges one part's figures (`apply`) into the results JSON, and writes
+    /// the report and the plot from it again.
+    fn apply(&self, apply: impl FnOnce(&mut suite::Results)) -> anyhow::Result<()> {
+        let Some(json) = &self.json else {
+            return Ok(());
+        };
+        let text = std::fs::read_to_string(json)
+            .with_context(|| format!("cannot read {}", json.display()))?;
+        let mut results: suite::Results = serde_json::from_str(&text)?;
+        apply(&mut results);
+        std::fs::write(json, serde_json::to_string_pretty(&results)?)?;
+        write(&results, &self.suite_command, &self.out, &self.plot)?;
+        eprintln!(
+            "[wfm-bench] merged the figures into {} and wrote {}",
+            json.display(),
+            self.out.display()
+        );
+        Ok(())
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,19 +134,8 @@ enum Command {
         /// Seconds to measure.
         #[arg(long, default_value_t = 20)]
         seconds: u64,
-        /// Merge the figures into this results JSON (as `all` wrote it) and write the
-        /// report and the plot from it again.
-        #[arg(long)]
-        merge: Option<PathBuf>,
-        /// Where to write the report, with --merge.
-        #[arg(long, default_value = "BENCHMARKS.md")]
-        out: PathBuf,
-        /// Where to write the scale-curve plot, with --merge.
-        #[arg(long, default_value = "docs/bench/scale.png")]
-        plot: PathBuf,
-        /// The command to name for the suite in the report, with --merge.
-        #[arg(long, default_value = "cargo run --release -p wfm -- bench all")]
-        suite_command: String,
+        #[command(flatten)]
+        merge: Merge,
     },
     /// Measure what sessions with a pending deadline (time-boxed after-call work) cost the
     /// manager in memory and CPU, against the same sessions without one.
@@ -117,19 +146,8 @@ enum Command {
         /// The after-call work time box, seconds (the creation must fit in it).
         #[arg(long, default_value_t = 20)]
         acw_secs: u32,
-        /// Merge the figures into this results JSON (as `all` wrote it) and write the
-        /// report and the plot from it again.
-        #[arg(long)]
-        merge: Option<PathBuf>,
-        /// Where to write the report, with --merge.
-        #[arg(long, default_value = "BENCHMARKS.md")]
-        out: PathBuf,
-        /// Where to write the scale-curve plot, with --merge.
-        #[arg(long, default_value = "docs/bench/scale.png")]
-        plot: PathBuf,
-        /// The command to name for the suite in the report, with --merge.
-        #[arg(long, default_value = "cargo run --release -p wfm -- bench all")]
-        suite_command: String,
+        #[command(flatten)]
+        merge: Merge,
     },
     /// Hold a pipeline under load and print its process ids, for a profiler to attach.
     Profile {
@@ -228,29 +246,6 @@ fn write(results: &suite::Results, command: &str, out: &Path, plot: &Path) -> an
     Ok(())
 }
 
-/// Merges one part's figures (`apply`) into the results JSON at `json`, and writes the
-/// report and the plot from it again.
-fn merge_into(
-    json: &Path,
-    suite_command: &str,
-    out: &Path,
-    plot: &Path,
-    apply: impl FnOnce(&mut suite::Results),
-) -> anyhow::Result<()> {
-    let text =
-        std::fs::read_to_string(json).with_context(|| format!("cannot read {}", json.display()))?;
-    let mut results: suite::Results = serde_json::from_str(&text)?;
-    apply(&mut results);
-    std::fs::write(json, serde_json::to_string_pretty(&results)?)?;
-    write(&results, suite_command, out, plot)?;
-    eprintln!(
-        "[wfm-bench] merged the figures into {} and wrote {}",
-        json.display(),
-        out.display()
-    );
-    Ok(())
-}
-
 /// This invocation as `cargo run` takes it: the arguments after the binary.
 fn invocation() -> String {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -270,9 +265,6 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
             sessions,
             acw_secs,
             merge,
-            out,
-            plot,
-            suite_command,
         } => {
             proc::raise_open_files_limit();
             let figures = timers::run(timers::TimerPlan { sessions, acw_secs }).await?;
@@ -281,12 +273,7 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
                 figures.all_expired(),
                 "not every session's after-call work ended at its deadline"
             );
-            match merge {
-                Some(json) => merge_into(&json, &suite_command, &out, &plot, |results| {
-                    results.timers = Some(figures);
-                }),
-                None => Ok(()),
-            }
+            merge.apply(|results| results.timers = Some(figures))
         }
         Command::Memory { sessions } => {
             proc::raise_open_files_limit();
@@ -305,9 +292,6 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
             rate,
             seconds,
             merge,
-            out,
-            plot,
-            suite_command,
         } => {
             proc::raise_open_files_limit();
             let plan = commands::CommandPlan {
@@ -322,12 +306,7 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
                 "{} commands or updates failed",
                 figures.errors
             );
-            match merge {
-                Some(json) => merge_into(&json, &suite_command, &out, &plot, |results| {
-                    results.commands = Some(figures);
-                }),
-                None => Ok(()),
-            }
+            merge.apply(|results| results.commands = Some(figures))
         }
         Command::ServeGateway { manager } => roles::serve_gateway(&manager).await,
         Command::ServeClusterManager {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt as _;
 use process::cluster::{
     Gateway, Ip, Load, MediaBar, Model, Replica, log_dir, print_percentiles, replicas, settle,
-    state_mismatch, view_of,
+    start_all, state_mismatch, view_of,
 };
 use process::nats::{NatsCluster, NatsServer};
 use prost::Message as _;
@@ -362,16 +362,9 @@ async fn a_taken_over_session_ends_its_after_call_work_on_the_old_owners_schedul
     )
     .unwrap();
     let nats = NatsServer::single().await;
-    let mut replicas: Vec<Replica> = ["r0", "r1"]
-        .iter()
-        .map(|node| Replica::new(node, &nats.url(), 1, &dir).with_profiles(profiles.clone()))
-        .collect();
-    for replica in &mut replicas {
-        replica.spawn();
-        replica
-            .ready_by(Instant::now() + Duration::from_secs(30))
-            .await;
-    }
+    let with_profiles =
+        |node: &str| Replica::new(node, &nats.url(), 1, &dir).with_profiles(profiles.clone());
+    let mut replicas = start_all(vec![with_profiles("r0"), with_profiles("r1")]).await;
     let entered = Instant::now();
     replicas[0]
         .client()

@@ -330,9 +330,14 @@ pub async fn replicas(
     nats_replicas: usize,
     dir: &std::path::Path,
 ) -> Vec<Replica> {
-    let mut replicas: Vec<Replica> = (0..count)
+    let replicas = (0..count)
         .map(|i| Replica::new(&format!("r{i}"), nats_url, nats_replicas, dir))
         .collect();
+    start_all(replicas).await
+}
+
+/// Starts `replicas` and waits until each serves.
+pub async fn start_all(mut replicas: Vec<Replica>) -> Vec<Replica> {
     // One at a time: the first creates the buckets.
     for replica in &mut replicas {
         replica.spawn();
