@@ -144,7 +144,7 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         sessions: usize,
         /// The after-call work time box, seconds (the creation must fit in it).
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(2..))]
         acw_secs: u32,
         #[command(flatten)]
         merge: Merge,

@@ -138,8 +138,7 @@ async fn hold(child: &ServerChild, plan: TimerPlan) -> anyhow::Result<(Child, In
     let held_kib = child.rss_kib()?;
 
     let box_len = Duration::from_secs(u64::from(plan.acw_secs));
-    let idle_until = (first + box_len).saturating_duration_since(Instant::now());
-    let idle_until = Instant::now() + idle_until.saturating_sub(Duration::from_secs(1));
+    let idle_until = (first + box_len - Duration::from_secs(1)).max(Instant::now());
     let cpu = child.cpu_seconds()?;
     let idle_start = Instant::now();
     tokio::time::sleep_until(idle_until.into()).await;
